@@ -1,0 +1,88 @@
+"""Debiased contrastive loss (Chuang et al. 2020) and hard-negative HCL (Robinson et al. 2021).
+
+Both estimate the true-negative mass Ng from the observed negatives and the positive:
+    Ng = max((sum_n w_n e^{s_n/tau} - tau+ N e^{s+/tau}) / (1 - tau+), N e^{-1/tau})
+    l  = -log(e^{s+/tau} / (e^{s+/tau} + Ng))
+with w_n = 1 for Debiased CL and w_n = e^{beta s_n/tau} / mean_k e^{beta s_k/tau} for HCL.
+Everything is computed in log space, so nothing overflows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from trainables.losses.base import ContrastiveLoss, LossTerms, check_positive
+from trainables.losses.multiview import negative_logits, positive_logits
+
+
+def check_tau_plus(tau_plus: float) -> float:
+    if not 0 <= tau_plus < 1:
+        raise ValueError(f"tau_plus={tau_plus!r} is not allowed: it must be in [0, 1)")
+    return float(tau_plus)
+
+
+def debiased_terms(pos: torch.Tensor, log_neg_mass: torch.Tensor, num_neg: int, tau_plus: float, temperature: float) -> torch.Tensor:
+    """-log(e^{s+} / (e^{s+} + Ng)) per pair, from log sum_n w_n e^{s_n/tau}.
+
+    Shape:
+        pos: [P, M] positive logits s+/tau; log_neg_mass: [P] -> [P, M].
+    """
+    # r = log(tau+ N e^{s+} / sum): the debiasing subtraction is possible only where r < 0.
+    r = math.log(tau_plus * num_neg) + pos - log_neg_mass[:, None] if tau_plus > 0 else torch.full_like(pos, -math.inf)
+    feasible = r < 0
+    log_rest = log_neg_mass[:, None] + torch.log(-torch.expm1(r.clamp(max=-1e-7)))
+    log_debiased = torch.where(feasible, log_rest, -math.inf) - math.log(1 - tau_plus)
+    log_ng = torch.clamp(log_debiased, min=math.log(num_neg) - 1 / temperature)
+    return F.softplus(log_ng - pos)
+
+
+class DebiasedLoss(ContrastiveLoss):
+    """Debiased CL ("dcl"): defaults temperature 0.5, tau_plus 0.1 (official code)."""
+
+    name = "dcl"
+
+    def __init__(self, temperature: float = 0.5, tau_plus: float = 0.1, gather_distributed: bool = True) -> None:
+        super().__init__(temperature, gather_distributed)
+        self.tau_plus = check_tau_plus(tau_plus)
+
+    def log_negative_mass(self, neg: torch.Tensor, neg_lse: torch.Tensor, num_neg: int) -> torch.Tensor:
+        """log sum_n w_n e^{s_n/tau} over each row's negatives; w_n = 1 here.
+
+        Shape:
+            neg: [P, N_all] (own image at -inf), neg_lse: [P] its log-sum-exp -> [P].
+        """
+        return neg_lse
+
+    def terms(self, local: torch.Tensor, glob: torch.Tensor, offset: int) -> LossTerms:
+        neg = negative_logits(local, glob, offset, self.temperature)
+        neg_lse = torch.logsumexp(neg, dim=1)
+        num_neg = (glob.shape[0] - 1) * glob.shape[1]
+        pos = positive_logits(local, self.temperature)
+        log_mass = self.log_negative_mass(neg, neg_lse, num_neg)
+        terms = debiased_terms(pos, log_mass, num_neg, self.tau_plus, self.temperature)
+        return LossTerms(terms=terms, pos_prob=torch.sigmoid(pos - neg_lse[:, None]))
+
+
+class HardNegativeLoss(DebiasedLoss):
+    """HCL ("hcl"): negatives re-weighted by e^{beta s/tau}; defaults tau 0.5, tau_plus 0.1, beta 1.
+
+    sum_n w_n e^{s_n} = N sum_n e^{(beta+1) s_n} / sum_n e^{beta s_n}. The weights are not
+    detached, as in the official code. beta = 0 gives Debiased CL.
+    """
+
+    name = "hcl"
+
+    def __init__(self, temperature: float = 0.5, tau_plus: float = 0.1, beta: float = 1.0, gather_distributed: bool = True) -> None:
+        super().__init__(temperature, tau_plus, gather_distributed)
+        if not beta >= 0:
+            raise ValueError(f"beta={beta!r} is not allowed: it must be >= 0")
+        self.beta = float(beta)
+
+    def log_negative_mass(self, neg: torch.Tensor, neg_lse: torch.Tensor, num_neg: int) -> torch.Tensor:
+        if self.beta == 0:  # 0 * -inf would be nan on the masked columns
+            return neg_lse
+        log_mean_weight = torch.logsumexp(neg * self.beta, dim=1) - math.log(num_neg)
+        return torch.logsumexp(neg * (self.beta + 1), dim=1) - log_mean_weight

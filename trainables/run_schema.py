@@ -1,0 +1,77 @@
+"""Names shared by the code that writes MLflow runs and the code that reads them.
+
+A study is one MLflow tree:
+
+    study run            tag nce.kind=study      (the preset, its overrides, the code version)
+    └── trial run        tag nce.kind=pretrain   (one pretraining; params = its config)
+        └── eval run     tag nce.kind=linear_eval (one linear / finetune / kNN evaluation)
+
+Parent links use MLflow's own ``mlflow.parentRunId`` tag, so the MLflow UI nests them.
+Every name a writer logs and a reader looks up lives here, so that the two cannot drift.
+"""
+
+from __future__ import annotations
+
+# --- tags -------------------------------------------------------------------------------------
+PARENT = "mlflow.parentRunId"  # MLflow's own nesting tag
+KIND = "nce.kind"  # one of KIND_* below
+KIND_STUDY = "study"
+KIND_PRETRAIN = "pretrain"
+KIND_EVAL = "linear_eval"
+STUDY = "nce.study"  # the study's stable name, on every run of its tree
+TRIAL_ID = "nce.trial_id"  # Ray Tune's trial id, on trial runs
+STATUS = "nce.status"  # one of STATUS_* below, on trial runs
+STATUS_COMPLETED = "completed"
+STATUS_EARLY_STOPPED = "early_stopped"
+STATUS_FAILED = "failed"
+FAILURE_REASON = "nce.failure_reason"  # one line, on failed runs
+CODE_VERSION = "nce.code_version"  # git commit (with "+dirty" when the tree had changes)
+PRESET = "nce.preset"  # on study runs
+
+# --- params of a pretraining run (all config fields are logged; these are the ones read back) --
+P_LOSS = "loss"
+P_VIEWS = "views"  # M: positive views per anchor
+P_VIEWS_PER_IMAGE = "views_per_image"  # V: encoder passes per image (M + 1, or M + 2)
+P_BATCH_SIZE = "batch_size"  # global batch
+P_LR = "lr"  # base learning rate, as given
+P_LR_EFFECTIVE = "lr_effective"  # after the lr_scaling rule
+P_LR_SCALING = "lr_scaling"
+P_OPTIMIZER = "optimizer"
+P_TEMPERATURE = "temperature"
+P_SEED = "seed"
+P_EPOCHS = "epochs"
+P_DATASET = "dataset"
+P_BACKBONE = "backbone"
+P_WORLD_SIZE = "world_size"
+P_DEVICE_TYPE = "device_type"  # "cpu" or "cuda"
+
+# --- params of an evaluation run -------------------------------------------------------------
+P_PRETRAIN_RUN_ID = "pretrain_run_id"
+P_EVAL_MODE = "eval_mode"  # linear | finetune | knn
+P_RECIPE = "recipe"  # attentionnce | flatclr (linear and finetune only)
+P_CHECKPOINT_EPOCH = "checkpoint_epoch"
+
+# --- per-epoch metrics of a pretraining run (step = epoch, 1-based) -------------------------
+M_TRAIN_LOSS = "train_loss"
+M_POS_PROB = "pos_prob"  # mean InfoNCE probability of the positive, pi+
+M_GRAD_SCALE = "grad_scale"  # mean 1 - pi+: InfoNCE's gradient scale
+M_LR = "lr_now"  # learning rate at the end of the epoch
+M_IMAGES_PER_S = "images_per_s"
+M_EPOCH_TIME = "epoch_time_s"
+M_VAL_KNN = "val_knn_acc"  # kNN accuracy on the held-out validation split
+
+# --- final metrics of a pretraining run ------------------------------------------------------
+M_FINAL_VAL_KNN = "final_val_knn_acc"
+M_BEST_VAL_KNN = "best_val_knn_acc"
+M_WALL_CLOCK = "wall_clock_s"
+M_DEVICE_HOURS = "device_hours"  # workers x wall clock, in GPU-hours on GPU (CPU-hours on CPU)
+M_EPOCHS_DONE = "epochs_done"
+
+# --- metrics of an evaluation run ------------------------------------------------------------
+M_EVAL_VAL_ACC = "val_acc"  # per epoch
+M_EVAL_TEST_ACC = "test_acc"  # per epoch (recorded, never used for selection)
+M_EVAL_TRAIN_LOSS = "train_loss"  # per epoch
+M_TEST_AT_BEST_VAL = "test_acc_at_best_val"  # THE reported number: test accuracy at the val-selected epoch
+M_BEST_VAL_ACC = "best_val_acc"
+M_BEST_EPOCH = "best_epoch"
+M_MAX_TEST_OVER_EPOCHS = "max_test_acc_over_epochs"  # the seeds' test-set-selected number, for comparison only
