@@ -1,0 +1,247 @@
+"""The one typed configuration of a pretraining run, validated before anything starts.
+
+Defaults follow the AttentionNCE seed's command line (``--epochs 400 --batch_size 256
+--lr 1e-3``, Adam, no schedule). ``views`` is M, the positive views per anchor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainables.losses import ATTENTIONNCE_PRESETS, HYPERPARAMETERS, LOSSES
+
+DATASET_NAMES = ("cifar10", "cifar100", "stl10", "imagefolder", "digits")
+BACKBONE_NAMES = ("resnet18", "resnet50", "small")
+HEAD_NAMES = ("mlp", "mlp_bn")
+OPTIMIZER_NAMES = ("lars", "sgd", "adam")
+LR_SCALING_NAMES = ("linear", "sqrt", "none")
+SCHEDULE_NAMES = ("cosine", "constant")
+PRECISION_NAMES = ("auto", "fp32", "bf16")
+LOSS_HYPERPARAMETERS = ("temperature", "d_pos", "d_neg", "tau_plus", "beta")
+
+
+class ConfigError(ValueError):
+    """Bad configuration; the message names every bad field, its value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    # What is compared.
+    loss: str = "infonce"
+    views: int = 1
+    temperature: float | None = None  # None: the loss's own default
+    d_pos: float | None = None
+    d_neg: float | None = None
+    attention_preset: str | None = None  # a dataset name whose (d_pos, d_neg) AttentionNCE published
+    tau_plus: float | None = None
+    beta: float | None = None
+    # Data.
+    dataset: str = "cifar10"
+    data_dir: str = "data"
+    download: bool = False
+    limit_train: int | None = None
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    # Model.
+    backbone: str = "resnet18"
+    head: str = "mlp_bn"
+    proj_dim: int = 128
+    # Optimisation. batch_size is the global batch, split evenly over the workers.
+    epochs: int = 400
+    batch_size: int = 256
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    lr_scaling: str = "none"
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    schedule: str = "constant"
+    warmup_epochs: int = 0
+    # Augmentation (None: the dataset's default).
+    jitter_strength: float | None = None
+    blur_prob: float | None = None
+    # Evaluation and checkpoints.
+    n_eval_epochs: int = 5
+    n_save_epochs: int = 20
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    save_dir: str = "checkpoints"
+    # Resources and numerics.
+    workers: int = 1
+    gpu: bool = False
+    cpus_per_worker: float = 1.0
+    seed: int = 0
+    precision: str = "auto"
+    compile: bool = False
+    gather: bool = True
+    # Tracking.
+    tracking_uri: str | None = None
+    experiment: str = "nce-study"
+    run_name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = [p for check in CHECKS for p in check(self)]
+        if problems:
+            raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+    @property
+    def views_per_image(self) -> int:
+        """V, the encoder passes per image (M + 1, or M + 2 for attentionnce)."""
+        return LOSSES[self.loss].views_per_image(self.views)
+
+    def loss_hyperparameters(self) -> dict[str, float]:
+        """The hyperparameters given for this loss (its own defaults fill the rest)."""
+        given = {name: getattr(self, name) for name in LOSS_HYPERPARAMETERS if getattr(self, name) is not None}
+        if self.attention_preset is not None:
+            given = dict(zip(("d_pos", "d_neg"), ATTENTIONNCE_PRESETS[self.attention_preset])) | given
+        return given
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> PretrainConfig:
+        return from_dict(self.to_dict() | changes)
+
+
+def one_of(name: str, allowed: tuple[str, ...], *, optional: bool = False):
+    def check(cfg: PretrainConfig) -> list[str]:
+        value = getattr(cfg, name)
+        if value in allowed or (optional and value is None):
+            return []
+        return [f"{name}={value!r} is not allowed; allowed: {', '.join(allowed)}"]
+
+    return check
+
+
+def at_least(name: str, low: float, *, strict: bool = False):
+    def check(cfg: PretrainConfig) -> list[str]:
+        value = getattr(cfg, name)
+        if value is None or (value > low if strict else value >= low):
+            return []
+        return [f"{name}={value!r} is not allowed; it must be {'>' if strict else '>='} {low}"]
+
+    return check
+
+
+def in_range(name: str, low: float, high: float, *, closed: bool = False):
+    def check(cfg: PretrainConfig) -> list[str]:
+        value = getattr(cfg, name)
+        if value is None or low <= value < high or (closed and value == high):
+            return []
+        return [f"{name}={value!r} is not allowed; it must be in [{low}, {high}{']' if closed else ')'}"]
+
+    return check
+
+
+def hyperparameters_fit_the_loss(cfg: PretrainConfig) -> list[str]:
+    if cfg.loss not in LOSSES:
+        return []
+    takes = HYPERPARAMETERS[cfg.loss]
+    given = [n for n in LOSS_HYPERPARAMETERS if getattr(cfg, n) is not None and n not in takes]
+    if cfg.attention_preset is not None and cfg.loss != "attentionnce":
+        given.append("attention_preset")
+    return [f"{n}={getattr(cfg, n)!r} does not apply to loss={cfg.loss!r}, which takes: {', '.join(takes)}" for n in given]
+
+
+def workers_divide_batch(cfg: PretrainConfig) -> list[str]:
+    if cfg.workers >= 1 and cfg.batch_size % cfg.workers:
+        return [f"batch_size={cfg.batch_size} is not divisible by workers={cfg.workers}: each worker takes batch_size / workers images"]
+    return []
+
+
+def warmup_fits(cfg: PretrainConfig) -> list[str]:
+    if cfg.warmup_epochs >= cfg.epochs >= 1 and cfg.schedule == "cosine":
+        return [f"warmup_epochs={cfg.warmup_epochs} is not allowed; it must be < epochs={cfg.epochs}"]
+    return []
+
+
+CHECKS = [
+    one_of("loss", tuple(LOSSES)),
+    one_of("dataset", DATASET_NAMES),
+    one_of("backbone", BACKBONE_NAMES),
+    one_of("head", HEAD_NAMES),
+    one_of("optimizer", OPTIMIZER_NAMES),
+    one_of("lr_scaling", LR_SCALING_NAMES),
+    one_of("schedule", SCHEDULE_NAMES),
+    one_of("precision", PRECISION_NAMES),
+    one_of("attention_preset", tuple(ATTENTIONNCE_PRESETS), optional=True),
+    at_least("views", 1),
+    at_least("batch_size", 2),
+    at_least("epochs", 1),
+    at_least("lr", 0, strict=True),
+    at_least("temperature", 0, strict=True),
+    at_least("d_pos", 0, strict=True),
+    at_least("d_neg", 0, strict=True),
+    in_range("tau_plus", 0, 1),
+    at_least("beta", 0),
+    at_least("limit_train", 1),
+    in_range("val_fraction", 0, 1),
+    at_least("proj_dim", 1),
+    at_least("weight_decay", 0),
+    in_range("momentum", 0, 1),
+    at_least("warmup_epochs", 0),
+    at_least("n_eval_epochs", 1),
+    at_least("n_save_epochs", 1),
+    at_least("knn_k", 1),
+    at_least("knn_temperature", 0, strict=True),
+    at_least("workers", 1),
+    at_least("cpus_per_worker", 0, strict=True),
+    at_least("jitter_strength", 0),
+    in_range("blur_prob", 0, 1, closed=True),
+    hyperparameters_fit_the_loss,
+    workers_divide_batch,
+    warmup_fits,
+]
+
+
+def _types() -> dict[str, Any]:
+    return typing.get_type_hints(PretrainConfig)
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """``value`` as the field's type, or a ConfigError naming the field; ints widen to floats."""
+    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        base = typing.get_origin(kind) or kind
+        if base is bool and isinstance(value, bool):
+            return value
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if base in (str, dict) and isinstance(value, base):
+            return value
+    names = " or ".join("None" if k is type(None) else getattr(typing.get_origin(k) or k, "__name__", str(k)) for k in allowed)
+    raise ConfigError(f"{name}={value!r} has type {type(value).__name__}; expected {names}")
+
+
+def from_dict(values: dict[str, Any]) -> PretrainConfig:
+    """A validated config from plain values; unknown keys and wrong types are errors."""
+    known = {f.name for f in fields(PretrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        hints = [f"{k!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, known, 1)) else "") for k in unknown]
+        raise ConfigError(f"unknown config key(s): {', '.join(hints)}")
+    hints = _types()
+    return PretrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
+
+
+def from_yaml(path: str | Path, overrides: dict[str, Any] | None = None) -> PretrainConfig:
+    """A config from a YAML mapping, with ``overrides`` (e.g. from flags) on top."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config={str(path)!r}: no such file")
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config={str(path)!r} must hold a mapping of field: value, not {type(loaded).__name__}")
+    return from_dict(loaded | (overrides or {}))
