@@ -12,18 +12,15 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
+from trainables.data import DATASETS
 from trainables.losses import ATTENTIONNCE_PRESETS, HYPERPARAMETERS, LOSSES
+from trainables.models import BACKBONES, HEADS
+from trainables.optim import LR_SCALING, OPTIMIZERS, SCHEDULES, scaled_lr
 
-DATASET_NAMES = ("cifar10", "cifar100", "stl10", "imagefolder", "digits")
-BACKBONE_NAMES = ("resnet18", "resnet50", "small")
-HEAD_NAMES = ("mlp", "mlp_bn")
-OPTIMIZER_NAMES = ("lars", "sgd", "adam")
-LR_SCALING_NAMES = ("linear", "sqrt", "none")
-SCHEDULE_NAMES = ("cosine", "constant")
 PRECISION_NAMES = ("auto", "fp32", "bf16")
 LOSS_HYPERPARAMETERS = ("temperature", "d_pos", "d_neg", "tau_plus", "beta")
 
@@ -97,6 +94,11 @@ class PretrainConfig:
         """V, the encoder passes per image (M + 1, or M + 2 for attentionnce)."""
         return LOSSES[self.loss].views_per_image(self.views)
 
+    @property
+    def effective_lr(self) -> float:
+        """The learning rate after the lr_scaling rule, as the optimiser sees it."""
+        return scaled_lr(self.lr, self.batch_size, self.lr_scaling)
+
     def loss_hyperparameters(self) -> dict[str, float]:
         """The hyperparameters given for this loss (its own defaults fill the rest)."""
         given = {name: getattr(self, name) for name in LOSS_HYPERPARAMETERS if getattr(self, name) is not None}
@@ -111,9 +113,11 @@ class PretrainConfig:
         return from_dict(self.to_dict() | changes)
 
 
-def one_of(name: str, allowed: tuple[str, ...], *, optional: bool = False):
+def one_of(name: str, registry: Iterable[str], *, optional: bool = False):
+    """The field's value must be a name in ``registry``, read at check time (registries may grow)."""
+
     def check(cfg: PretrainConfig) -> list[str]:
-        value = getattr(cfg, name)
+        value, allowed = getattr(cfg, name), tuple(registry)
         if value in allowed or (optional and value is None):
             return []
         return [f"{name}={value!r} is not allowed; allowed: {', '.join(allowed)}"]
@@ -164,15 +168,15 @@ def warmup_fits(cfg: PretrainConfig) -> list[str]:
 
 
 CHECKS = [
-    one_of("loss", tuple(LOSSES)),
-    one_of("dataset", DATASET_NAMES),
-    one_of("backbone", BACKBONE_NAMES),
-    one_of("head", HEAD_NAMES),
-    one_of("optimizer", OPTIMIZER_NAMES),
-    one_of("lr_scaling", LR_SCALING_NAMES),
-    one_of("schedule", SCHEDULE_NAMES),
+    one_of("loss", LOSSES),
+    one_of("dataset", DATASETS),
+    one_of("backbone", BACKBONES),
+    one_of("head", HEADS),
+    one_of("optimizer", OPTIMIZERS),
+    one_of("lr_scaling", LR_SCALING),
+    one_of("schedule", SCHEDULES),
     one_of("precision", PRECISION_NAMES),
-    one_of("attention_preset", tuple(ATTENTIONNCE_PRESETS), optional=True),
+    one_of("attention_preset", ATTENTIONNCE_PRESETS, optional=True),
     at_least("views", 1),
     at_least("batch_size", 2),
     at_least("epochs", 1),

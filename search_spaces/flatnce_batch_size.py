@@ -1,0 +1,21 @@
+"""FlatNCE against InfoNCE across batch sizes on CIFAR-10: the log-K curse (FlatCLR's setup).
+
+ResNet-18 (CIFAR stem), FlatCLR's head, LARS with sqrt lr scaling (0.075 x sqrt(B), the
+SimCLR small-batch rule FlatCLR's README recommends), temperature 0.1, 10 warm-up epochs
+then cosine, one positive view. 2 losses x 6 batch sizes x 3 seeds = 36 trials.
+"""
+
+from search_spaces.preset import Preset
+
+PRESET = Preset(
+    name="flatnce-batch-size",
+    description="infonce vs flatnce x batch 16..512 on CIFAR-10, ResNet-18, LARS sqrt scaling, 3 seeds",
+    fixed={
+        "dataset": "cifar10", "backbone": "resnet18", "head": "mlp", "views": 1, "temperature": 0.1,
+        "optimizer": "lars", "lr": 0.075, "lr_scaling": "sqrt", "weight_decay": 1e-6,
+        "schedule": "cosine", "warmup_epochs": 10, "epochs": 100, "gpu": True,
+    },
+    grid={"loss": ("infonce", "flatnce"), "batch_size": (16, 32, 64, 128, 256, 512)},
+    seeds=(0, 1, 2),
+    evaluation={"mode": "linear", "recipe": "flatclr", "epochs": 100},
+)

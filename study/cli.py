@@ -1,0 +1,92 @@
+"""Command-line flags generated from the typed configs, so every flag is validated alike.
+
+Each field gets its underscore spelling (the seeds' ``--batch_size``) and its dashed one
+(``--batch-size``). Only flags the user passes override the YAML file (``--config``) and
+the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any
+
+HELP: dict[str, str] = {
+    "loss": "contrastive loss: infonce (SimCLR), flatnce, attentionnce, dcl (Debiased CL), hcl",
+    "views": "M, positive views per anchor; infonce/flatnce/dcl/hcl encode M+1 views per image, attentionnce M+2",
+    "temperature": "softmax temperature tau (default: 0.1 for infonce/flatnce, 0.5 for the others)",
+    "d_pos": "attentionnce: positive-attention scale (default 1)",
+    "d_neg": "attentionnce: negative-attention scale (default 1; 10 on CIFAR in the paper)",
+    "attention_preset": "attentionnce: take (d_pos, d_neg) published for this dataset (cifar10, cifar100, stl10, tinyimagenet)",
+    "tau_plus": "dcl/hcl: class prior tau+ in [0, 1) (default 0.1)",
+    "beta": "hcl: hardness concentration beta >= 0 (default 1)",
+    "dataset": "cifar10, cifar100, stl10, imagefolder (train/ val/ tree) or digits (bundled, offline)",
+    "data_dir": "folder holding the dataset (for cifar10: the folder containing cifar-10-batches-py/)",
+    "download": "allow torchvision to download the dataset into data_dir (never done otherwise)",
+    "limit_train": "keep a seeded random subset of N training images (quick runs); validation split unchanged",
+    "val_fraction": "fraction of the training set held out for model selection (seeded, stratified)",
+    "split_seed": "seed of the validation split",
+    "backbone": "resnet18, resnet50 (CIFAR stem up to 96 px) or small (CPU-friendly)",
+    "head": "projection head: mlp (FlatCLR: Linear-ReLU-Linear) or mlp_bn (DCL/HCL/AttentionNCE: Linear-BN-ReLU-Linear)",
+    "epochs": "pretraining epochs",
+    "batch_size": "GLOBAL batch size, split evenly over the workers",
+    "lr": "base learning rate; the effective one is lr scaled by --lr-scaling",
+    "optimizer": "lars, sgd or adam",
+    "lr_scaling": "linear (lr x B/256), sqrt (lr x sqrt(B)) or none",
+    "weight_decay": "weight decay (biases and norm parameters excluded)",
+    "schedule": "cosine (linear warm-up, then per-step cosine) or constant",
+    "warmup_epochs": "warm-up epochs of the cosine schedule",
+    "jitter_strength": "colour-jitter strength s: (0.8s, 0.8s, 0.8s, 0.2s) (default: dataset's)",
+    "blur_prob": "Gaussian-blur probability (default: 0 for CIFAR, 0.5 for STL-10/ImageNet)",
+    "n_eval_epochs": "kNN-monitor every N epochs on the validation split",
+    "n_save_epochs": "checkpoint every N epochs (and at the end)",
+    "save_dir": "storage for Ray Train runs and checkpoints (a shared path or s3:// on clusters)",
+    "workers": "W, Ray Train workers (DDP); each takes batch_size / W images",
+    "gpu": "one GPU per worker (NCCL); CPU workers use gloo",
+    "cpus_per_worker": "CPUs reserved per worker (fractions allowed)",
+    "seed": "seed of initial weights, batch order and augmentations",
+    "precision": "auto (bf16 on GPU, fp32 on CPU), fp32 or bf16",
+    "compile": "torch.compile the model",
+    "gather": "gather negatives across workers (keep on: without it each worker sees only its own negatives)",
+    "tracking_uri": "MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    "experiment": "MLflow experiment name",
+    "run_name": "name of the run (MLflow and the Ray Train storage folder)",
+}
+
+
+def _flag_type(annotation: Any) -> Any:
+    kinds = [k for k in (typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)) if k is not type(None)]
+    return kinds[0]
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_class: type, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of ``config_class``; absent flags stay absent from the namespace."""
+    hints = typing.get_type_hints(config_class)
+    group = parser.add_argument_group("configuration (also settable in --config YAML)")
+    for f in dataclasses.fields(config_class):
+        kind = _flag_type(hints[f.name])
+        if f.name in skip or kind is dict:
+            continue
+        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f"{HELP.get(f.name, f.name)} (default: {default})"
+        if kind is bool:
+            group.add_argument(*names, dest=f.name, type=_bool, nargs="?", const=True, default=argparse.SUPPRESS, metavar="BOOL", help=help_text)
+        else:
+            group.add_argument(*names, dest=f.name, type=kind, default=argparse.SUPPRESS, help=help_text)
+
+
+def given_fields(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(config_class)}
+    return {k: v for k, v in vars(args).items() if k in names}

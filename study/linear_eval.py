@@ -1,0 +1,86 @@
+"""Evaluate pretrained checkpoints (linear probe, fine-tuning or kNN), each as a child MLflow run.
+
+    python study/linear_eval.py --model_path checkpoints/RUN/epoch_00003
+    python study/linear_eval.py --checkpoint_dir checkpoints/RUN --mode knn
+    python study/linear_eval.py --model_path ... --recipe flatclr --epochs 100 --batch_size 512
+
+The epoch is chosen on the validation split held out of the training set; the test accuracy
+at that epoch is the reported number (test_acc_at_best_val). The run is a child of the
+checkpoint's pretraining run in the MLflow UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from study.cli import add_config_flags, given_fields
+from trainables import run_schema as rs
+from trainables.checkpoint import STATE_FILE, CorruptCheckpointError
+from trainables.config import ConfigError
+from trainables.data import DatasetNotFoundError
+from trainables.linear_eval import EvalConfig, evaluate_and_record, load_pretrained
+from trainables.tracking import TrackingUnavailableError, check_reachable, resolve_tracking_uri
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="study/linear_eval.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--model_path", "--model-path", type=Path, help="a checkpoint directory (epoch_NNNNN) or its state.pt")
+    where.add_argument("--checkpoint_dir", "--checkpoint-dir", type=Path, help="a run's folder: evaluate every checkpoint in it")
+    parser.add_argument("--log_dir", "--log-dir", type=Path, default=Path("logs"), help="where a JSON summary per evaluation is written (default: logs)")
+    parser.add_argument("--tracking_uri", "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
+    add_config_flags(parser, EvalConfig)
+    return parser
+
+
+def checkpoints_to_evaluate(args: argparse.Namespace) -> list[Path]:
+    if args.model_path is not None:
+        path = args.model_path.parent if args.model_path.name == STATE_FILE else args.model_path
+        return [path]
+    found = sorted(p for p in args.checkpoint_dir.glob("epoch_*") if p.is_dir())
+    if not found:
+        raise ConfigError(f"checkpoint_dir={str(args.checkpoint_dir)!r} holds no epoch_* checkpoint folders")
+    return found
+
+
+def evaluate_one(checkpoint: Path, eval_cfg: EvalConfig, tracking_uri: str, log_dir: Path) -> dict[str, float]:
+    device = torch.device("cuda" if eval_cfg.gpu else "cpu")
+    p = load_pretrained(checkpoint, eval_cfg, device)
+    result = evaluate_and_record(p, eval_cfg, device, tracking_uri=tracking_uri, checkpoint=str(checkpoint))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    summary = log_dir / f"{eval_cfg.mode}-{checkpoint.parent.name}-{checkpoint.name}.json"
+    summary.write_text(json.dumps({"checkpoint": str(checkpoint)} | result, indent=2))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        eval_cfg = EvalConfig(**given_fields(args, EvalConfig))
+        tracking_uri = resolve_tracking_uri(args.tracking_uri)
+        check_reachable(tracking_uri)
+        checkpoints = checkpoints_to_evaluate(args)
+    except (ConfigError, TrackingUnavailableError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for checkpoint in tqdm(checkpoints, desc="checkpoints", disable=len(checkpoints) == 1):
+        try:
+            result = evaluate_one(checkpoint, eval_cfg, tracking_uri, args.log_dir)
+        except (CorruptCheckpointError, DatasetNotFoundError, ConfigError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(
+            f"{checkpoint}: {eval_cfg.mode} test accuracy {result[rs.M_TEST_AT_BEST_VAL]:.4f} at the validation-selected epoch "
+            f"(validation {result[rs.M_BEST_VAL_ACC]:.4f}); MLflow run {result['eval_run_id']} (mlflow ui --backend-store-uri {tracking_uri})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""What a study prints: its plan before it starts (--dry-run) and its table when it ends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from study.cost import encoder_passes, gpu_hours
+from study.plan import Plan, trial_resources
+
+
+def resources_text(driver: dict[str, float], workers: dict[str, float], num_workers: int) -> str:
+    text = " + ".join(f"{v:g} {k}" for k, v in driver.items())
+    if workers:
+        per = ", ".join(f"{v / num_workers:g} {k}" for k, v in workers.items())
+        text = f"driver {text} + {num_workers} workers x ({per})"
+    return text
+
+
+def describe_plan(name: str, plan: Plan) -> str:
+    """The trial list, each trial's resources and the estimated cost."""
+    preset = plan.preset
+    lines = [f"study {name!r}: preset {preset.name!r} — {preset.description}"]
+    if plan.is_search:
+        lines.append(f"{plan.num_trials} trials proposed by Optuna TPE (scheduler: {preset.scheduler}); {len(plan.configs)} sampled suggestions validated")
+        configs = plan.configs[:1]
+    else:
+        lines.append(f"{plan.num_trials} trials (grid over {', '.join(preset.grid) or 'nothing'} x {len(preset.seeds)} seed(s); scheduler: {preset.scheduler})")
+        configs = plan.configs
+    lines.append(f"{'#':>4}  {'loss':<13}{'batch':>6}{'M':>3}{'V':>3}{'lr':>9}{'seed':>5}  {'resources':<44}{'encoder passes':>15}{'GPU-h':>8}")
+    total_passes, total_hours = 0, 0.0
+    for i, cfg in enumerate(configs, 1):
+        driver, workers = trial_resources(cfg)
+        passes, hours = encoder_passes(cfg), gpu_hours(cfg)
+        total_passes += passes
+        total_hours += hours if hours is not None else 0.0
+        hours_text = f"{hours:8.2f}" if hours is not None else "     n/a"
+        lines.append(f"{i:>4}  {cfg.loss:<13}{cfg.batch_size:>6}{cfg.views:>3}{cfg.views_per_image:>3}{cfg.lr:>9.3g}{cfg.seed:>5}  {resources_text(driver, workers, cfg.workers):<44}{passes:>15,}{hours_text}")
+    scale = plan.num_trials / len(configs)
+    lines.append(f"total: {int(total_passes * scale):,} encoder passes, about {total_hours * scale:.1f} GPU-hours (estimate; n/a where no throughput was measured)")
+    lines.append(f"evaluation after each pretraining: {preset.evaluation}")
+    return "\n".join(lines)
+
+
+def print_summary(name: str, study_run_id: str, tracking_uri: str, folder: Path) -> None:
+    """The study's tables (through analysis/) and where to browse it."""
+    from analysis import write_report
+
+    report = write_report(name, tracking_uri, folder / "report", log_to_mlflow=True)
+    print(f"\n{report.batch_size_markdown}\n")
+    print(f"study {name}: MLflow run {study_run_id}; browse with: mlflow ui --backend-store-uri {tracking_uri}")
+    print(f"report: {report.html}")

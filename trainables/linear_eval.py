@@ -1,0 +1,259 @@
+"""Evaluating a pretrained backbone: linear probe, fine-tuning, or kNN.
+
+Unlike the seeds' probes, the backbone is in eval mode (BatchNorm statistics frozen), the
+epoch is chosen on the validation split, and the test accuracy at that epoch is the reported
+number. The seeds' "best test accuracy over epochs" is recorded too, under a name that says
+it was selected on the test set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from mlflow.tracking import MlflowClient
+from torch import nn
+
+from trainables import run_schema as rs
+from trainables.augment import AugmentConfig, SimCLRAugment, augment_config_for, eval_transform
+from trainables.checkpoint import load_checkpoint
+from trainables.config import ConfigError, from_dict
+from trainables.data import LabeledImages, TensorSplits, load_dataset
+from trainables.features import split_features
+from trainables.knn import knn_predict
+from trainables.losses.gather import world
+from trainables.models import ContrastiveModel, build_model
+from trainables.optim import build_schedule
+from trainables.tracking import RunLogger, create_run, end_run
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the classifier is trained, from a seed's evaluation script."""
+
+    optimizer: str
+    lr: float
+    weight_decay: float
+    momentum: float = 0.0
+    schedule: str = "constant"
+
+
+RECIPES: dict[str, Recipe] = {
+    "attentionnce": Recipe("adam", lr=1e-3, weight_decay=1e-6),  # linear.py of the AttentionNCE lineage
+    "flatclr": Recipe("sgd", lr=1.6, weight_decay=0.0, momentum=0.9, schedule="cosine"),  # train_fc.py
+}
+MODES = ("linear", "finetune", "knn")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    mode: str = "linear"
+    recipe: str = "attentionnce"
+    epochs: int = 100
+    batch_size: int = 512
+    lr: float | None = None  # None: the recipe's
+    data_dir: str | None = None  # None: the pretraining run's
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    gpu: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.mode not in MODES:
+            problems.append(f"mode={self.mode!r} is not allowed; allowed: {', '.join(MODES)}")
+        if self.recipe not in RECIPES:
+            problems.append(f"recipe={self.recipe!r} is not allowed; allowed: {', '.join(RECIPES)}")
+        for name in ("epochs", "batch_size", "knn_k"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name}={getattr(self, name)!r} is not allowed; it must be >= 1")
+        if self.lr is not None and not self.lr > 0:
+            problems.append(f"lr={self.lr!r} is not allowed; it must be > 0")
+        if problems:
+            raise ConfigError("invalid evaluation configuration:\n  - " + "\n  - ".join(problems))
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """A pretraining checkpoint, rebuilt: its model, config, data and augmentation."""
+
+    model: ContrastiveModel
+    config: dict[str, Any]
+    epoch: int
+    pretrain_run_id: str
+    data: TensorSplits
+    aug_cfg: AugmentConfig
+
+
+def load_pretrained(checkpoint: Path, eval_cfg: EvalConfig, device: torch.device) -> Pretrained:
+    state = load_checkpoint(checkpoint, map_location=device)
+    cfg = from_dict(state["config"] | ({"data_dir": eval_cfg.data_dir} if eval_cfg.data_dir else {}))
+    data = load_dataset(cfg.dataset, cfg.data_dir, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, limit_train=cfg.limit_train)
+    if not isinstance(data, TensorSplits):
+        raise ConfigError(f"dataset={cfg.dataset!r}: evaluation of folder datasets streams features; use mode=knn with study/train.py's monitor")
+    model = build_model(cfg.backbone, cfg.head, data.spec.image_size, cfg.proj_dim)
+    model.load_state_dict(state["model"])
+    aug_cfg = augment_config_for(cfg.dataset, data.spec.image_size, data.spec.mean, data.spec.std)
+    return Pretrained(model.to(device), cfg.to_dict(), int(state["epoch"]), str(state["mlflow_run_id"]), data, aug_cfg)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return (logits.argmax(1) == labels).float().mean().item()
+
+
+@dataclass
+class Selection:
+    """Per-epoch validation and test accuracies and the validation-selected epoch."""
+
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+
+    def add(self, epoch: int, train_loss: float, val_acc: float, test_acc: float) -> None:
+        self.history.append({"epoch": epoch, rs.M_EVAL_TRAIN_LOSS: train_loss, rs.M_EVAL_VAL_ACC: val_acc, rs.M_EVAL_TEST_ACC: test_acc})
+
+    def summary(self) -> dict[str, float]:
+        best = max(self.history, key=lambda h: (h[rs.M_EVAL_VAL_ACC], -h["epoch"]))  # earliest among ties
+        return {
+            rs.M_TEST_AT_BEST_VAL: best[rs.M_EVAL_TEST_ACC],
+            rs.M_BEST_VAL_ACC: best[rs.M_EVAL_VAL_ACC],
+            rs.M_BEST_EPOCH: best["epoch"],
+            rs.M_MAX_TEST_OVER_EPOCHS: max(h[rs.M_EVAL_TEST_ACC] for h in self.history),
+        }
+
+
+def make_optimizer(params: list[nn.Parameter], recipe: Recipe, lr: float, fused: bool) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=recipe.weight_decay, fused=fused or None)
+    return torch.optim.SGD(params, lr=lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, fused=fused or None)
+
+
+def train_classifier(
+    classifier: nn.Module, params: list[nn.Parameter], batches: Callable[[torch.Generator], list[tuple[torch.Tensor, torch.Tensor]]],
+    evaluate: Callable[[], tuple[float, float]], eval_cfg: EvalConfig, device: torch.device,
+) -> Selection:
+    """The epoch loop shared by the linear probe and fine-tuning."""
+    recipe = RECIPES[eval_cfg.recipe]
+    optimizer = make_optimizer(params, recipe, eval_cfg.lr or recipe.lr, fused=device.type == "cuda")
+    generator = torch.Generator(device).manual_seed(eval_cfg.seed)
+    epoch_batches = batches(generator)  # epoch 1's batches; their count sizes the schedule
+    schedule = build_schedule(optimizer, recipe.schedule, warmup_steps=0, total_steps=eval_cfg.epochs * len(epoch_batches))
+    selection = Selection()
+    for epoch in range(1, eval_cfg.epochs + 1):
+        classifier.train()
+        losses = torch.zeros((), device=device)
+        for inputs, labels in epoch_batches if epoch == 1 else batches(generator):
+            loss = F.cross_entropy(classifier(inputs), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses += loss.detach()
+        classifier.eval()
+        val_acc, test_acc = evaluate()
+        selection.add(epoch, losses.item() / len(epoch_batches), val_acc, test_acc)
+    return selection
+
+
+def shuffled_batches(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    order = torch.randperm(len(labels), generator=generator, device=generator.device)
+    return [(inputs[i], labels[i]) for i in order.split(batch_size)]
+
+
+def linear_probe(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> Selection:
+    """A single linear layer on features extracted once per split and kept on the device."""
+    p.model.eval()
+    encode = lambda x: p.model.features(eval_transform(x.to(device), p.aug_cfg))  # noqa: E731
+    feats = {name: split_features(encode, getattr(p.data, name), normalize=False) for name in ("train", "val", "test")}
+    labels = {name: getattr(p.data, name).labels.to(device) for name in feats}
+    torch.manual_seed(eval_cfg.seed)
+    linear = nn.Linear(feats["train"].shape[1], p.data.spec.num_classes).to(device)
+
+    @torch.no_grad()
+    def evaluate() -> tuple[float, float]:
+        return accuracy(linear(feats["val"]), labels["val"]), accuracy(linear(feats["test"]), labels["test"])
+
+    batches = lambda g: shuffled_batches(feats["train"], labels["train"], eval_cfg.batch_size, g)  # noqa: E731
+    return train_classifier(linear, list(linear.parameters()), batches, evaluate, eval_cfg, device)
+
+
+def finetune(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> Selection:
+    """The whole network trained with a linear layer, on crop-and-flip augmented images."""
+    torch.manual_seed(eval_cfg.seed)
+    network = nn.Sequential(p.model.backbone, nn.Linear(p.model.feature_dim, p.data.spec.num_classes)).to(device)
+    crop_flip = SimCLRAugment(dataclasses.replace(p.aug_cfg, crop_scale=(0.2, 1.0), jitter_prob=0.0, gray_prob=0.0, blur_prob=0.0))
+    train = p.data.train
+
+    def batches(g: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        images = crop_flip.views(train.images.to(device), 1, g)[:, 0]
+        return shuffled_batches(images, train.labels.to(device), eval_cfg.batch_size, g)
+
+    @torch.no_grad()
+    def split_accuracy(split: LabeledImages) -> float:
+        logits = torch.cat([network(eval_transform(x.to(device), p.aug_cfg)) for x in split.images.split(eval_cfg.batch_size)])
+        return accuracy(logits, split.labels.to(device))
+
+    return train_classifier(network, list(network.parameters()), batches, lambda: (split_accuracy(p.data.val), split_accuracy(p.data.test)), eval_cfg, device)
+
+
+@torch.no_grad()
+def knn_evaluation(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> dict[str, float]:
+    """kNN on validation and test with the training split as the bank; nothing is selected."""
+    p.model.eval()
+    encode = lambda x: p.model.features(eval_transform(x.to(device), p.aug_cfg))  # noqa: E731
+    bank = split_features(encode, p.data.train)
+    bank_labels = p.data.train.labels.to(device)
+
+    def split_acc(split: LabeledImages) -> float:
+        pred = knn_predict(bank, bank_labels, split_features(encode, split), k=eval_cfg.knn_k, temperature=eval_cfg.knn_temperature, num_classes=p.data.spec.num_classes)
+        return (pred.cpu() == split.labels).float().mean().item()
+
+    val_acc, test_acc = split_acc(p.data.val), split_acc(p.data.test)
+    return {rs.M_TEST_AT_BEST_VAL: test_acc, rs.M_BEST_VAL_ACC: val_acc, rs.M_EVAL_VAL_ACC: val_acc, rs.M_EVAL_TEST_ACC: test_acc}
+
+
+def evaluate(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """(final metrics, per-epoch history) of the evaluation ``eval_cfg.mode``."""
+    if eval_cfg.mode == "knn":
+        return knn_evaluation(p, eval_cfg, device), []
+    if eval_cfg.mode == "finetune" and world()[1] > 1:
+        raise ConfigError("mode='finetune' runs in one process; evaluate the checkpoint with study/linear_eval.py")
+    selection = linear_probe(p, eval_cfg, device) if eval_cfg.mode == "linear" else finetune(p, eval_cfg, device)
+    return selection.summary(), selection.history
+
+
+def eval_run(tracking_uri: str, p: Pretrained, eval_cfg: EvalConfig, checkpoint: str) -> str:
+    """A RUNNING child run of the pretraining run, in its experiment, with its study tag."""
+    client = MlflowClient(tracking_uri)
+    parent = client.get_run(p.pretrain_run_id) if p.pretrain_run_id else None
+    experiment = client.get_experiment(parent.info.experiment_id).name if parent else "nce-study"
+    tags = {rs.KIND: rs.KIND_EVAL} | ({rs.STUDY: parent.data.tags[rs.STUDY]} if parent and rs.STUDY in parent.data.tags else {})
+    params = dataclasses.asdict(eval_cfg) | {
+        rs.P_PRETRAIN_RUN_ID: p.pretrain_run_id, rs.P_EVAL_MODE: eval_cfg.mode, rs.P_RECIPE: eval_cfg.recipe,
+        rs.P_CHECKPOINT_EPOCH: p.epoch, "checkpoint": checkpoint,
+    }
+    name = f"{eval_cfg.mode}-epoch{p.epoch}"
+    return create_run(tracking_uri, experiment, run_name=name, params=params, tags=tags, parent_run_id=p.pretrain_run_id or None)
+
+
+def evaluate_and_record(p: Pretrained, eval_cfg: EvalConfig, device: torch.device, *, tracking_uri: str | None, checkpoint: str, log: bool = True) -> dict[str, float]:
+    """Evaluate, recording a child MLflow run (FAILED with the reason if evaluation fails).
+
+    Every DDP worker calls this (feature extraction is shared); only ``log`` writes.
+    """
+    run_id = eval_run(tracking_uri, p, eval_cfg, checkpoint) if log and tracking_uri else None
+    try:
+        final, history = evaluate(p, eval_cfg, device)
+    except BaseException as err:
+        if run_id:
+            end_run(tracking_uri, run_id, failed_reason=f"{type(err).__name__}: {err}")
+        raise
+    if run_id:
+        logger = RunLogger(tracking_uri, run_id)
+        for h in history:
+            logger.log_epoch(int(h["epoch"]), {k: v for k, v in h.items() if k != "epoch"})
+        logger.log_final(final)
+        end_run(tracking_uri, run_id)
+    return final | ({"eval_run_id": run_id} if run_id else {})
