@@ -1,0 +1,74 @@
+"""study/train.py under Ray Train (2 gloo workers) and study/linear_eval.py on its checkpoint."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from trainables import run_schema as rs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = os.environ | {"PYTHONPATH": str(REPO), "RAY_DEDUP_LOGS": "0"}
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cwd = tmp_path_factory.mktemp("train")
+    run([str(REPO / "study/train.py"), "--dataset", "digits", "--backbone", "small", "--epochs", "2", "--workers", "2",
+         "--cpus-per-worker", "0.5", "--batch_size", "64", "--limit-train", "256", "--n_eval_epochs", "1",
+         "--n_save_epochs", "1", "--knn-k", "10", "--run-name", "digits-ddp", "--loss", "flatnce"], cwd)
+    return cwd
+
+
+def runs_of_kind(tracking_uri: str, kind: str) -> list:
+    client = MlflowClient(tracking_uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(ids, filter_string=f"tags.`{rs.KIND}` = '{kind}'")
+
+
+def test_train_under_ray_train_logs_one_run_with_every_epoch_once(trained: Path) -> None:
+    uri = f"sqlite:///{trained / 'mlflow.db'}"
+    [run_] = runs_of_kind(uri, rs.KIND_PRETRAIN)  # 2 DDP workers, exactly one run
+    assert run_.info.status == "FINISHED"
+    params = run_.data.params
+    assert (params["loss"], params["world_size"], params["views_per_image"], params["device_type"]) == ("flatnce", "2", "2", "cpu")
+    assert params[rs.P_LR_EFFECTIVE] == params[rs.P_LR] and "version_torch" in params and run_.data.tags[rs.CODE_VERSION]
+    history = MlflowClient(uri).get_metric_history(run_.info.run_id, rs.M_TRAIN_LOSS)
+    assert sorted(m.step for m in history) == [1, 2]
+    assert 0.1 < run_.data.metrics[rs.M_FINAL_VAL_KNN] <= 1.0
+    artifacts = [a.path for a in MlflowClient(uri).list_artifacts(run_.info.run_id, "checkpoint")]
+    assert "checkpoint/state.pt" in artifacts and "checkpoint/state.sha256" in artifacts
+    assert (trained / "checkpoints" / "digits-ddp" / "epoch_00002" / "state.pt").is_file()
+
+
+def test_linear_eval_writes_a_child_run_of_the_pretraining_run(trained: Path) -> None:
+    done = run([str(REPO / "study/linear_eval.py"), "--model_path", "checkpoints/digits-ddp/epoch_00002", "--epochs", "5", "--batch_size", "64"], trained)
+    assert "test accuracy" in done.stdout
+    uri = f"sqlite:///{trained / 'mlflow.db'}"
+    [pre] = runs_of_kind(uri, rs.KIND_PRETRAIN)
+    [ev] = runs_of_kind(uri, rs.KIND_EVAL)
+    assert ev.data.tags[rs.PARENT] == pre.info.run_id and ev.data.params[rs.P_PRETRAIN_RUN_ID] == pre.info.run_id
+    assert ev.info.status == "FINISHED" and ev.info.experiment_id == pre.info.experiment_id
+    metrics = ev.data.metrics
+    assert 0.1 < metrics[rs.M_TEST_AT_BEST_VAL] <= metrics[rs.M_MAX_TEST_OVER_EPOCHS] <= 1.0
+    assert sorted(m.step for m in MlflowClient(uri).get_metric_history(ev.info.run_id, rs.M_EVAL_VAL_ACC)) == [1, 2, 3, 4, 5]
+    assert list((trained / "logs").glob("linear-*.json"))
+
+
+def test_train_on_a_real_cifar10_subset(tmp_path: Path, cifar10_root: Path) -> None:
+    done = run([str(REPO / "study/train.py"), "--dataset", "cifar10", "--data-dir", str(cifar10_root), "--limit-train", "512",
+                "--backbone", "small", "--epochs", "1", "--batch_size", "128", "--run-name", "cifar-subset"], tmp_path)
+    assert "validation kNN accuracy" in done.stdout
+    [run_] = runs_of_kind(f"sqlite:///{tmp_path / 'mlflow.db'}", rs.KIND_PRETRAIN)
+    assert run_.info.status == "FINISHED" and run_.data.params["limit_train"] == "512"

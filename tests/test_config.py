@@ -1,0 +1,88 @@
+"""Bad configurations are rejected with the field, the value and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from study import train
+from trainables.config import ConfigError, PretrainConfig, from_dict, from_yaml
+
+
+@pytest.mark.parametrize(
+    "values,field,allowed",
+    [
+        ({"batch_size": 1}, "batch_size=1", ">= 2"),
+        ({"views": 0}, "views=0", ">= 1"),
+        ({"epochs": 0}, "epochs=0", ">= 1"),
+        ({"lr": 0.0}, "lr=0.0", "> 0"),
+        ({"lr": -1e-3}, "lr=-0.001", "> 0"),
+        ({"temperature": 0.0}, "temperature=0.0", "> 0"),
+        ({"loss": "attentionnce", "d_pos": 0.0}, "d_pos=0.0", "> 0"),
+        ({"loss": "attentionnce", "d_neg": -2.0}, "d_neg=-2.0", "> 0"),
+        ({"loss": "dcl", "tau_plus": 1.0}, "tau_plus=1.0", "[0, 1)"),
+        ({"loss": "hcl", "tau_plus": -0.1}, "tau_plus=-0.1", "[0, 1)"),
+        ({"batch_size": 250, "workers": 3}, "batch_size=250 is not divisible by workers=3", "batch_size / workers"),
+        ({"loss": "simclr"}, "loss='simclr'", "infonce, flatnce, attentionnce, dcl, hcl"),
+        ({"dataset": "mnist"}, "dataset='mnist'", "cifar10, cifar100, stl10, imagefolder, digits"),
+        ({"loss": "infonce", "d_neg": 1.0}, "d_neg=1.0 does not apply to loss='infonce'", "temperature"),
+    ],
+)
+def test_out_of_range_values_name_field_value_and_allowed(values: dict, field: str, allowed: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        from_dict(values)
+    assert field in str(err.value) and allowed in str(err.value)
+
+
+def test_unknown_keys_and_wrong_types_are_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\): 'batchsize' \(did you mean 'batch_size'\?\)"):
+        from_dict({"batchsize": 64})
+    with pytest.raises(ConfigError, match="epochs='3' has type str; expected int"):
+        from_dict({"epochs": "3"})
+    with pytest.raises(ConfigError, match="gpu=1 has type int; expected bool"):
+        from_dict({"gpu": 1})
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as err:
+        from_dict({"batch_size": 1, "lr": 0.0, "epochs": 0})
+    assert all(f in str(err.value) for f in ("batch_size=1", "lr=0.0", "epochs=0"))
+
+
+def test_yaml_with_a_typo_is_rejected_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("loss: flatnce\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="'learning_rate'"):
+        from_yaml(path)
+
+
+def test_flags_override_yaml_and_clr_is_an_alias(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("loss: infonce\nbatch_size: 64\nepochs: 7\n")
+    args = train.build_parser().parse_args(["--config", str(path), "--batch-size", "128", "--clr", "flatclr"])
+    cfg = train.config_from_args(args)
+    assert (cfg.loss, cfg.batch_size, cfg.epochs) == ("flatnce", 128, 7)
+
+
+def test_defaults_follow_the_attentionnce_seed_command_line() -> None:
+    cfg = PretrainConfig()
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.save_dir, cfg.n_eval_epochs, cfg.n_save_epochs) == (400, 256, 1e-3, "checkpoints", 5, 20)
+
+
+def test_derived_values() -> None:
+    cfg = from_dict({"loss": "attentionnce", "views": 4, "attention_preset": "stl10", "lr": 0.075, "lr_scaling": "sqrt", "batch_size": 256})
+    assert cfg.views_per_image == 6
+    assert cfg.loss_hyperparameters() == {"d_pos": 2.0, "d_neg": 0.5}
+    assert cfg.effective_lr == pytest.approx(1.2)
+
+
+def test_cli_rejects_bad_input_before_ray_or_mlflow(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert train.main(["--dataset", "digits", "--batch_size", "1"]) == 2
+    assert "batch_size=1" in capsys.readouterr().err
+    assert train.main(["--dataset", "cifar10", "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert "--download" in capsys.readouterr().err
+    assert train.main(["--dataset", "digits", "--tracking-uri", "http://127.0.0.1:9"]) == 2
+    assert "does not answer" in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists()  # no MLflow store was touched
