@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from mlflow.tracking import MlflowClient
@@ -45,11 +46,16 @@ def find_trial_runs(tracking_uri: str, experiment: str, study: str) -> dict[str,
 
 
 def error_line(trial: Trial) -> str:
-    """The last line of a failed trial's error, which names the exception and its message."""
-    error = trial.get_error()
-    text = str(error) if error is not None else "the trial failed without an error message"
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else text
+    """The last line of a failed trial's error, which names the exception and its message.
+
+    Tune writes the error to the trial's local error file before it calls the callbacks
+    (the copy in storage comes later).
+    """
+    path = Path(trial.error_file) if trial.error_file else None
+    if path is None or not path.is_file():
+        return f"trial {trial.trial_id} failed; Tune recorded no error file"
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else f"trial {trial.trial_id} failed with an empty error file"
 
 
 class TrialStatusCallback(Callback):

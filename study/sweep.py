@@ -32,9 +32,15 @@ def trial_placement(plan: Plan, cluster: dict[str, float]) -> tune.PlacementGrou
 
 def tune_config(args: argparse.Namespace, name: str, plan: Plan, concurrency: int) -> tune.TuneConfig:
     preset, epochs = plan.preset, int(plan.preset.fixed.get("epochs", 1))
-    scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=args.grace_period, reduction_factor=args.reduction_factor) if preset.scheduler == "asha" else None
+    scheduler = None
+    if preset.scheduler == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="epoch", metric=rs.M_VAL_KNN, mode="max", max_t=epochs, grace_period=args.grace_period, reduction_factor=args.reduction_factor
+        )
     if preset.search is None:
-        return tune.TuneConfig(metric=rs.M_VAL_KNN, mode="max", scheduler=scheduler, num_samples=1, max_concurrent_trials=concurrency)
+        # metric and mode live on the scheduler when there is one (Tune refuses them twice).
+        objective = {} if scheduler else {"metric": rs.M_VAL_KNN, "mode": "max"}
+        return tune.TuneConfig(**objective, scheduler=scheduler, num_samples=1, max_concurrent_trials=concurrency)
     search = build_search(preset.search, study=name, journal=args.storage_path.resolve() / name / "optuna.journal", metric=rs.M_VAL_KNN, epochs=epochs)
     return tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=preset.num_samples, max_concurrent_trials=min(concurrency, TPE_MAX_CONCURRENT))
 

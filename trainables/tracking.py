@@ -122,6 +122,17 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def pretrain_params(cfg: Any) -> dict[str, Any]:
+    """A pretraining run's params: its whole config, what follows from it, and versions."""
+    derived = {
+        rs.P_VIEWS_PER_IMAGE: cfg.views_per_image,
+        rs.P_LR_EFFECTIVE: cfg.effective_lr,
+        rs.P_WORLD_SIZE: cfg.workers,
+        rs.P_DEVICE_TYPE: "cuda" if cfg.gpu else "cpu",
+    }
+    return {k: v for k, v in cfg.to_dict().items() if k != "tags"} | derived | library_versions()
+
+
 def create_run(tracking_uri: str, experiment: str, *, run_name: str, params: dict[str, Any], tags: dict[str, str], parent_run_id: str | None = None) -> str:
     """A new RUNNING run with its params and tags; returns its id."""
     client = MlflowClient(tracking_uri)
