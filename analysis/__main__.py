@@ -1,0 +1,158 @@
+"""Command line for a study's tables, plots and report.
+
+    python -m analysis tables --study NAME [--format md|csv|latex|html] [--out DIR] [--tracking-uri URI]
+    python -m analysis plots  --study NAME --out DIR [--runs RUN_ID ...]
+    python -m analysis report --study NAME --out DIR [--no-log]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from analysis import plots, render
+from analysis.load import EVAL_MODES, StudyNotFoundError, load_study
+from analysis.report import page, write_report, write_table
+from analysis.tables import METRIC_LABELS, all_tables
+from trainables import run_schema as rs
+
+_EPILOG = """examples:
+  python -m analysis tables --study cifar10-batch --tracking-uri sqlite:///mlflow.db
+  python -m analysis tables --study cifar10-batch --format latex --out paper/tables
+  python -m analysis tables --study quickstart --eval knn
+  python -m analysis plots --study cifar10-batch --out plots/
+  python -m analysis report --study cifar10-batch --out reports/cifar10-batch
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (StudyNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _tables(args: argparse.Namespace) -> int:
+    trials = load_study(args.study, args.tracking_uri, eval_mode=args.eval)
+    tables = all_tables(trials, args.metric)
+    if args.format == "html":
+        figures = plots.study_figures(trials, args.tracking_uri, args.metric)
+        return _emit(page(trials, tables, figures), args.out, "tables.html")
+    if args.out is None:
+        print("\n".join(render.FORMATS[args.format](table) for table in tables.values()))
+        return 0
+    for table in tables.values():
+        for path in write_table(table, args.out, (args.format,)):
+            print(path)
+    return 0
+
+
+def _plots(args: argparse.Namespace) -> int:
+    trials = load_study(args.study, args.tracking_uri, eval_mode=args.eval)
+    figures = plots.study_figures(trials, args.tracking_uri, args.metric, curve_runs=args.runs)
+    for stem, figure in figures.items():
+        for path in plots.save(figure, args.out, stem):
+            print(path)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    report = write_report(
+        args.study, args.tracking_uri, args.out, log_to_mlflow=args.log, eval_mode=args.eval, metric=args.metric
+    )
+    print(report.batch_size_markdown)
+    print(f"wrote {len(report.paths)} files; open {report.html}")
+    if report.artifact_uri:
+        print(f"logged to {report.artifact_uri}")
+    return 0
+
+
+def _emit(text: str, out_dir: Path | None, name: str) -> int:
+    if out_dir is None:
+        print(text)
+        return 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / name).write_text(text, encoding="utf-8")
+    print(out_dir / name)
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"tables": _tables, "plots": _plots, "report": _report}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis",
+        description="Comparison tables and plots of an NCE study, read from its MLflow runs.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    tables = _command(
+        commands,
+        "tables",
+        "accuracy vs batch size, views, compute and lr; reported numbers beside ours",
+        "Cells are the test accuracy at the validation-selected epoch, mean ± std over seeds; failed and "
+        "early-stopped trials are left out of the means and counted under each table.",
+    )
+    _common(tables)
+    tables.add_argument(
+        "--format", choices=[*render.FORMATS, "html"], default="md",
+        help="md (default), csv, latex (booktabs) or html (one page with the tables and plots)",
+    )
+    tables.add_argument("--out", type=Path, help="folder to write one file per table into; default: print")
+    plot = _command(
+        commands,
+        "plots",
+        "accuracy vs batch size, vs views and compute; training curves",
+        "Writes each plot as PNG and SVG.",
+    )
+    _common(plot)
+    plot.add_argument("--out", type=Path, required=True, help="folder for the PNG and SVG files")
+    plot.add_argument(
+        "--runs", nargs="+", metavar="RUN_ID",
+        help="trial run ids for the training curves; default: per loss, the best trial at the "
+        "smallest and largest batch size",
+    )
+    report = _command(
+        commands,
+        "report",
+        "everything: tables (md, csv, tex), plots (png, svg) and report.html, logged to MLflow",
+        "What the sweep runs at the end of a study; the files are also logged under report/ in the study's "
+        "parent MLflow run.",
+    )
+    _common(report)
+    report.add_argument("--out", type=Path, required=True, help="folder to write the report into")
+    report.add_argument(
+        "--no-log", dest="log", action="store_false", help="do not log the files to the study's MLflow run"
+    )
+    return parser
+
+
+def _command(
+    commands: argparse._SubParsersAction, name: str, summary: str, details: str
+) -> argparse.ArgumentParser:
+    return commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--study", required=True, help="the study's name (nce.study tag) or its study run id")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI; default: MLflow's own (MLFLOW_TRACKING_URI)")
+    parser.add_argument(
+        "--eval", choices=EVAL_MODES, default="linear",
+        help="which evaluation fills the cells (default linear; the CPU quickstart uses knn)",
+    )
+    parser.add_argument(
+        "--metric", choices=list(METRIC_LABELS), default=rs.M_TEST_AT_BEST_VAL,
+        help=f"accuracy to report (default {rs.M_TEST_AT_BEST_VAL}; "
+        f"{rs.M_MAX_TEST_OVER_EPOCHS} is test-set-selected and labelled so)",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Read one study's MLflow tree into a DataFrame with one row per trial.
+
+The tree is the one ``trainables.run_schema`` describes: a study run, its trial (pretraining)
+runs, and each trial's evaluation runs. All of a study's runs carry the ``nce.study`` tag, so
+one paginated tag search fetches the whole tree; nothing reads the store's files directly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Experiment, Run
+from mlflow.exceptions import MlflowException
+
+from trainables import run_schema as rs
+
+EVAL_MODES = ("linear", "finetune", "knn")
+PAGE_SIZE = 1000
+
+# Columns of the loaded frame besides the config params (named as in run_schema).
+RUN_ID = "run_id"
+TRIAL_ID = "trial_id"
+STUDY = "study"
+STUDY_RUN_ID = "study_run_id"
+PRESET = "preset"
+CODE_VERSION = "code_version"
+STATUS = "status"
+FAILURE_REASON = "failure_reason"
+START_TIME = "start_time"
+EVAL_MODE = "eval_mode"
+EVAL_RUN_ID = "eval_run_id"
+RECIPE = "recipe"
+N_EVALS = "n_evals"
+ENCODER_PASSES = "encoder_passes"  # V x epochs: forward/backward passes per training image
+FINAL_TRAIN_LOSS = "final_train_loss"
+FINAL_POS_PROB = "final_pos_prob"
+EXTRA_PARAM_PREFIX = "param."
+
+# The config params read back, typed, in the order of the frame's columns.
+CONFIG_TYPES: dict[str, str] = {
+    rs.P_LOSS: "str",
+    rs.P_BATCH_SIZE: "Int64",
+    rs.P_VIEWS: "Int64",
+    rs.P_VIEWS_PER_IMAGE: "Int64",
+    rs.P_LR: "float64",
+    rs.P_LR_EFFECTIVE: "float64",
+    rs.P_LR_SCALING: "str",
+    rs.P_OPTIMIZER: "str",
+    rs.P_TEMPERATURE: "float64",
+    rs.P_SEED: "Int64",
+    rs.P_EPOCHS: "Int64",
+    rs.P_DATASET: "str",
+    rs.P_BACKBONE: "str",
+    rs.P_WORLD_SIZE: "Int64",
+    rs.P_DEVICE_TYPE: "str",
+}
+TRIAL_METRICS = (rs.M_FINAL_VAL_KNN, rs.M_BEST_VAL_KNN, rs.M_WALL_CLOCK, rs.M_DEVICE_HOURS, rs.M_EPOCHS_DONE)
+LAST_EPOCH_METRICS = {rs.M_TRAIN_LOSS: FINAL_TRAIN_LOSS, rs.M_POS_PROB: FINAL_POS_PROB}
+EVAL_METRICS = (rs.M_TEST_AT_BEST_VAL, rs.M_BEST_VAL_ACC, rs.M_BEST_EPOCH, rs.M_MAX_TEST_OVER_EPOCHS)
+
+_RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+
+class StudyNotFoundError(LookupError):
+    """No study of that name or run id exists in the tracking store searched."""
+
+
+def load_study(
+    name_or_parent_run_id: str,
+    tracking_uri: str | None = None,
+    *,
+    eval_mode: str = "linear",
+) -> pd.DataFrame:
+    """Load every trial of a study, with its config, metrics and one evaluation.
+
+    Each row is one trial (pretraining run) of the study, whatever its status: failed and
+    early-stopped trials are kept so that tables can count them. The evaluation columns
+    (``test_acc_at_best_val``, ``best_val_acc``, ``best_epoch``, ``max_test_acc_over_epochs``,
+    ``recipe``, ``eval_run_id``) come from the trial's evaluation runs of ``eval_mode`` only:
+    where a trial has several, the one started last is used and ``n_evals`` says how many there
+    were; where it has none, they are missing (never filled from another mode).
+
+    Config params are typed (ints, floats, strings) under their run_schema names; params outside
+    run_schema are kept as strings under ``param.<name>``. Accuracies stay fractions in [0, 1].
+
+    Args:
+        name_or_parent_run_id: The study's ``nce.study`` name, or the run id of its study run.
+        tracking_uri: MLflow tracking URI; None uses MLflow's current one.
+        eval_mode: Which evaluation fills the evaluation columns: linear, finetune or knn.
+
+    Returns:
+        One row per trial, in start order: ids (``run_id``, ``trial_id``), ``status`` and
+        ``failure_reason``, the config, the trial's own final metrics (``final_val_knn_acc``,
+        ``best_val_knn_acc``, ``wall_clock_s``, ``device_hours``, ``epochs_done``, and the last
+        epoch's ``final_train_loss`` and ``final_pos_prob``), ``encoder_passes`` (V x epochs),
+        ``code_version``, and the evaluation columns. The study-wide columns ``study``,
+        ``study_run_id``, ``preset`` and ``eval_mode`` repeat on every row.
+
+    Raises:
+        StudyNotFoundError: Nothing in the store matches, or the study has no trial runs.
+        ValueError: ``eval_mode`` is not one of ``EVAL_MODES``, or the name is ambiguous.
+    """
+    if eval_mode not in EVAL_MODES:
+        raise ValueError(f"eval_mode must be one of {EVAL_MODES}, not {eval_mode!r}")
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    client = MlflowClient(uri)
+    study_run = _find_study_run(client, name_or_parent_run_id, uri)
+    tree = list(_search(client, _tag_equals(rs.STUDY, study_run.data.tags[rs.STUDY])))
+    trials = [run for run in tree if _is_child(run, rs.KIND_PRETRAIN, study_run.info.run_id)]
+    if not trials:
+        raise StudyNotFoundError(
+            f"study {_study_label(study_run)} in {uri} has no trial runs ({rs.KIND}={rs.KIND_PRETRAIN})"
+        )
+    trial_ids = {run.info.run_id for run in trials}
+    evals = [run for run in tree if _is_eval_of(run, trial_ids, eval_mode)]
+    frame = _typed(pd.DataFrame([_trial_row(run, study_run) for run in trials]))
+    frame[ENCODER_PASSES] = frame[rs.P_VIEWS_PER_IMAGE] * frame[rs.P_EPOCHS]
+    frame[EVAL_MODE] = eval_mode
+    frame = frame.merge(_latest_evals(evals), on=RUN_ID, how="left").pipe(_fill_eval_counts)
+    return frame.sort_values(START_TIME, ignore_index=True)
+
+
+def load_history(run_ids: list[str], metrics: tuple[str, ...], tracking_uri: str | None = None) -> pd.DataFrame:
+    """Per-epoch values of some metrics for a few runs, for training-curve plots.
+
+    Args:
+        run_ids: Runs to read (one request per run and metric, so keep the list short).
+        metrics: Metric keys, e.g. ``(rs.M_VAL_KNN, rs.M_POS_PROB)``.
+        tracking_uri: MLflow tracking URI; None uses MLflow's current one.
+
+    Returns:
+        Long frame with columns run_id, metric, step, value, sorted by run, metric and step.
+    """
+    client = MlflowClient(tracking_uri or mlflow.get_tracking_uri())
+    rows = [
+        {RUN_ID: run_id, "metric": key, "step": point.step, "value": point.value}
+        for run_id in run_ids
+        for key in metrics
+        for point in client.get_metric_history(run_id, key)
+    ]
+    frame = pd.DataFrame(rows, columns=[RUN_ID, "metric", "step", "value"])
+    return frame.sort_values([RUN_ID, "metric", "step"], ignore_index=True)
+
+
+def _find_study_run(client: MlflowClient, name_or_id: str, uri: str) -> Run:
+    by_name = list(_search(client, f"{_tag_equals(rs.STUDY, name_or_id)} and {_tag_equals(rs.KIND, rs.KIND_STUDY)}"))
+    if len(by_name) > 1:
+        ids = ", ".join(run.info.run_id for run in by_name)
+        raise ValueError(f"{len(by_name)} study runs in {uri} are named {name_or_id!r} ({ids}); pass one run id")
+    if by_name:
+        return by_name[0]
+    run = _get_run_or_none(client, name_or_id)
+    if run is None or run.data.tags.get(rs.KIND) != rs.KIND_STUDY or rs.STUDY not in run.data.tags:
+        raise StudyNotFoundError(f"no study named {name_or_id!r}, and no study run with that id, in {uri}")
+    return run
+
+
+def _get_run_or_none(client: MlflowClient, run_id: str) -> Run | None:
+    if not _RUN_ID_PATTERN.match(run_id):
+        return None
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        return None
+
+
+def _search(client: MlflowClient, filter_string: str) -> Iterator[Run]:
+    """All active runs matching the filter in all experiments, page by page."""
+    experiment_ids = [experiment.experiment_id for experiment in _experiments(client)]
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string, max_results=PAGE_SIZE, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _experiments(client: MlflowClient) -> Iterator[Experiment]:
+    token = None
+    while True:
+        page = client.search_experiments(max_results=PAGE_SIZE, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _tag_equals(key: str, value: str) -> str:
+    quote = '"' if "'" in value else "'"
+    return f"tags.`{key}` = {quote}{value}{quote}"
+
+
+def _is_child(run: Run, kind: str, parent_id: str) -> bool:
+    tags = run.data.tags
+    return tags.get(rs.KIND) == kind and tags.get(rs.PARENT) == parent_id
+
+
+def _is_eval_of(run: Run, trial_ids: set[str], eval_mode: str) -> bool:
+    tags = run.data.tags
+    return (
+        tags.get(rs.KIND) == rs.KIND_EVAL
+        and tags.get(rs.PARENT) in trial_ids
+        and run.data.params.get(rs.P_EVAL_MODE) == eval_mode
+    )
+
+
+def _study_label(study_run: Run) -> str:
+    return f"{study_run.data.tags[rs.STUDY]!r} (run {study_run.info.run_id})"
+
+
+def _trial_row(run: Run, study_run: Run) -> dict[str, object]:
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    row: dict[str, object] = {
+        RUN_ID: run.info.run_id,
+        TRIAL_ID: tags.get(rs.TRIAL_ID),
+        STUDY: study_run.data.tags[rs.STUDY],
+        STUDY_RUN_ID: study_run.info.run_id,
+        PRESET: study_run.data.tags.get(rs.PRESET),
+        CODE_VERSION: tags.get(rs.CODE_VERSION, study_run.data.tags.get(rs.CODE_VERSION)),
+        STATUS: _status(run),
+        FAILURE_REASON: tags.get(rs.FAILURE_REASON),
+        START_TIME: pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
+    }
+    row.update({key: params.get(key) for key in CONFIG_TYPES})
+    row.update({key: metrics.get(key) for key in TRIAL_METRICS})
+    row.update({column: metrics.get(key) for key, column in LAST_EPOCH_METRICS.items()})
+    row.update({EXTRA_PARAM_PREFIX + key: value for key, value in sorted(params.items()) if key not in CONFIG_TYPES})
+    return row
+
+
+def _status(run: Run) -> str:
+    """The trial's ``nce.status``; trials that never set it are reported by MLflow's state."""
+    tag = run.data.tags.get(rs.STATUS)
+    if tag:
+        return tag
+    return "running" if run.info.status in ("RUNNING", "SCHEDULED") else "unknown"
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    numeric = {column: dtype for column, dtype in CONFIG_TYPES.items() if dtype != "str"}
+    numeric |= dict.fromkeys(TRIAL_METRICS + tuple(LAST_EPOCH_METRICS.values()), "float64")
+    for column, dtype in numeric.items():
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(dtype)
+    return frame
+
+
+def _latest_evals(evals: list[Run]) -> pd.DataFrame:
+    columns = [RUN_ID, EVAL_RUN_ID, RECIPE, N_EVALS, *EVAL_METRICS]
+    rows = [
+        {
+            RUN_ID: run.data.tags[rs.PARENT],
+            EVAL_RUN_ID: run.info.run_id,
+            RECIPE: run.data.params.get(rs.P_RECIPE),
+            START_TIME: run.info.start_time,
+            **{key: run.data.metrics.get(key) for key in EVAL_METRICS},
+        }
+        for run in evals
+    ]
+    frame = pd.DataFrame(rows, columns=[*columns, START_TIME]).sort_values([RUN_ID, START_TIME])
+    frame[N_EVALS] = frame.groupby(RUN_ID)[EVAL_RUN_ID].transform("size")
+    latest = frame.drop_duplicates(RUN_ID, keep="last")[columns]
+    return latest.astype({key: "float64" for key in EVAL_METRICS})
+
+
+def _fill_eval_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    frame[N_EVALS] = frame[N_EVALS].fillna(0).astype("int64")
+    return frame

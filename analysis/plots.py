@@ -1,0 +1,334 @@
+"""The study's plots: accuracy vs batch size, vs positive views and compute, training curves.
+
+Figures are built on matplotlib's object API with the Agg canvas, so nothing touches pyplot's
+global state or needs a display. Each plot shows the same validation-selected cells as the
+tables (``tables.summarize``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analysis import load, tables
+from trainables import run_schema as rs
+
+PLOT_FORMATS = ("png", "svg")
+PNG_DPI = 150
+CURVE_METRICS = (rs.M_VAL_KNN, rs.M_POS_PROB)
+MAX_CURVES = 10
+
+LOSS_COLORS: dict[str, str] = {
+    "infonce": "tab:blue",
+    "flatnce": "tab:orange",
+    "dcl": "tab:green",
+    "hcl": "tab:red",
+    "attentionnce": "tab:purple",
+}
+_SPARE_COLORS = ("tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+_LINESTYLES = ("-", "--", ":", "-.")
+
+AXIS_LABELS: dict[str, str] = {
+    rs.M_TEST_AT_BEST_VAL: "test accuracy at val-selected epoch (%)",
+    rs.M_MAX_TEST_OVER_EPOCHS: "max test accuracy over epochs (%)\n(test-set-selected)",
+}
+
+# Title and caption of each plot, by file stem.
+PLOTS: dict[str, tuple[str, str]] = {
+    "accuracy_vs_batch_size": (
+        "Accuracy vs batch size",
+        "Mean over seeds per loss and batch size (log-2 axis); error bars ±1 s.d. over seeds. Each point is the "
+        "configuration with the best mean validation accuracy, as in the batch-size table.",
+    ),
+    "accuracy_vs_views": (
+        "Accuracy vs positive views M and vs compute",
+        "Left: mean over seeds per loss and M at equal epochs. Right: the same points against the mean "
+        "device-hours per trial (V × epochs where none were logged), so that extra views are paid for; "
+        "labels give M where a loss was run at several. Error bars ±1 s.d. over seeds.",
+    ),
+    "training_curves": (
+        "Training curves",
+        "Per epoch: validation kNN accuracy and the mean InfoNCE probability of the positive, π⁺ "
+        "(InfoNCE's gradient scale is 1 − π⁺). Default runs: per loss, the best-validation trial at the "
+        "smallest and the largest batch size.",
+    ),
+}
+
+
+def batch_size_figure(trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL) -> Figure:
+    """Accuracy vs batch size, one line per loss: the picture of the log-K curse.
+
+    Args:
+        trials: Frame from ``load_study``.
+        metric: Accuracy column to plot.
+
+    Returns:
+        The figure.
+    """
+    figure, axes = _figure(1, (7.5, 4.6), "accuracy_vs_batch_size", trials)
+    summary = _present(tables.summarize(trials, [rs.P_LOSS, rs.P_BATCH_SIZE], metric))
+    if summary.empty:
+        return _no_data(figure, _nothing_measured(trials, metric))
+    ax = axes[0]
+    losses = list(summary[rs.P_LOSS].drop_duplicates())
+    for position, (loss, group) in enumerate(summary.groupby(rs.P_LOSS, sort=False)):
+        # Nudge each loss sideways (in log-2 units) so that overlapping error bars stay readable.
+        nudge = 2 ** (0.04 * (position - (len(losses) - 1) / 2))
+        _errorbar(ax, group[rs.P_BATCH_SIZE].astype(float) * nudge, group, loss)
+    batch_sizes = sorted(summary[rs.P_BATCH_SIZE].astype(int).unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(batch_sizes, [str(size) for size in batch_sizes])
+    ax.minorticks_off()
+    ax.set_xlabel("batch size (images per step, log-2 scale)")
+    ax.set_ylabel(AXIS_LABELS[metric])
+    _legend(ax)
+    return figure
+
+
+def views_figure(trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL) -> Figure:
+    """Accuracy vs positive views M (left) and vs device-hours per trial (right), per loss.
+
+    Args:
+        trials: Frame from ``load_study``.
+        metric: Accuracy column to plot.
+
+    Returns:
+        The figure.
+    """
+    figure, (by_views, by_compute) = _figure(2, (11, 4.6), "accuracy_vs_views", trials, sharey=True)
+    summary = _present(tables.summarize(trials, [rs.P_LOSS, rs.P_VIEWS], metric))
+    if summary.empty:
+        return _no_data(figure, _nothing_measured(trials, metric))
+    losses = list(summary[rs.P_LOSS].drop_duplicates())
+    for position, (loss, group) in enumerate(summary.groupby(rs.P_LOSS, sort=False)):
+        nudge = 0.04 * (position - (len(losses) - 1) / 2)
+        _errorbar(by_views, group[rs.P_VIEWS].astype(float) + nudge, group, loss)
+    views = sorted(summary[rs.P_VIEWS].astype(int).unique())
+    by_views.set_xticks(views, [str(count) for count in views])
+    by_views.set_xlabel("positive views per anchor, M")
+    by_views.set_ylabel(AXIS_LABELS[metric])
+    by_views.set_title("equal epochs", fontsize=10)
+    _compute_panel(by_compute, summary, trials)
+    _legend(by_compute)
+    return figure
+
+
+def curves_figure(history: pd.DataFrame, trials: pd.DataFrame, run_ids: list[str]) -> Figure:
+    """Validation kNN accuracy and π⁺ per epoch for some trials.
+
+    Args:
+        history: Frame from ``load_history`` with ``CURVE_METRICS``.
+        trials: Frame from ``load_study`` (for each run's loss, batch size, M and seed).
+        run_ids: The trials to draw, in legend order.
+
+    Returns:
+        The figure; colour is the loss, line style the batch size.
+    """
+    figure, (knn, pos_prob) = _figure(2, (13, 4.8), "training_curves", trials)
+    if history.empty:
+        return _no_data(figure, "no training curves were logged for the chosen runs")
+    runs = trials.set_index(load.RUN_ID).loc[[run for run in run_ids if run in set(history[load.RUN_ID])]]
+    styles = _batch_styles(runs[rs.P_BATCH_SIZE])
+    name_views = runs[rs.P_VIEWS].nunique() > 1
+    for run_id, run in runs.iterrows():
+        for ax, metric, scale in ((knn, rs.M_VAL_KNN, 100), (pos_prob, rs.M_POS_PROB, 1)):
+            points = history[(history[load.RUN_ID] == run_id) & (history["metric"] == metric)]
+            ax.plot(
+                points["step"], scale * points["value"], marker="." if len(points) < 30 else None,
+                color=_color(run[rs.P_LOSS]), linestyle=styles[run[rs.P_BATCH_SIZE]], label=_run_label(run, name_views),
+            )
+    knn.set_ylabel("validation kNN accuracy (%)")
+    pos_prob.set_ylabel("π⁺, mean probability of the positive")
+    pos_prob.set_ylim(0, 1)
+    for ax in (knn, pos_prob):
+        ax.set_xlabel("pretraining epoch")
+    handles, labels = knn.get_legend_handles_labels()
+    # One column beside the panels: run labels are long, and up to MAX_CURVES of them must fit.
+    figure.legend(
+        handles, labels, loc="outside right upper", frameon=False, fontsize=8,
+        title="colour: loss, line: batch size", title_fontsize=8,
+    )
+    return figure
+
+
+def default_curve_runs(trials: pd.DataFrame) -> list[str]:
+    """Per loss, the best-validation completed trial at the smallest and at the largest batch size.
+
+    Args:
+        trials: Frame from ``load_study``.
+
+    Returns:
+        Up to ``MAX_CURVES`` run ids, losses in table order.
+    """
+    completed = trials[trials[load.STATUS] == rs.STATUS_COMPLETED]
+    score = completed[rs.M_BEST_VAL_ACC].fillna(completed[rs.M_BEST_VAL_KNN])
+    ranked = completed.assign(_score=score.fillna(-math.inf)).sort_values("_score", ascending=False)
+    chosen = []
+    for loss in tables.loss_order(completed[rs.P_LOSS]):
+        runs = ranked[ranked[rs.P_LOSS] == loss]
+        for batch_size in sorted({runs[rs.P_BATCH_SIZE].min(), runs[rs.P_BATCH_SIZE].max()}):
+            chosen.append(runs[runs[rs.P_BATCH_SIZE] == batch_size][load.RUN_ID].iloc[0])
+    return chosen[:MAX_CURVES]
+
+
+def study_figures(
+    trials: pd.DataFrame,
+    tracking_uri: str | None,
+    metric: str = rs.M_TEST_AT_BEST_VAL,
+    curve_runs: list[str] | None = None,
+) -> dict[str, Figure]:
+    """All plots of the report, by file stem (the keys of ``PLOTS``).
+
+    Args:
+        trials: Frame from ``load_study``.
+        tracking_uri: Where to read the training curves from.
+        metric: Accuracy column to plot.
+        curve_runs: Trial run ids for the training curves; default ``default_curve_runs``.
+
+    Returns:
+        The figures.
+
+    Raises:
+        ValueError: A run in ``curve_runs`` is not a trial of this study.
+    """
+    runs = default_curve_runs(trials) if curve_runs is None else curve_runs
+    strangers = sorted(set(runs) - set(trials[load.RUN_ID]))
+    if strangers:
+        raise ValueError(f"not trial runs of study {trials[load.STUDY].iloc[0]!r}: {', '.join(strangers)}")
+    history = load.load_history(runs, CURVE_METRICS, tracking_uri)
+    return {
+        "accuracy_vs_batch_size": batch_size_figure(trials, metric),
+        "accuracy_vs_views": views_figure(trials, metric),
+        "training_curves": curves_figure(history, trials, runs),
+    }
+
+
+def save(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
+    """Write the figure as ``<stem>.png`` and ``<stem>.svg`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.{extension}" for extension in PLOT_FORMATS]
+    for path in paths:
+        figure.savefig(path, dpi=PNG_DPI)
+    return paths
+
+
+def png_bytes(figure: Figure) -> bytes:
+    """The figure as PNG bytes, for embedding in HTML."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=PNG_DPI)
+    return buffer.getvalue()
+
+
+def _figure(
+    panels: int, size: tuple[float, float], stem: str, trials: pd.DataFrame, sharey: bool = False
+) -> tuple[Figure, list[Axes]]:
+    figure = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = list(figure.subplots(1, panels, sharey=sharey, squeeze=False)[0])
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    # Wrapped to the figure's width (about 10 characters per inch at this size) so that it is never cut.
+    subtitle = _wrap(_subtitle_parts(trials, stem), width=int(10 * size[0]))
+    figure.suptitle(f"{PLOTS[stem][0]}\n{subtitle}", fontsize=10.5)
+    return figure, axes
+
+
+def _subtitle_parts(trials: pd.DataFrame, stem: str) -> list[str]:
+    mode = str(trials[load.EVAL_MODE].iloc[0])
+    parts = [
+        f"study {trials[load.STUDY].iloc[0]}",
+        tables.distinct_text(trials, rs.P_DATASET),
+        tables.distinct_text(trials, rs.P_BACKBONE),
+        f"{tables.distinct_text(trials, rs.P_EPOCHS)} epochs",
+        f"{tables.EVAL_LABELS.get(mode, mode)}",
+        f"code {tables.distinct_text(trials, load.CODE_VERSION)}",
+    ]
+    return parts if stem == "training_curves" else [*parts, "bars ±1 s.d. over seeds"]
+
+
+def _wrap(parts: list[str], width: int) -> str:
+    """Join with " · ", breaking lines between parts only."""
+    lines = [parts[0]]
+    for part in parts[1:]:
+        if len(lines[-1]) + 3 + len(part) > width:
+            lines.append(part)
+        else:
+            lines[-1] += f" · {part}"
+    return "\n".join(lines)
+
+
+def _present(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary[summary["n"] > 0]
+
+
+def _errorbar(ax: Axes, x: pd.Series, group: pd.DataFrame, loss: str) -> None:
+    ax.errorbar(
+        x, 100 * group["mean"], yerr=100 * group["std"].fillna(0.0), marker="o", markersize=5, capsize=3,
+        color=_color(loss), label=tables.loss_label(loss),
+    )
+
+
+def _compute_panel(ax: Axes, summary: pd.DataFrame, trials: pd.DataFrame) -> None:
+    """Accuracy against device-hours per trial (V × epochs where hours were not logged)."""
+    use_hours = summary["device_hours"].notna().all()
+    unit = tables.hours_unit(trials)
+    for loss, group in summary.groupby(rs.P_LOSS, sort=False):
+        x = group["device_hours"] if use_hours else _encoder_passes(group, trials)
+        order = x.argsort()
+        _errorbar(ax, x.iloc[order], group.iloc[order], loss)
+        if len(group) < 2:
+            continue  # a loss run at one M only needs no label: the legend names it
+        for value, (_, cell) in zip(x.iloc[order], group.iloc[order].iterrows()):
+            ax.annotate(
+                f"M={cell[rs.P_VIEWS]}", (value, 100 * cell["mean"]), textcoords="offset points",
+                xytext=(6, -12), fontsize=8, color=_color(loss),
+            )
+    # Room at the right for the last point's label.
+    ax.margins(x=0.1)
+    ax.set_xlabel(f"{unit} per trial" if use_hours else "encoder passes per image (V × epochs)")
+    ax.set_title("equal compute", fontsize=10)
+
+
+def _encoder_passes(group: pd.DataFrame, trials: pd.DataFrame) -> pd.Series:
+    passes = trials.groupby([rs.P_LOSS, rs.P_VIEWS])[load.ENCODER_PASSES].mean()
+    return pd.Series([passes[(row[rs.P_LOSS], row[rs.P_VIEWS])] for _, row in group.iterrows()], index=group.index)
+
+
+def _legend(ax: Axes) -> None:
+    # Outside the axes, so that it never hides a point.
+    ax.legend(title="loss", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+
+
+def _no_data(figure: Figure, message: str) -> Figure:
+    """The figure with its empty axes hidden and a line saying why there is nothing to show."""
+    for ax in figure.axes:
+        ax.set_axis_off()
+    figure.text(0.5, 0.45, message, ha="center", va="center", color="0.35", fontsize=11)
+    return figure
+
+
+def _nothing_measured(trials: pd.DataFrame, metric: str) -> str:
+    mode = trials[load.EVAL_MODE].iloc[0]
+    return f"no completed trial has a {mode} evaluation with {metric}"
+
+
+def _color(loss: str) -> str:
+    if loss in LOSS_COLORS:
+        return LOSS_COLORS[loss]
+    return _SPARE_COLORS[sum(map(ord, loss)) % len(_SPARE_COLORS)]
+
+
+def _batch_styles(batch_sizes: pd.Series) -> dict[int, str]:
+    ordered = sorted(set(batch_sizes), reverse=True)
+    return {size: _LINESTYLES[index % len(_LINESTYLES)] for index, size in enumerate(ordered)}
+
+
+def _run_label(run: pd.Series, name_views: bool) -> str:
+    views = f", M={run[rs.P_VIEWS]}" if name_views else ""
+    return f"{tables.loss_label(run[rs.P_LOSS])}, B={run[rs.P_BATCH_SIZE]}{views}, seed {run[rs.P_SEED]}"

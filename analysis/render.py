@@ -1,0 +1,300 @@
+"""Table output formats: Markdown, CSV, LaTeX (booktabs) and an HTML page with the plots.
+
+Accuracies are fractions in the tables and percentages (two decimals) in every output.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analysis.tables import Cell, Diff, Stat, Table, format_value
+
+MISSING = "—"
+ROW_NAMES: dict[str, str] = {"batch_size": "batch size", "loss": "loss", "dataset": "dataset"}
+CSV_FIELDS = ("text", "mean_pct", "std_pct", "n", "best", "difference_pp", "p_value", "n_pairs", "note")
+
+# Unicode the tables use, spelled for pdflatex; applied after escaping LaTeX's specials.
+_LATEX_SYMBOLS: dict[str, str] = {
+    "±": r"$\pm$",
+    "−": r"$-$",
+    "×": r"$\times$",
+    "·": r"$\cdot$",
+    "≥": r"$\geq$",
+    "τ": r"$\tau$",
+    "π": r"$\pi$",
+    "β": r"$\beta$",
+    "⁺": r"$^{+}$",
+    "—": "---",
+    "–": "--",
+    "§": r"\S{}",
+}
+_LATEX_SPECIALS: dict[str, str] = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
+table { border-collapse: collapse; margin: 0.5rem 0; font-variant-numeric: tabular-nums; }
+caption { caption-side: top; text-align: left; font-size: 0.9rem; color: #444; padding-bottom: 0.4rem; }
+th, td { padding: 0.25rem 0.7rem; border-bottom: 1px solid #ddd; }
+thead th { border-bottom: 2px solid #222; }
+tbody th { font-weight: normal; }
+.l { text-align: left; } .r { text-align: right; white-space: nowrap; }
+ul.notes { font-size: 0.85rem; color: #444; }
+figure { margin: 1rem 0; } figure img { max-width: 100%; } figcaption { font-size: 0.9rem; color: #444; }
+"""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A rendered plot for the HTML page.
+
+    Attributes:
+        title: Heading shown above the image.
+        caption: What the plot shows.
+        png: The image, PNG bytes.
+    """
+
+    title: str
+    caption: str
+    png: bytes
+
+
+def cell_text(cell: Cell) -> str:
+    """A cell as plain text: ``81.23 ± 0.45 (n=3)``, ``+1.20 (p = 0.041, 3 pairs)``, or a dash."""
+    if isinstance(cell, Stat):
+        return _stat_text(cell)
+    if isinstance(cell, Diff):
+        return _diff_text(cell)
+    return MISSING if _is_missing(cell) else str(cell)
+
+
+def to_markdown(table: Table) -> str:
+    """GitHub-flavoured Markdown: title, caption, the table (best cells bold), the notes as a list."""
+    alignment = {"l": ":--", "r": "--:"}
+    lines = [f"### {table.title}", "", table.caption, ""]
+    lines.append(_md_row(_header(table)))
+    lines.append(_md_row([alignment[side] for side in _alignments(table)]))
+    for labels, cells in _rows(table):
+        lines.append(_md_row([*labels, *(_md_cell(cell) for cell in cells)]))
+    lines += ["", *(f"- {note}" for note in table.footnotes)]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    """Tidy CSV, one line per cell, under ``#`` lines carrying the title, caption and notes.
+
+    Read it back with ``pandas.read_csv(path, comment="#")``; ``row`` numbers the table's rows,
+    percentages are in ``mean_pct``, ``std_pct`` and ``difference_pp``.
+    """
+    buffer = io.StringIO()
+    for line in (table.title, table.caption, *table.footnotes):
+        buffer.write(f"# {line}\n")
+    row_names = [ROW_NAMES.get(name, name) for name in table.grid.index.names]
+    writer = csv.DictWriter(buffer, ["row", *row_names, table.column_name or "column", *CSV_FIELDS])
+    writer.writeheader()
+    for number, (labels, cells) in enumerate(_rows(table)):
+        for column, cell in zip(table.grid.columns, cells):
+            record = {"row": number, **dict(zip(row_names, labels)), table.column_name or "column": column}
+            writer.writerow(record | _csv_fields(cell))
+    return buffer.getvalue()
+
+
+def to_latex(table: Table) -> str:
+    """A booktabs ``table`` float: caption and label on top, notes under the tabular."""
+    lines = [
+        r"\begin{table}[htbp]",
+        r"\centering",
+        r"\small",
+        rf"\caption{{{latex_escape(table.title)}. {latex_escape(table.caption)}}}",
+        rf"\label{{tab:{table.key.replace('_', '-')}}}",
+        rf"\begin{{tabular}}{{{''.join(_alignments(table))}}}",
+        r"\toprule",
+        " & ".join(latex_escape(text) for text in _header(table)) + r" \\",
+        r"\midrule",
+    ]
+    for labels, cells in _rows(table):
+        if _is_summary_row(cells):
+            lines.append(r"\midrule")
+        texts = [*(latex_escape(label) for label in labels), *(_latex_cell(cell) for cell in cells)]
+        lines.append(" & ".join(texts) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    notes = [rf"\par\smallskip{{\footnotesize {latex_escape(note)}}}" for note in table.footnotes]
+    return "\n".join(lines + notes + [r"\end{table}"]) + "\n"
+
+
+def to_html(table: Table) -> str:
+    """One table as an HTML ``section``: heading, table with caption, the notes as a list."""
+    sides = _alignments(table)
+    data_sides = sides[table.grid.index.nlevels :]
+    body = "".join(
+        "<tr>"
+        + "".join(f'<th scope="row">{html.escape(label)}</th>' for label in labels)
+        + "".join(f'<td class="{side}">{_html_cell(cell)}</td>' for side, cell in zip(data_sides, cells))
+        + "</tr>"
+        for labels, cells in _rows(table)
+    )
+    notes = "".join(f"<li>{html.escape(note)}</li>" for note in table.footnotes)
+    head_cells = "".join(f'<th class="{side}">{html.escape(text)}</th>' for side, text in zip(sides, _header(table)))
+    return (
+        f'<section id="{html.escape(table.key)}"><h2>{html.escape(table.title)}</h2>'
+        f"<table><caption>{html.escape(table.caption)}</caption>"
+        f"<thead><tr>{head_cells}</tr></thead><tbody>{body}</tbody></table>"
+        f'<ul class="notes">{notes}</ul></section>'
+    )
+
+
+def html_page(heading: str, tables: Sequence[Table], figures: Sequence[Figure]) -> str:
+    """A self-contained page (plots embedded as PNG data) with all tables and plots.
+
+    Self-contained so that it also displays inside the MLflow UI's artifact viewer, which does
+    not resolve links to sibling files.
+    """
+    sections = [to_html(table) for table in tables] + [_html_figure(figure) for figure in figures]
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(heading)}</title><style>{_CSS}</style></head>\n"
+        f"<body><h1>{html.escape(heading)}</h1>\n" + "\n".join(sections) + "\n</body></html>\n"
+    )
+
+
+FORMATS: dict[str, Callable[[Table], str]] = {"md": to_markdown, "csv": to_csv, "latex": to_latex}
+EXTENSIONS: dict[str, str] = {"md": "md", "csv": "csv", "latex": "tex", "html": "html"}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters and spell the tables' Unicode symbols for pdflatex."""
+    escaped = "".join(_LATEX_SPECIALS.get(character, character) for character in text)
+    return "".join(_LATEX_SYMBOLS.get(character, character) for character in escaped)
+
+
+def _header(table: Table) -> list[str]:
+    rows = [ROW_NAMES.get(name, name) for name in table.grid.index.names]
+    return rows + [_column_header(table, column) for column in table.grid.columns]
+
+
+def _column_header(table: Table, column: object) -> str:
+    if isinstance(column, str) or not table.column_symbol:
+        return str(column)
+    return f"{table.column_symbol}={format_value(column)}"
+
+
+def _rows(table: Table) -> list[tuple[list[str], list[Cell]]]:
+    """Each grid row as (row labels as text, cells)."""
+    rows = []
+    for key, cells in table.grid.iterrows():
+        labels = list(key) if isinstance(key, tuple) else [key]
+        rows.append(([format_value(label) for label in labels], list(cells)))
+    return rows
+
+
+def _alignments(table: Table) -> list[str]:
+    """``l`` for row labels and text columns, ``r`` for columns of numbers."""
+    text_columns = [_is_text(table.grid[column]) for column in table.grid.columns]
+    return ["l"] * table.grid.index.nlevels + ["l" if text else "r" for text in text_columns]
+
+
+def _is_text(cells: pd.Series) -> bool:
+    present = [cell for cell in cells if not _is_missing(cell)]
+    return bool(present) and all(isinstance(cell, str) for cell in present)
+
+
+def _is_missing(cell: object) -> bool:
+    return cell is None or (isinstance(cell, float) and math.isnan(cell))
+
+
+def _stat_text(
+    stat: Stat, emphasis: Callable[[str], str] = str, escape: Callable[[str], str] = str
+) -> str:
+    """Mean ± std in percent and the seed count; ``emphasis`` marks the best cell's numbers."""
+    if not stat.n:
+        return escape(MISSING)
+    body = f"{100 * stat.mean:.2f}" if math.isnan(stat.std) else f"{100 * stat.mean:.2f} ± {100 * stat.std:.2f}"
+    body = escape(body)
+    return f"{emphasis(body) if stat.best else body} (n={stat.n})"
+
+
+def _is_summary_row(cells: list[Cell]) -> bool:
+    """A row of differences (FlatNCE − InfoNCE), set off by a rule in LaTeX."""
+    present = [cell for cell in cells if cell is not None]
+    return bool(present) and all(isinstance(cell, Diff) for cell in present)
+
+
+def _diff_text(diff: Diff) -> str:
+    if math.isnan(diff.value):
+        return MISSING
+    # A true minus sign, not a hyphen; LaTeX output turns it into $-$.
+    value = (f"{100 * diff.value:+.2f}" if diff.signed else f"{100 * diff.value:.2f}").replace("-", "−")
+    if diff.p_value is not None:
+        return f"{value} ({_p_text(diff.p_value)}, {diff.n_pairs} pairs)"
+    return f"{value} ({diff.note})" if diff.note else value
+
+
+def _p_text(p_value: float) -> str:
+    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.2g}"
+
+
+def _md_cell(cell: Cell) -> str:
+    if isinstance(cell, Stat):
+        return _stat_text(cell, lambda body: f"**{body}**")
+    return cell_text(cell)
+
+
+def _md_row(texts: Sequence[str]) -> str:
+    return "| " + " | ".join(text.replace("|", r"\|") for text in texts) + " |"
+
+
+def _latex_cell(cell: Cell) -> str:
+    if isinstance(cell, Stat):
+        return _stat_text(cell, lambda body: rf"\textbf{{{body}}}", latex_escape)
+    return latex_escape(cell_text(cell))
+
+
+def _html_cell(cell: Cell) -> str:
+    if isinstance(cell, Stat):
+        return _stat_text(cell, lambda body: f"<b>{body}</b>", html.escape)
+    return html.escape(cell_text(cell))
+
+
+def _html_figure(figure: Figure) -> str:
+    data = base64.b64encode(figure.png).decode("ascii")
+    return (
+        f"<section><h2>{html.escape(figure.title)}</h2><figure>"
+        f'<img src="data:image/png;base64,{data}" alt="{html.escape(figure.title)}">'
+        f"<figcaption>{html.escape(figure.caption)}</figcaption></figure></section>"
+    )
+
+
+def _csv_fields(cell: Cell) -> dict[str, object]:
+    fields: dict[str, object] = dict.fromkeys(CSV_FIELDS, "")
+    fields["text"] = cell_text(cell)
+    if isinstance(cell, Stat) and cell.n:
+        fields |= {"mean_pct": _pct(cell.mean), "std_pct": _pct(cell.std), "n": cell.n, "best": cell.best}
+    elif isinstance(cell, Stat):
+        fields["n"] = 0
+    elif isinstance(cell, Diff):
+        fields |= {"difference_pp": _pct(cell.value), "n_pairs": cell.n_pairs or "", "note": cell.note}
+        fields["p_value"] = "" if cell.p_value is None else cell.p_value
+    return fields
+
+
+def _pct(value: float) -> str:
+    """A fraction as a percentage with four decimals (the CSV keeps more than the tables)."""
+    return "" if math.isnan(value) else f"{100 * value:.4f}"

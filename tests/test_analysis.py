@@ -1,0 +1,389 @@
+"""The analysis package against a real MLflow store holding a synthetic study.
+
+Expected numbers are computed here from the trial specs themselves (not from the loaded
+frame), with plain pandas and scipy, and compared with what the tables report.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+from scipy import stats
+
+from analysis import (
+    StudyNotFoundError,
+    batch_size_table,
+    equal_compute_table,
+    load_study,
+    lr_table,
+    render,
+    reported_table,
+    views_table,
+    write_report,
+)
+from analysis.__main__ import main
+from analysis.reported import PROVENANCE_TAGS, REPORTED
+from analysis.tables import Diff, Stat
+from trainables import run_schema as rs
+
+from mlflow_fixtures import make_synthetic_study, synthetic_trial  # a tests/ helper, on sys.path via conftest
+
+NAME = "synthetic-cifar"
+LABELS = {"infonce": "InfoNCE", "flatnce": "FlatNCE", "dcl": "Debiased CL", "attentionnce": "AttentionNCE"}
+BASE = {"infonce": 0.78, "flatnce": 0.84, "dcl": 0.81, "attentionnce": 0.83}
+SLOPE = {"infonce": 0.025, "flatnce": 0.005, "dcl": 0.015, "attentionnce": 0.0}
+EARLY_STOPPED_ACC = 0.10
+STALE_EVAL_ACC = 0.50
+OOM = "CUDA out of memory"
+LINEAR = ("linear",)
+KNN_TOO = {32: ("linear", "knn"), 256: ("linear", "knn")}  # batch sizes whose trials also get a kNN evaluation
+
+
+@dataclass(frozen=True)
+class Study:
+    """The synthetic study as written: where, its study run, the trial specs and their truth."""
+
+    uri: str
+    run_id: str
+    specs: list[dict[str, Any]]
+    truth: pd.DataFrame
+
+
+def accuracy(loss: str, batch_size: int, seed: int, views: int = 1) -> float:
+    """A plausible test accuracy: the loss's level, its batch-size slope, and seeded noise."""
+    noise = random.Random(f"{loss}/{batch_size}/{seed}/{views}").uniform(-0.01, 0.01)
+    return BASE[loss] + SLOPE[loss] * math.log2(batch_size / 32) + 0.01 * views + noise
+
+
+def study_specs() -> list[dict[str, Any]]:
+    """Three losses x three batch sizes x three seeds, an lr sweep, M for AttentionNCE, and the odd cases."""
+    specs = [
+        synthetic_trial(loss, batch, seed, test_acc=accuracy(loss, batch, seed), eval_modes=KNN_TOO.get(batch, LINEAR))
+        for loss in ("infonce", "flatnce", "dcl")
+        for batch in (32, 64, 256)
+        for seed in range(3)
+    ]
+    # Two seeds only: too few for the paired test.
+    specs += [
+        synthetic_trial(loss, 512, seed, test_acc=accuracy(loss, 512, seed))
+        for loss in ("infonce", "flatnce")
+        for seed in range(2)
+    ]
+    # An lr sweep at B=64: InfoNCE validates best at lr 1.0, FlatNCE at its lr 0.3 runs above.
+    lr_sweep = (("infonce", 0.1, -0.02), ("infonce", 1.0, 0.05), ("flatnce", 0.1, -0.03), ("flatnce", 1.0, -0.01))
+    for loss, lr, val_shift in lr_sweep:
+        for seed in range(3):
+            test = accuracy(loss, 64, seed) + val_shift / 2
+            specs.append(synthetic_trial(loss, 64, seed, lr=lr, test_acc=test, val_acc=test + 0.01 + val_shift))
+    # Debiased CL at B=128 swept over its own tau+: the better-validating 0.1 fills the cell.
+    specs += [
+        synthetic_trial(
+            "dcl", 128, seed, test_acc=accuracy("dcl", 128, seed) + shift, extra_params={"tau_plus": tau_plus}
+        )
+        for tau_plus, shift in ((0.05, -0.01), (0.1, 0.0))
+        for seed in range(3)
+    ]
+    specs += [
+        synthetic_trial("attentionnce", 64, seed, views=views, test_acc=accuracy("attentionnce", 64, seed, views))
+        for views in (1, 4)
+        for seed in range(3)
+    ]
+    failed = synthetic_trial("flatnce", 256, 3, test_acc=0.9, status=rs.STATUS_FAILED, failure_reason=OOM)
+    early = synthetic_trial("dcl", 32, 3, test_acc=EARLY_STOPPED_ACC, status=rs.STATUS_EARLY_STOPPED, epochs_done=4)
+    specs += [failed, early]
+    specs.append(synthetic_trial("dcl", 256, 3, test_acc=accuracy("dcl", 256, 3), eval_modes=("knn",)))
+    # InfoNCE B=32 seed 0 was evaluated twice; the later evaluation is the one that counts.
+    stale = synthetic_trial("infonce", 32, 0, test_acc=STALE_EVAL_ACC)["evals"][0]
+    specs[0]["evals"].insert(0, stale)
+    return specs
+
+
+def truth_frame(specs: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per trial straight from the specs, with the last evaluation of each mode."""
+    rows = []
+    for spec in specs:
+        params = spec["params"]
+        row = {key: params[key] for key in ("loss", "batch_size", "views", "views_per_image", "lr", "seed", "epochs")}
+        row["tau_plus"] = params.get("tau_plus", math.nan)
+        row["status"] = spec["status"]
+        for mode in ("linear", "knn"):
+            evals = [e for e in spec["evals"] if e["params"]["eval_mode"] == mode]
+            row[f"{mode}_test"] = evals[-1]["metrics"]["test_acc_at_best_val"] if evals else math.nan
+            row[f"{mode}_val"] = evals[-1]["metrics"]["best_val_acc"] if evals else math.nan
+            row[f"{mode}_max"] = evals[-1]["metrics"].get("max_test_acc_over_epochs", math.nan) if evals else math.nan
+        rows.append(row)
+    truth = pd.DataFrame(rows)
+    truth["passes"] = truth["views_per_image"] * truth["epochs"]
+    return truth
+
+
+def expected(truth: pd.DataFrame, cell: list[str], mode: str = "linear", value: str = "test") -> dict[tuple, tuple]:
+    """(mean, std, n) per cell over the seeds of the configuration with the best mean validation."""
+    config = [c for c in ("loss", "batch_size", "views", "lr", "epochs", "tau_plus") if c not in cell]
+    usable = truth[(truth["status"] == "completed") & truth[f"{mode}_{value}"].notna()]
+    result = {}
+    for key, members in usable.groupby(cell):
+        candidates = [group for _, group in members.groupby(config, dropna=False)]
+        best = max(candidates, key=lambda group: (group[f"{mode}_val"].mean(), len(group)))
+        values = best[f"{mode}_{value}"]
+        result[key] = (values.mean(), values.std(), len(values))
+    return result
+
+
+def assert_cells(grid: pd.DataFrame, wanted: dict[tuple, tuple], row_key) -> None:
+    for key, (mean, std, n) in wanted.items():
+        cell = grid.at[row_key(key), key[-1]]
+        assert isinstance(cell, Stat), key
+        assert cell.n == n, key
+        assert cell.mean == pytest.approx(mean, abs=1e-12), key
+        assert (math.isnan(cell.std) and math.isnan(std)) or cell.std == pytest.approx(std, abs=1e-12), key
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    specs = study_specs()
+    run_id = make_synthetic_study(uri, NAME, specs)
+    return Study(uri, run_id, specs, truth_frame(specs))
+
+
+@pytest.fixture(scope="module")
+def trials(study: Study) -> pd.DataFrame:
+    return load_study(NAME, study.uri)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def test_load_study_has_one_typed_row_per_trial(study: Study, trials: pd.DataFrame) -> None:
+    assert len(trials) == len(study.specs)
+    assert trials["run_id"].is_unique
+    assert trials["study_run_id"].eq(study.run_id).all()
+    statuses = {"completed": len(study.specs) - 2, "failed": 1, "early_stopped": 1}
+    assert trials["status"].value_counts().to_dict() == statuses
+    assert trials.loc[trials["status"] == "failed", "failure_reason"].tolist() == [OOM]
+    assert str(trials["batch_size"].dtype) == "Int64" and trials["lr"].dtype == "float64"
+    assert (trials["encoder_passes"] == trials["views_per_image"] * trials["epochs"]).all()
+    assert trials["param.num_workers"].eq("2").all()
+    assert trials["device_hours"].notna().sum() == len(study.specs) - 1
+
+
+def test_load_study_by_run_id_equals_by_name(study: Study, trials: pd.DataFrame) -> None:
+    by_id = load_study(study.run_id, study.uri)
+    pd.testing.assert_frame_equal(by_id, trials)
+
+
+def test_load_study_takes_the_latest_eval_and_never_fills_from_another_mode(
+    study: Study, trials: pd.DataFrame
+) -> None:
+    twice = trials[(trials["loss"] == "infonce") & (trials["batch_size"] == 32) & (trials["seed"] == 0)].iloc[0]
+    assert twice["n_evals"] == 2
+    assert twice["test_acc_at_best_val"] == pytest.approx(study.truth.loc[0, "linear_test"])
+    assert twice["test_acc_at_best_val"] != pytest.approx(STALE_EVAL_ACC)
+    knn_only = trials[(trials["loss"] == "dcl") & (trials["batch_size"] == 256) & (trials["seed"] == 3)].iloc[0]
+    assert knn_only["n_evals"] == 0 and math.isnan(knn_only["test_acc_at_best_val"])
+    knn = load_study(NAME, study.uri, eval_mode="knn")
+    knn_row = knn[knn["run_id"] == knn_only["run_id"]].iloc[0]
+    assert knn_row["test_acc_at_best_val"] == pytest.approx(accuracy("dcl", 256, 3) - 0.05)
+
+
+def test_unknown_study_says_which_tracking_uri_was_searched(study: Study) -> None:
+    with pytest.raises(StudyNotFoundError, match="no-such-study.*" + re.escape(study.uri)):
+        load_study("no-such-study", study.uri)
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def test_batch_size_table_matches_pandas(study: Study, trials: pd.DataFrame) -> None:
+    table = batch_size_table(trials)
+    wanted = expected(study.truth, ["loss", "batch_size"])
+    assert_cells(table.grid, wanted, lambda key: LABELS[key[0]])
+    # lr 1.0 validates best for InfoNCE at B=64, so its seeds fill that cell.
+    assert wanted[("infonce", 64)][0] == pytest.approx(
+        study.truth.query("loss == 'infonce' and batch_size == 64 and lr == 1.0")["linear_test"].mean()
+    )
+    assert "Debiased CL, B=128: τ⁺=0.1 (of 2)" in " ".join(table.footnotes)
+    for batch_size in table.grid.columns:
+        cells = [c for c in table.grid[batch_size].drop(index="FlatNCE − InfoNCE") if isinstance(c, Stat) and c.n]
+        best = max(cell.mean for cell in cells)
+        assert [cell.best for cell in cells] == [cell.mean == best and len(cells) > 1 for cell in cells]
+
+
+def test_difference_row_is_a_paired_test_over_common_seeds(study: Study, trials: pd.DataFrame) -> None:
+    grid = batch_size_table(trials).grid
+    chosen = {"infonce": {64: 1.0}, "flatnce": {}}
+    for batch_size in (32, 64, 256):
+        flat, info = (
+            study.truth.query(
+                f"loss == '{loss}' and batch_size == {batch_size} and status == 'completed' and views == 1 "
+                f"and lr == {chosen[loss].get(batch_size, 0.3)}"
+            ).set_index("seed")["linear_test"].dropna()
+            for loss in ("flatnce", "infonce")
+        )
+        common = flat.index.intersection(info.index)
+        cell = grid.at["FlatNCE − InfoNCE", batch_size]
+        assert cell.n_pairs == len(common) == 3
+        assert cell.value == pytest.approx((flat[common] - info[common]).mean())
+        assert cell.p_value == pytest.approx(stats.ttest_rel(flat[common], info[common]).pvalue)
+    two_seeds = grid.at["FlatNCE − InfoNCE", 512]
+    assert two_seeds.p_value is None and "2 common seeds" in two_seeds.note
+    means = study.truth.query("batch_size == 512").groupby("loss")["linear_test"].mean()
+    assert two_seeds.value == pytest.approx(means["flatnce"] - means["infonce"])
+
+
+def test_views_and_equal_compute_tables_match_pandas(study: Study, trials: pd.DataFrame) -> None:
+    views = views_table(trials)
+    assert_cells(views.grid, expected(study.truth, ["loss", "views"]), lambda key: LABELS[key[0]])
+    compute = equal_compute_table(trials)
+    assert_cells(compute.grid, expected(study.truth, ["loss", "passes"]), lambda key: LABELS[key[0]])
+    assert list(compute.grid.columns) == [20, 30, 60]
+    assert "AttentionNCE, V·epochs=60: M=4" in " ".join(compute.footnotes)
+
+
+def test_lr_table_matches_pandas_with_spread(study: Study, trials: pd.DataFrame) -> None:
+    table = lr_table(trials)
+    wanted = expected(study.truth, ["loss", "batch_size", "lr"])
+    assert_cells(table.grid, wanted, lambda key: (LABELS[key[0]], key[1]))
+    infonce_64 = [wanted[("infonce", 64, lr)][0] for lr in (0.1, 0.3, 1.0)]
+    spread = table.grid.at[("InfoNCE", 64), "spread (pp)"]
+    assert isinstance(spread, Diff) and spread.value == pytest.approx(max(infonce_64) - min(infonce_64))
+    assert table.grid.at[("InfoNCE", 32), "spread (pp)"] is None
+
+
+def test_failed_and_early_stopped_trials_are_excluded_and_counted(trials: pd.DataFrame) -> None:
+    for build in (batch_size_table, views_table, equal_compute_table, lr_table):
+        notes = " ".join(build(trials).footnotes)
+        assert "Excluded from means: 1 failed (reason: CUDA out of memory), 1 early-stopped." in notes
+        assert "1 completed trial(s) have no test_acc_at_best_val from a linear evaluation" in notes
+    grid = batch_size_table(trials).grid
+    assert grid.at["Debiased CL", 32].n == 3
+    assert grid.at["FlatNCE", 256].n == 3
+
+
+def test_knn_mode_reports_knn_evals_and_says_so(study: Study) -> None:
+    table = batch_size_table(load_study(NAME, study.uri, eval_mode="knn"))
+    assert "evaluation: kNN classifier" in table.caption
+    assert_cells(table.grid, expected(study.truth, ["loss", "batch_size"], mode="knn"), lambda key: LABELS[key[0]])
+    assert table.grid.at["Debiased CL", 256].n == 4
+
+
+def test_test_set_selected_metric_is_labelled(study: Study, trials: pd.DataFrame) -> None:
+    table = batch_size_table(trials, metric=rs.M_MAX_TEST_OVER_EPOCHS)
+    assert "test-set-selected" in table.caption
+    assert_cells(table.grid, expected(study.truth, ["loss", "batch_size"], value="max"), lambda key: LABELS[key[0]])
+
+
+def test_reported_table_keeps_provenance_and_differences(trials: pd.DataFrame) -> None:
+    table = reported_table(trials)
+    rows = table.grid.reset_index()
+    assert set(rows["dataset"]) == {"cifar10"} and set(rows["loss"]) <= set(LABELS.values())
+    ours = rows[(rows["method (as reported)"] == "SimCLR (cross entropy)") & (rows["B"] == "32")].iloc[0]
+    assert ours["reported (%)"] == "78.3" and ours["tag"] == "T"
+    measured = batch_size_table(trials).grid.at["InfoNCE", 32]
+    assert ours["measured here (%)"].mean == pytest.approx(measured.mean)
+    assert ours["measured − reported (pp)"].value == pytest.approx(measured.mean - 0.783)
+    assert set(rows["tag"]) >= {"T", "F"}
+    notes = " ".join(table.footnotes)
+    assert "not measured here" in notes and "batch_tables.md §1.3A" in notes
+
+
+def test_reported_numbers_are_well_formed() -> None:
+    for entry in REPORTED:
+        assert entry.tag in PROVENANCE_TAGS
+        assert 0 < entry.percent < 100
+        assert "science.md" in entry.source or "batch_tables.md" in entry.source
+
+
+# --- output formats --------------------------------------------------------------------------
+
+
+def test_markdown_has_caption_bold_best_and_footnotes(trials: pd.DataFrame) -> None:
+    text = render.to_markdown(batch_size_table(trials))
+    assert "Study synthetic-cifar" in text and "dataset cifar10" in text and "backbone resnet18" in text
+    assert "10 pretraining epochs" in text and "linear probe" in text and "code 0123456789ab" in text
+    assert "| loss | B=32 | B=64 | B=128 | B=256 | B=512 |" in text
+    assert text.count("**") >= 2 * 4
+    assert "- Excluded from means" in text
+    assert "(n=3)" in text and "nan" not in text
+
+
+def test_csv_round_trips_the_numbers(tmp_path: Path, trials: pd.DataFrame) -> None:
+    table = batch_size_table(trials)
+    path = tmp_path / "batch.csv"
+    path.write_text(render.to_csv(table))
+    frame = pd.read_csv(path, comment="#")
+    stat = frame[(frame["loss"] == "FlatNCE") & (frame["batch size"] == 64)].iloc[0]
+    cell = table.grid.at["FlatNCE", 64]
+    assert stat["mean_pct"] == pytest.approx(100 * cell.mean, abs=1e-4) and stat["n"] == cell.n
+    diff = frame[(frame["loss"] == "FlatNCE − InfoNCE") & (frame["batch size"] == 32)].iloc[0]
+    assert diff["p_value"] == pytest.approx(table.grid.at["FlatNCE − InfoNCE", 32].p_value)
+    assert path.read_text().startswith("# Accuracy vs batch size\n# Study synthetic-cifar")
+
+
+def test_latex_is_booktabs_and_escaped(trials: pd.DataFrame) -> None:
+    text = render.to_latex(reported_table(trials))
+    assert r"\toprule" in text and r"\midrule" in text and r"\bottomrule" in text
+    assert r"\caption{" in text and r"\%" in text
+    bold = render.to_latex(batch_size_table(trials))
+    assert r"\textbf{" in bold and r"$\pm$" in bold and r"ttest\_rel" in bold
+    for latex in (text, bold):
+        assert not {"±", "−", "§", "—"} & set(latex)
+        assert re.search(r"(?<!\\)[_%#]", latex) is None  # & separates columns, so it is not checked
+
+
+# --- report and command line -----------------------------------------------------------------
+
+
+def test_write_report_writes_everything_and_logs_it(tmp_path: Path, study: Study) -> None:
+    report = write_report(NAME, study.uri, tmp_path)
+    assert {path.suffix for path in report.tables["batch_size"]} == {".md", ".csv", ".tex"}
+    assert set(report.tables) == {"batch_size", "views", "equal_compute", "lr", "reported"}
+    assert set(report.plots) == {"accuracy_vs_batch_size", "accuracy_vs_views", "training_curves"}
+    for png, svg in report.plots.values():
+        assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size > 10_000
+        assert "<svg" in svg.read_text()[:2000]
+    page = report.html.read_text()
+    assert page.count("<table>") == 5 and page.count("data:image/png;base64,") == 3
+    assert report.batch_size_markdown == (tmp_path / "tables" / "batch_size.md").read_text()
+    client = MlflowClient(study.uri)
+    logged = {item.path for folder in ("report", "report/tables", "report/plots")
+              for item in client.list_artifacts(study.run_id, folder)}
+    assert {"report/report.html", "report/tables/lr.tex", "report/plots/training_curves.svg"} <= logged
+
+
+def test_cli_prints_tables_and_writes_plots(tmp_path: Path, study: Study, capsys: pytest.CaptureFixture) -> None:
+    assert main(["tables", "--study", NAME, "--tracking-uri", study.uri]) == 0
+    assert "### Accuracy vs batch size" in capsys.readouterr().out
+    run = load_study(NAME, study.uri)["run_id"].iloc[0]
+    assert main(["plots", "--study", NAME, "--tracking-uri", study.uri, "--out", str(tmp_path), "--runs", run]) == 0
+    assert (tmp_path / "training_curves.png").is_file()
+
+
+def test_cli_reports_unknown_study_and_has_help(study: Study, capsys: pytest.CaptureFixture) -> None:
+    assert main(["tables", "--study", "nope", "--tracking-uri", study.uri]) == 2
+    assert "no study named 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["tables", "--help"])
+    assert "--eval" in capsys.readouterr().out
+
+
+def test_a_study_where_nothing_completed_still_reports(tmp_path: Path, study: Study) -> None:
+    failed = [
+        synthetic_trial(loss, 64, 0, test_acc=0.5, status=rs.STATUS_FAILED, failure_reason=reason)
+        for loss, reason in (("infonce", OOM), ("flatnce", "NaN loss"))
+    ]
+    make_synthetic_study(study.uri, "all-failed", failed)
+    report = write_report("all-failed", study.uri, tmp_path, log_to_mlflow=False)
+    assert "| InfoNCE | — |" in report.batch_size_markdown
+    assert f"2 failed (reasons: {OOM} ×1; NaN loss ×1)" in report.batch_size_markdown
+    assert all(path.is_file() for path in report.paths)
