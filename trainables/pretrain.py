@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from trainables import faults
 from trainables import run_schema as rs
 from trainables.augment import AugmentConfig, SimCLRAugment, augment_config_for, eval_transform
 from trainables.checkpoint import load_latest_valid, save_checkpoint
@@ -39,6 +40,23 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the run stops rather than train on garbage."""
+
+
+class OutOfMemoryError(MemoryError):
+    """A batch that does not fit; the message names the batch and what to change."""
+
+
+def out_of_memory(cfg: PretrainConfig, world_size: int, err: BaseException) -> OutOfMemoryError:
+    per_worker = cfg.batch_size // world_size
+    return OutOfMemoryError(
+        f"out of memory at batch_size={cfg.batch_size} ({per_worker} images x {cfg.views_per_image} views per worker on "
+        f"{world_size} worker(s)): use more workers (--workers) so each holds fewer images, or a smaller batch_size ({err})"
+    )
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator's refusal."""
+    return isinstance(err, torch.OutOfMemoryError) or (isinstance(err, RuntimeError) and "can't allocate memory" in str(err))
 
 
 class NonFiniteGuard:
@@ -161,11 +179,13 @@ def train_one_epoch(p: Parts, epoch: int, resident: torch.Tensor | None) -> dict
     generator, guard = augment_generator(p, epoch), NonFiniteGuard(p.device)
     sums = torch.zeros(3, device=p.device)  # loss, pi+, steps: accumulated on the device
     start = time.perf_counter()
+    seed, batch = p.cfg.seed, p.cfg.batch_size
     for step, images in enumerate(local_batches(p, epoch, resident)):
+        faults.before_step(epoch=epoch, step=step, seed=seed, batch=batch)
         views = p.augment.views(images, p.cfg.views_per_image, generator, rows=rows, global_batch=p.cfg.batch_size)
         with autocast(p.cfg, p.device):
             z = p.forward(views)
-        loss = p.loss(z)
+        loss = faults.after_loss(p.loss(z), epoch=epoch, step=step, rank=p.rank, seed=seed, batch=batch)
         p.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         p.optimizer.step()
@@ -263,7 +283,12 @@ def pretrain(cfg: PretrainConfig, session: Session, *, run_id: str | None = None
     started = time.perf_counter()
     last: dict[str, float] = {}
     for epoch in range(done + 1, cfg.epochs + 1):
-        metrics = train_one_epoch(p, epoch, resident)
+        try:
+            metrics = train_one_epoch(p, epoch, resident)
+        except (RuntimeError, torch.OutOfMemoryError) as err:
+            if is_out_of_memory(err):
+                raise out_of_memory(cfg, p.world_size, err) from err
+            raise
         if epoch % cfg.n_eval_epochs == 0 or epoch == cfg.epochs:
             metrics[rs.M_VAL_KNN] = validation_knn(p)
             best = max(best, metrics[rs.M_VAL_KNN])
