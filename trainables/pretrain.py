@@ -282,6 +282,7 @@ def pretrain(cfg: PretrainConfig, session: Session, *, run_id: str | None = None
     resident = p.data.pretrain.to(p.device) if isinstance(p.data, TensorSplits) else None
     started = time.perf_counter()
     last: dict[str, float] = {}
+    bar = epoch_bar(cfg, done) if session.shows_progress and p.rank == 0 else None
     for epoch in range(done + 1, cfg.epochs + 1):
         try:
             metrics = train_one_epoch(p, epoch, resident)
@@ -304,7 +305,19 @@ def pretrain(cfg: PretrainConfig, session: Session, *, run_id: str | None = None
                 if ckpt is not None and epoch == cfg.epochs:
                     logger.log_artifacts(ckpt, "checkpoint")
             session.report(last, ckpt, epoch)
+        if bar is not None:
+            bar.set_description(f"epoch {epoch}/{cfg.epochs} loss {metrics[rs.M_TRAIN_LOSS]:.3f} pi+ {metrics[rs.M_POS_PROB]:.3f}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     return final_metrics(p, last, best, time.perf_counter() - started, logger)
+
+
+def epoch_bar(cfg: PretrainConfig, done: int) -> Any:
+    """A progress bar over epochs that Ray draws on the driver's terminal."""
+    from ray.experimental.tqdm_ray import tqdm
+
+    return tqdm(total=cfg.epochs - done, desc=f"{cfg.loss} pretraining", unit="epoch")
 
 
 def final_metrics(p: Parts, last: dict[str, float], best: float, seconds: float, logger: RunLogger | None) -> dict[str, float]:

@@ -28,6 +28,7 @@ def _sorted_checkpoints(folder: Path) -> list[Path]:
 class Session(Protocol):
     rank: int
     world_size: int
+    shows_progress: bool  # draw an epoch progress bar (Tune trials have Tune's own table)
 
     def report(self, metrics: dict[str, float], checkpoint: Path | None, epoch: int) -> None:
         """Hand the epoch's metrics (and a checkpoint directory, if any) to whoever runs us."""
@@ -49,6 +50,8 @@ def _local_candidates(checkpoint: object | None) -> list[Path]:
 
 class RayTrainSession:
     """Inside ``TorchTrainer``: ``ray.train.report`` from every worker, checkpoints from rank 0."""
+
+    shows_progress = True
 
     def __init__(self) -> None:
         import ray.train
@@ -72,6 +75,7 @@ class TuneSession:
     """Inside a Ray Tune function trainable, one process: ``ray.tune.report``."""
 
     rank, world_size = 0, 1
+    shows_progress = False
 
     def report(self, metrics: dict[str, float], checkpoint: Path | None, epoch: int) -> None:
         import ray.tune
@@ -86,6 +90,8 @@ class TuneSession:
 
 class LocalSession:
     """No Ray: checkpoints are copied under ``directory``; metrics go to ``on_report``."""
+
+    shows_progress = False
 
     def __init__(self, directory: str | Path, on_report: Callable[[dict[str, float]], None] | None = None) -> None:
         self.directory = Path(directory)
