@@ -210,3 +210,14 @@ def test_bad_hyperparameters_are_rejected_by_name(name: str, hp: dict, field: st
 
 def test_every_loss_declares_its_hyperparameters() -> None:
     assert set(HYPERPARAMETERS) == set(LOSSES)
+
+
+@pytest.mark.parametrize("name", ["infonce", "flatnce", "dcl", "hcl"])
+def test_backward_graph_keeps_no_whole_similarity_matrix(name: str) -> None:
+    """Autograd saves only embeddings and per-anchor values: never the (B·V)² similarities."""
+    z = torch.randn(64, 3, 16, requires_grad=True)
+    saved: list[int] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+        build_loss(name)(z).backward()
+    whole = (64 * 3) ** 2
+    assert saved and max(saved) < whole / 4

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from trainables.losses.base import ContrastiveLoss, LossTerms, check_positive
-from trainables.losses.multiview import negative_logits, positive_logits
+from trainables.losses.lse import negative_logsumexp
+from trainables.losses.multiview import positive_logits
 
 
 def check_tau_plus(tau_plus: float) -> float:
@@ -48,20 +49,19 @@ class DebiasedLoss(ContrastiveLoss):
         super().__init__(temperature, gather_distributed)
         self.tau_plus = check_tau_plus(tau_plus)
 
-    def log_negative_mass(self, neg: torch.Tensor, neg_lse: torch.Tensor, num_neg: int) -> torch.Tensor:
-        """log sum_n w_n e^{s_n/tau} over each row's negatives; w_n = 1 here.
+    def log_negative_mass(self, local: torch.Tensor, glob: torch.Tensor, offset: int, neg_lse: torch.Tensor, num_neg: int) -> torch.Tensor:
+        """log sum_n w_n e^{s_n/tau} over each anchor's negatives; w_n = 1 here.
 
         Shape:
-            neg: [P, N_all] (own image at -inf), neg_lse: [P] its log-sum-exp -> [P].
+            local: [b, V, D], glob: [B, V, D], neg_lse: [b * V] (log sum_n e^{s_n/tau}) -> [b * V].
         """
         return neg_lse
 
     def terms(self, local: torch.Tensor, glob: torch.Tensor, offset: int) -> LossTerms:
-        neg = negative_logits(local, glob, offset, self.temperature)
-        neg_lse = torch.logsumexp(neg, dim=1)
+        neg_lse = negative_logsumexp(local, glob, offset, 1 / self.temperature)
         num_neg = (glob.shape[0] - 1) * glob.shape[1]
         pos = positive_logits(local, self.temperature)
-        log_mass = self.log_negative_mass(neg, neg_lse, num_neg)
+        log_mass = self.log_negative_mass(local, glob, offset, neg_lse, num_neg)
         terms = debiased_terms(pos, log_mass, num_neg, self.tau_plus, self.temperature)
         return LossTerms(terms=terms, pos_prob=torch.sigmoid(pos - neg_lse[:, None]))
 
@@ -81,8 +81,8 @@ class HardNegativeLoss(DebiasedLoss):
             raise ValueError(f"beta={beta!r} is not allowed: it must be >= 0")
         self.beta = float(beta)
 
-    def log_negative_mass(self, neg: torch.Tensor, neg_lse: torch.Tensor, num_neg: int) -> torch.Tensor:
-        if self.beta == 0:  # 0 * -inf would be nan on the masked columns
+    def log_negative_mass(self, local: torch.Tensor, glob: torch.Tensor, offset: int, neg_lse: torch.Tensor, num_neg: int) -> torch.Tensor:
+        if self.beta == 0:
             return neg_lse
-        log_mean_weight = torch.logsumexp(neg * self.beta, dim=1) - math.log(num_neg)
-        return torch.logsumexp(neg * (self.beta + 1), dim=1) - log_mean_weight
+        log_mean_weight = negative_logsumexp(local, glob, offset, self.beta / self.temperature) - math.log(num_neg)
+        return negative_logsumexp(local, glob, offset, (self.beta + 1) / self.temperature) - log_mean_weight

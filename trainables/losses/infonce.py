@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from trainables.losses.base import ContrastiveLoss, LossTerms
-from trainables.losses.multiview import negative_logits, positive_logits
+from trainables.losses.lse import negative_logsumexp
+from trainables.losses.multiview import positive_logits
 
 
 def decoupled_logits(local: torch.Tensor, glob: torch.Tensor, offset: int, temperature: float) -> torch.Tensor:
@@ -18,7 +19,7 @@ def decoupled_logits(local: torch.Tensor, glob: torch.Tensor, offset: int, tempe
     Shape:
         local: [b, V, D], glob: [B, V, D] -> [b * V, V - 1].
     """
-    neg_lse = torch.logsumexp(negative_logits(local, glob, offset, temperature), dim=1)
+    neg_lse = negative_logsumexp(local, glob, offset, 1 / temperature)
     return neg_lse[:, None] - positive_logits(local, temperature)
 
 

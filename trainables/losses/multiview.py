@@ -3,7 +3,7 @@
 Embeddings arrive as ``z`` of shape [B, V, D]: B images, V views each. Every view of image i
 is a positive of every other view of image i; all views of all other images are negatives.
 Under DDP a worker holds images ``offset .. offset + b`` of the global batch; its anchors are
-its own views, its negatives come from the gathered global batch.
+its own views, its negatives come from the gathered global batch (see ``lse.py``).
 """
 
 from __future__ import annotations
@@ -22,19 +22,3 @@ def positive_logits(local: torch.Tensor, temperature: float) -> torch.Tensor:
     sim = torch.einsum("ivd,iud->ivu", local, local) / temperature
     off_diagonal = ~torch.eye(v, dtype=torch.bool, device=local.device)
     return sim[:, off_diagonal].reshape(b * v, v - 1)
-
-
-def negative_logits(local: torch.Tensor, glob: torch.Tensor, offset: int, temperature: float) -> torch.Tensor:
-    """Similarities of each local view with every global view, tau-scaled, own image masked.
-
-    The own-image columns are set to -inf in place, so this is the one (b·V)×(B·V) matrix the
-    losses materialise.
-
-    Shape:
-        local: [b, V, D], glob: [B, V, D] (L2-normalised) -> [b * V, B * V].
-    """
-    b, v, _ = local.shape
-    logits = local.reshape(b * v, -1) @ glob.reshape(glob.shape[0] * v, -1).T / temperature
-    rows = torch.arange(b, device=local.device)
-    logits.view(b, v, glob.shape[0], v)[rows, :, rows + offset, :] = float("-inf")
-    return logits
