@@ -12,8 +12,8 @@ PRESET = Preset(
     description="infonce, flatnce, dcl x batch {32, 128} on bundled digits, small backbone, CPU",
     fixed={
         "dataset": "digits", "backbone": "small", "head": "mlp_bn", "views": 1, "temperature": 0.2,
-        "optimizer": "adam", "lr": 2e-3, "weight_decay": 1e-6, "schedule": "constant", "epochs": 4,
-        "n_eval_epochs": 1, "n_save_epochs": 2, "knn_k": 20, "workers": 1, "cpus_per_worker": 1.0,
+        "optimizer": "adam", "lr": 2e-3, "weight_decay": 1e-6, "schedule": "constant", "epochs": 5,
+        "n_eval_epochs": 1, "n_save_epochs": 5, "workers": 1, "cpus_per_worker": 1.0,
     },
     grid={"loss": ("infonce", "flatnce", "dcl"), "batch_size": (32, 128)},
     # 1,300 training images: small probe batches give the linear layer enough steps.
