@@ -36,7 +36,9 @@ def describe_plan(name: str, plan: Plan) -> str:
         hours_text = f"{hours:8.2f}" if hours is not None else "     n/a"
         lines.append(f"{i:>4}  {cfg.loss:<13}{cfg.batch_size:>6}{cfg.views:>3}{cfg.views_per_image:>3}{cfg.lr:>9.3g}{cfg.seed:>5}  {resources_text(driver, workers, cfg.workers):<44}{passes:>15,}{hours_text}")
     scale = plan.num_trials / len(configs)
-    lines.append(f"total: {int(total_passes * scale):,} encoder passes, about {total_hours * scale:.1f} GPU-hours (estimate; n/a where no throughput was measured)")
+    priced = all(gpu_hours(c) is not None for c in configs)
+    hours = f"about {total_hours * scale:.1f} GPU-hours of pretraining on H100-class GPUs (estimate at batch-512 throughput; small batches run slower)" if priced else "GPU-hours n/a: no measured throughput for some trials"
+    lines.append(f"total: {int(total_passes * scale):,} encoder passes; {hours}")
     lines.append(f"evaluation after each pretraining: {preset.evaluation}")
     return "\n".join(lines)
 
