@@ -29,7 +29,7 @@ from trainables.tracking import TrackingUnavailableError, check_reachable, resol
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="study/linear_eval.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="study/linear_eval.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--model_path", "--model-path", type=Path, help="a checkpoint directory (epoch_NNNNN) or its state.pt")
     where.add_argument("--checkpoint_dir", "--checkpoint-dir", type=Path, help="a run's folder: evaluate every checkpoint in it")

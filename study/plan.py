@@ -17,7 +17,7 @@ import yaml
 
 from search_spaces import PRESETS, Preset
 from search_spaces.preset import trial_config
-from trainables.config import ConfigError, PretrainConfig, from_dict
+from trainables.config import ConfigError, PretrainConfig, from_dict, load_yaml
 from trainables.linear_eval import EvalConfig
 
 STUDY_KEYS = ("seeds", "num_samples", "scheduler")
@@ -32,7 +32,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r} is not key=value")
-        overrides[key.strip()] = yaml.safe_load(text)
+        try:
+            overrides[key.strip()] = load_yaml(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {key.strip()}: {text!r} is not a YAML value ({str(err).splitlines()[0]})") from None
     return overrides
 
 
@@ -67,14 +70,21 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any]) -> Preset:
                 raise ConfigError(f"--set {key}: {key[5:]!r} is not an evaluation field; allowed: {', '.join(sorted(eval_fields))}")
             evaluation[key[5:]] = value
         elif key in STUDY_KEYS:
-            study[key] = tuple(range(value)) if key == "seeds" and isinstance(value, int) else value
+            study[key] = tuple(range(value)) if key == "seeds" and isinstance(value, int) else tuple(value) if key == "seeds" and isinstance(value, list) else value
+        elif key == "seed":
+            raise ConfigError("--set seed: every trial's seed comes from seeds; use --set seeds=N (seeds 0..N-1) or seeds=[3,7]")
         elif key in grid and isinstance(value, list):
+            if not value:
+                raise ConfigError(f"--set {key}=[]: a grid axis needs at least one value")
             grid[key] = tuple(value)
         elif key in config_fields:
             grid.pop(key, None)
             fixed[key] = value
         else:
             raise ConfigError(f"--set {key}: not a config field, a grid axis, eval.<field> or one of {', '.join(STUDY_KEYS)}")
+    seeds = study.get("seeds", preset.seeds)
+    if not isinstance(seeds, tuple) or not seeds or not all(isinstance(x, int) and x >= 0 for x in seeds):
+        raise ConfigError(f"seeds={overrides.get('seeds')!r} is not allowed; use a count >= 1 or a list of seeds >= 0")
     if study.get("scheduler", preset.scheduler) not in SCHEDULERS:
         raise ConfigError(f"scheduler={study['scheduler']!r} is not allowed; allowed: {', '.join(SCHEDULERS)}")
     return dataclasses.replace(preset, fixed=fixed, grid=grid, evaluation=evaluation, **study)

@@ -21,12 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from study.plan import Plan, make_plan, max_concurrent, parse_overrides, trial_resources, uses_train_workers
 from study.report import describe_plan, print_summary
 from trainables import run_schema as rs
-from trainables.config import ConfigError
+from trainables.config import ConfigError, load_yaml
 from trainables.data import DatasetNotFoundError, load_dataset
 from trainables.tracking import TrackingUnavailableError, check_reachable, end_run, resolve_tracking_uri
 
@@ -34,7 +32,7 @@ PLAN_FILE = "study.json"  # the preset and overrides of a study, beside Tune's s
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="study/run_sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="study/run_sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--preset", help="a named study from search_spaces/ (quickstart, cifar10-cpu, flatnce-batch-size, attentionnce-views, lineage-baselines, tpe-lr)")
     what.add_argument("--resume", metavar="NAME", help="continue the study NAME from --storage-path: finished trials are kept, interrupted ones continue")
@@ -54,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
-    from_file = yaml.safe_load(args.config.read_text(encoding="utf-8")) if args.config else {}
+    from_file = load_yaml(args.config.read_text(encoding="utf-8")) if args.config else {}
     if not isinstance(from_file, dict):
         raise ConfigError(f"config={str(args.config)!r} must hold a mapping of key: value")
     return from_file | parse_overrides(args.overrides)

@@ -30,7 +30,7 @@ CLR_ALIASES = {"simclr": "infonce", "flatclr": "flatnce"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="study/train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="study/train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--config", type=Path, help="YAML file of config fields; flags override it")
     parser.add_argument("--clr", choices=sorted(CLR_ALIASES), help="FlatCLR's flag: simclr = --loss infonce, flatclr = --loss flatnce")
     parser.add_argument("--resume", metavar="RUN_NAME", help="continue the run RUN_NAME (under --save_dir) from its last valid checkpoint")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,10 @@ log = logging.getLogger(__name__)
 
 class CorruptCheckpointError(RuntimeError):
     """A checkpoint whose file is missing, truncated or altered."""
+
+
+class UnsafeCheckpointError(CorruptCheckpointError):
+    """A checkpoint holding Python objects other than tensors and plain values, which could run code."""
 
 
 def _sha256(path: Path) -> str:
@@ -58,9 +64,17 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
     state_file, checksum_file = directory / STATE_FILE, directory / CHECKSUM_FILE
     if not state_file.is_file() or not checksum_file.is_file():
         raise CorruptCheckpointError(f"checkpoint {directory} is incomplete: {STATE_FILE} or {CHECKSUM_FILE} is missing")
-    if _sha256(state_file) != checksum_file.read_text().strip():
+    if _sha256(state_file).encode() != checksum_file.read_bytes().strip():  # bytes: a garbled checksum file is not text
         raise CorruptCheckpointError(f"checkpoint {directory} fails its checksum: {STATE_FILE} is truncated or altered")
-    return torch.load(state_file, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(state_file, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:  # torch's own message suggests weights_only=False: never for us
+        found = re.search(r"Unsupported (global: GLOBAL|operand) \S+", str(err))
+        raise UnsafeCheckpointError(
+            f"checkpoint {directory} is refused: {STATE_FILE} holds objects other than tensors and plain values, "
+            f"which could run code when loaded{f' ({found.group(0)})' if found else ''}. This code never writes "
+            "such checkpoints; the file comes from elsewhere or was altered."
+        ) from err
 
 
 def load_latest_valid(candidates: list[Path], map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path] | None:

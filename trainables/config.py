@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -125,22 +127,35 @@ def one_of(name: str, registry: Iterable[str], *, optional: bool = False):
     return check
 
 
+def _finite(value: float) -> bool:
+    return isinstance(value, int) or math.isfinite(value)  # ints are finite, however large
+
+
 def at_least(name: str, low: float, *, strict: bool = False):
     def check(cfg: PretrainConfig) -> list[str]:
         value = getattr(cfg, name)
-        if value is None or (value > low if strict else value >= low):
+        if value is None or (_finite(value) and (value > low if strict else value >= low)):
             return []
-        return [f"{name}={value!r} is not allowed; it must be {'>' if strict else '>='} {low}"]
+        finite = "" if _finite(value) else "a finite number "
+        return [f"{name}={value!r} is not allowed; it must be {finite}{'>' if strict else '>='} {low}"]
 
     return check
 
 
-def in_range(name: str, low: float, high: float, *, closed: bool = False):
+def in_range(name: str, low: float, high: float, *, closed: bool = False, open_low: bool = False):
     def check(cfg: PretrainConfig) -> list[str]:
         value = getattr(cfg, name)
-        if value is None or low <= value < high or (closed and value == high):
+        if value is None or (low < value if open_low else low <= value) and (value <= high if closed else value < high):
             return []
-        return [f"{name}={value!r} is not allowed; it must be in [{low}, {high}{']' if closed else ')'}"]
+        return [f"{name}={value!r} is not allowed; it must be in {'(' if open_low else '['}{low}, {high}{']' if closed else ')'}"]
+
+    return check
+
+
+def non_empty(name: str):
+    def check(cfg: PretrainConfig) -> list[str]:
+        value = getattr(cfg, name)
+        return [] if value.strip() else [f"{name}={value!r} is not allowed; it must be a non-empty name"]
 
     return check
 
@@ -187,7 +202,7 @@ CHECKS = [
     in_range("tau_plus", 0, 1),
     at_least("beta", 0),
     at_least("limit_train", 1),
-    in_range("val_fraction", 0, 1),
+    in_range("val_fraction", 0, 1, open_low=True),  # both train and val need images
     at_least("proj_dim", 1),
     at_least("weight_decay", 0),
     in_range("momentum", 0, 1),
@@ -197,9 +212,11 @@ CHECKS = [
     at_least("knn_k", 1),
     at_least("knn_temperature", 0, strict=True),
     at_least("workers", 1),
+    in_range("seed", 0, 2**32),  # the batch order's seed must be >= 0; seed x 1,000,003 + epoch must fit a generator
     at_least("cpus_per_worker", 0, strict=True),
     at_least("jitter_strength", 0),
     in_range("blur_prob", 0, 1, closed=True),
+    non_empty("experiment"),
     hyperparameters_fit_the_loss,
     workers_divide_batch,
     warmup_fits,
@@ -210,7 +227,7 @@ def _types() -> dict[str, Any]:
     return typing.get_type_hints(PretrainConfig)
 
 
-def _coerce(name: str, value: Any, annotation: Any) -> Any:
+def coerce(name: str, value: Any, annotation: Any) -> Any:
     """``value`` as the field's type, or a ConfigError naming the field; ints widen to floats."""
     allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
     if value is None and type(None) in allowed:
@@ -222,22 +239,65 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
         if base is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if base in (str, dict) and isinstance(value, base):
+            try:
+                return float(value)
+            except OverflowError:  # an int beyond any float (e.g. 400 digits in a YAML file)
+                raise ConfigError(f"{name}={value!r} is not allowed; it must be a finite number") from None
+        if base is str and isinstance(value, str):
             return value
+        if base is dict and isinstance(value, dict):
+            if all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                return value
+            raise ConfigError(f"{name}={value!r} is not allowed; its keys and values must be strings (quote numbers in YAML)")
     names = " or ".join("None" if k is type(None) else getattr(typing.get_origin(k) or k, "__name__", str(k)) for k in allowed)
     raise ConfigError(f"{name}={value!r} has type {type(value).__name__}; expected {names}")
 
 
+def _defaults() -> dict[str, Any]:
+    return {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default for f in fields(PretrainConfig)}  # type: ignore[misc]
+
+
 def from_dict(values: dict[str, Any]) -> PretrainConfig:
-    """A validated config from plain values; unknown keys and wrong types are errors."""
+    """A validated config from plain values; unknown keys and wrong types are errors.
+
+    The message names every bad field at once: unknown keys, wrong types, and the values out
+    of range among the rest.
+    """
     known = {f.name for f in fields(PretrainConfig)}
-    unknown = sorted(set(values) - known)
+    problems = []
+    unknown = sorted(set(values) - known, key=str)
     if unknown:
-        hints = [f"{k!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, known, 1)) else "") for k in unknown]
-        raise ConfigError(f"unknown config key(s): {', '.join(hints)}")
-    hints = _types()
-    return PretrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
+        hints = [f"{k!r}" + (f" (did you mean {close[0]!r}?)" if isinstance(k, str) and (close := difflib.get_close_matches(k, known, 1)) else "") for k in unknown]
+        problems.append(f"unknown config key(s): {', '.join(hints)}")
+    hints_by_field, typed = _types(), {}
+    for key, value in values.items():
+        if key in known:
+            try:
+                typed[key] = coerce(key, value, hints_by_field[key])
+            except ConfigError as err:
+                problems.append(str(err))
+    if not problems:
+        return PretrainConfig(**typed)
+    # Check the well-typed values too, leaving out what involves a field already reported.
+    mistyped = [re.compile(rf"\b{re.escape(k)}=") for k in values if k in known and k not in typed]
+    given = types.SimpleNamespace(**(_defaults() | typed))
+    problems += [p for check in CHECKS for p in check(given) if not any(m.search(p) for m in mistyped)]  # type: ignore[arg-type]
+    raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that 1e-3 and 5e+2 are floats, as in YAML 1.2 (PyYAML follows
+    YAML 1.1, which wants a dot and a signed exponent, and reads 1e-3 as the string '1e-3')."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"), list("-+0123456789.")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as config values: safe (no Python objects), with 1e-3 read as a number."""
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 def from_yaml(path: str | Path, overrides: dict[str, Any] | None = None) -> PretrainConfig:
@@ -245,7 +305,10 @@ def from_yaml(path: str | Path, overrides: dict[str, Any] | None = None) -> Pret
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config={str(path)!r}: no such file")
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        loaded = load_yaml(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config={str(path)!r} is not valid YAML: {err}") from err
     if not isinstance(loaded, dict):
         raise ConfigError(f"config={str(path)!r} must hold a mapping of field: value, not {type(loaded).__name__}")
     return from_dict(loaded | (overrides or {}))

@@ -63,6 +63,7 @@ from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, Sampler, Subset
 from torchvision import datasets, transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS
+from torchvision.datasets.utils import check_integrity
 
 DEFAULT_LOAD_SIZE = 256
 DIGITS_TEST_FRACTION = 0.2
@@ -463,15 +464,27 @@ def _not_found_message(name: str, root: Path, expected: str) -> str:
     )
 
 
+def _bad_files(folder: Path, files: tuple[tuple[str, str], ...]) -> str:
+    """Which of the (file name, md5) pairs are missing from ``folder`` or fail their md5, in words."""
+    if not folder.is_dir():
+        return ""
+    missing = [name for name, _ in files if not (folder / name).is_file()]
+    if missing:
+        return f" Missing from {folder}: {', '.join(missing)}."
+    altered = [name for name, md5 in files if not check_integrity(str(folder / name), md5)]
+    return f" Failing their md5 checksum (truncated or altered) in {folder}: {', '.join(altered)}." if altered else ""
+
+
 @contextmanager
-def _not_found_as_ours(name: str, root: Path, expected: str) -> Iterator[None]:
-    """Re-raise torchvision's "Dataset not found or corrupted" RuntimeError as a DatasetNotFoundError."""
+def _not_found_as_ours(name: str, root: Path, expected: str, files: tuple[tuple[str, str], ...] = ()) -> Iterator[None]:
+    """Re-raise torchvision's "Dataset not found or corrupted" RuntimeError as a DatasetNotFoundError,
+    naming the files of ``files`` (name, md5) that are missing or altered."""
     try:
         yield
     except RuntimeError as err:
         if "not found" not in str(err):
             raise
-        raise DatasetNotFoundError(_not_found_message(name, root, expected)) from err
+        raise DatasetNotFoundError(_not_found_message(name, root, expected) + _bad_files(root / expected, files)) from err
 
 
 def _chw(hwc: np.ndarray) -> torch.Tensor:
@@ -481,7 +494,8 @@ def _chw(hwc: np.ndarray) -> torch.Tensor:
 
 def _load_cifar(cls: type[datasets.CIFAR10], name: str, root: Path, download: bool) -> _Official:
     """CIFAR-10 or CIFAR-100 (a subclass that reads fine labels) through torchvision."""
-    with _not_found_as_ours(name, root, cls.base_folder):
+    files = tuple((f, md5) for f, md5 in cls.train_list + cls.test_list) + ((cls.meta["filename"], cls.meta["md5"]),)
+    with _not_found_as_ours(name, root, cls.base_folder, files):
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=download)
     return _Official(
@@ -501,7 +515,8 @@ def _load_cifar100(root: Path, download: bool) -> _Official:
 
 def _load_stl10(root: Path, download: bool) -> _Official:
     """STL-10's labeled train, test and 100,000 unlabeled images through torchvision."""
-    with _not_found_as_ours("stl10", root, datasets.STL10.base_folder):
+    files = tuple((f, md5) for f, md5 in datasets.STL10.train_list + datasets.STL10.test_list)
+    with _not_found_as_ours("stl10", root, datasets.STL10.base_folder, files):
         pool = datasets.STL10(str(root), split="train+unlabeled", download=download)
         test = datasets.STL10(str(root), split="test", download=download)
     # torchvision puts the labeled images first and marks the unlabeled ones -1; slicing avoids a 2.8 GB copy.

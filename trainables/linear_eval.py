@@ -9,6 +9,7 @@ it was selected on the test set.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +22,7 @@ from torch import nn
 from trainables import run_schema as rs
 from trainables.augment import AugmentConfig, SimCLRAugment, augment_config_for, eval_transform
 from trainables.checkpoint import load_checkpoint
-from trainables.config import ConfigError, from_dict
+from trainables.config import ConfigError, coerce, from_dict
 from trainables.data import LabeledImages, TensorSplits, load_dataset
 from trainables.features import split_features
 from trainables.knn import knn_predict
@@ -63,6 +64,9 @@ class EvalConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        hints = typing.get_type_hints(EvalConfig)
+        for f in dataclasses.fields(self):  # wrong types first: comparisons below assume the right ones
+            object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), hints[f.name]))
         problems = []
         if self.mode not in MODES:
             problems.append(f"mode={self.mode!r} is not allowed; allowed: {', '.join(MODES)}")

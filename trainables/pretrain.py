@@ -33,7 +33,7 @@ from trainables.losses import ContrastiveLoss, build_loss
 from trainables.models import ContrastiveModel, build_model, prepare_for_device
 from trainables.optim import build_optimizer, build_schedule, scaled_lr
 from trainables.session import RayTrainSession, Session
-from trainables.tracking import RunLogger
+from trainables.tracking import RunLogger, redact_secrets
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def checkpoint_state(p: Parts, epoch: int, run_id: str | None, best_knn: float) 
         "epoch": epoch,
         "best_val_knn": best_knn,
         "rng_cpu": torch.get_rng_state(),
-        "config": p.cfg.to_dict(),
+        "config": redact_secrets(p.cfg.to_dict()),  # the checkpoint is also an MLflow artifact
         "mlflow_run_id": run_id or "",
     }
     if p.device.type == "cuda":

@@ -7,17 +7,23 @@ one run the driver made (the duplicate-run complaints of the anchors' users).
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import logging
 import os
 import platform
+import re
+import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
@@ -28,6 +34,11 @@ log = logging.getLogger(__name__)
 DEFAULT_STORE = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlartifacts"
 SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
+# MLflow's HTTP client retries a refused request 7 times with exponential backoff (about 4 minutes)
+# and waits 120 s for an answer. RunLogger keeps failed writes and retries them itself, so its
+# writes use these bounds instead, unless the environment sets the variables.
+LOGGER_HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 
 
 class TrackingUnavailableError(RuntimeError):
@@ -44,11 +55,17 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     """Fail fast, with the URI in the message, when an HTTP tracking server does not answer."""
     if not uri.startswith(("http://", "https://")):
         return
+    # urllib cannot open a URL holding user:password@; send them as MLflow's client does.
+    request = urllib.request.Request(f"{redact_url(uri).rstrip('/')}/health")
+    parts = urlsplit(uri)
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
     try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s).close()
+        urllib.request.urlopen(request, timeout=timeout_s).close()
     except (urllib.error.URLError, OSError) as err:
         raise TrackingUnavailableError(
-            f"tracking_uri={redact_url(uri)!r} does not answer ({err}). Start the server "
+            f"tracking_uri={redact_url(uri)!r} does not answer ({redact_text(str(err), secret_values())}). Start the server "
             f"(mlflow server --host 127.0.0.1 --port 5000 ...) or leave --tracking-uri unset for a local store."
         ) from err
 
@@ -69,12 +86,22 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
 
 
 def redact_url(value: str) -> str:
-    """A URL without the user:password part."""
-    parts = urlsplit(value)
-    if parts.password is None and parts.username is None:
+    """A URL without the user:password part (the host and port stay as written)."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # not a URL after all (e.g. an unbalanced "[")
         return value
-    host = parts.hostname or ""
-    return urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
+    if "@" not in parts.netloc:
+        return value
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def redact_text(text: str, secrets: set[str]) -> str:
+    """``text`` (an error message, say) without URL credentials and with secret values replaced."""
+    text = _URL_CREDENTIALS.sub(r"\g<scheme>", text)
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "<redacted>")
+    return text
 
 
 def secret_values() -> set[str]:
@@ -85,6 +112,38 @@ def secret_values() -> set[str]:
 def safe_value(value: Any, secrets: set[str]) -> str:
     text = redact_url(str(value))
     return "<redacted>" if any(s in text for s in secrets) else text[:6000]
+
+
+def redact_secrets(values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``values`` (a config as a dict) whose strings carry no credentials or secrets.
+
+    For what is written where others can read it, such as a checkpoint's config, which is
+    uploaded as a run artifact. Other values are kept as they are.
+    """
+    secrets = secret_values()
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        return safe_value(value, secrets) if isinstance(value, str) else value
+
+    return clean(values)
+
+
+@contextlib.contextmanager
+def bounded_http() -> Iterator[None]:
+    """MLflow HTTP requests within fail after ``LOGGER_HTTP_BOUNDS`` instead of minutes of retries.
+
+    MLflow reads the variables at each request. They are set only for the duration and only
+    where the environment leaves them unset.
+    """
+    added = {k: v for k, v in LOGGER_HTTP_BOUNDS.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 def code_version() -> str:
@@ -136,11 +195,11 @@ def pretrain_params(cfg: Any) -> dict[str, Any]:
 def create_run(tracking_uri: str, experiment: str, *, run_name: str, params: dict[str, Any], tags: dict[str, str], parent_run_id: str | None = None) -> str:
     """A new RUNNING run with its params and tags; returns its id."""
     client = MlflowClient(tracking_uri)
-    all_tags = dict(tags) | {rs.CODE_VERSION: code_version()}
+    secrets = secret_values()
+    all_tags = {k: safe_value(v, secrets) for k, v in tags.items()} | {rs.CODE_VERSION: code_version()}
     if parent_run_id:
         all_tags[rs.PARENT] = parent_run_id
-    run = client.create_run(ensure_experiment(client, experiment), run_name=run_name, tags=all_tags)
-    secrets = secret_values()
+    run = client.create_run(ensure_experiment(client, experiment), run_name=run_name and safe_value(run_name, secrets), tags=all_tags)
     items = [Param(k, safe_value(v, secrets)) for k, v in flatten(params).items() if v is not None]
     for start in range(0, len(items), 100):  # log_batch takes at most 100 params a call
         client.log_batch(run.info.run_id, params=items[start : start + 100])
@@ -150,9 +209,11 @@ def create_run(tracking_uri: str, experiment: str, *, run_name: str, params: dic
 def end_run(tracking_uri: str, run_id: str, *, failed_reason: str | None = None, tags: dict[str, str] | None = None) -> None:
     """End a run FINISHED, or FAILED with the reason as a tag."""
     client = MlflowClient(tracking_uri)
-    extra = dict(tags or {})
+    secrets = secret_values()
+    extra = {k: safe_value(v, secrets) for k, v in (tags or {}).items()}
     if failed_reason is not None:
-        extra[rs.FAILURE_REASON] = failed_reason.strip().splitlines()[-1][:500] if failed_reason.strip() else "unknown"
+        reason = redact_text(failed_reason, secrets).strip()  # an error message may hold a URL with a password
+        extra[rs.FAILURE_REASON] = reason.splitlines()[-1][:500] if reason else "unknown"
     for key, value in extra.items():
         client.set_tag(run_id, key, value)
     client.set_terminated(run_id, status="FAILED" if failed_reason is not None else "FINISHED")
@@ -164,13 +225,16 @@ class RunLogger:
 
     Epochs already in the run's history (from before a restart) are not logged again, so a
     resumed run's history has each epoch once. A failed write is kept and retried with the
-    next one, so a tracking server that goes away mid-run loses nothing once it is back.
+    next one, so a tracking server that goes away mid-run loses nothing once it is back; while
+    it is away, each write gives up after ``LOGGER_HTTP_BOUNDS`` rather than stalling training.
+    Artifacts that cannot be uploaded are copied aside and uploaded with the next flush.
     """
 
     tracking_uri: str
     run_id: str
     pending: list[Metric] = field(default_factory=list)
     last_epoch: int = 0
+    pending_artifacts: list[tuple[Path, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.client = MlflowClient(self.tracking_uri)
@@ -186,18 +250,31 @@ class RunLogger:
         self.flush(raise_on_error=False)
 
     def flush(self, *, raise_on_error: bool = True) -> None:
+        """Write the buffered metrics, then the artifacts waiting for upload.
+
+        A re-sent metric keeps its timestamp, so MLflow stores it once even where an earlier
+        attempt reached the server but its answer did not come back.
+        """
         try:
-            for start in range(0, len(self.pending), 1000):
-                self.client.log_batch(self.run_id, metrics=self.pending[start : start + 1000])
-        except Exception as err:  # any transport failure: keep the metrics and retry later
+            with bounded_http():
+                while self.pending:
+                    self.client.log_batch(self.run_id, metrics=self.pending[:1000])
+                    del self.pending[:1000]
+                while self.pending_artifacts:
+                    copy, artifact_path = self.pending_artifacts[0]
+                    self.client.log_artifacts(self.run_id, str(copy), artifact_path=artifact_path)
+                    self.pending_artifacts.pop(0)
+                    shutil.rmtree(copy.parent, ignore_errors=True)
+        except Exception as err:  # any transport failure: keep what is left and retry later
             if raise_on_error:
                 raise
-            log.warning("MLflow write failed (%s); %d metric values kept for retry", err, len(self.pending))
-            return
-        self.pending = []
+            log.warning(
+                "MLflow write failed (%s); %d metric values and %d artifact folders kept for retry",
+                redact_text(str(err), secret_values()), len(self.pending), len(self.pending_artifacts),
+            )
 
     def flush_with_retry(self, deadline_s: float = 600.0, wait_s: float = 5.0) -> None:
-        """Retry buffered metrics until they are written or ``deadline_s`` has passed."""
+        """Retry buffered metrics and artifacts until they are written or ``deadline_s`` has passed."""
         end = time.monotonic() + deadline_s
         while True:
             try:
@@ -216,4 +293,14 @@ class RunLogger:
             self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def log_artifacts(self, directory: Path, artifact_path: str) -> None:
-        self.client.log_artifacts(self.run_id, str(directory), artifact_path=artifact_path)
+        """Upload ``directory``; while the server is away, a copy of it (the caller's folder may
+        be temporary) waits for the next flush."""
+        try:
+            with bounded_http():
+                self.client.log_artifacts(self.run_id, str(directory), artifact_path=artifact_path)
+            return
+        except Exception as err:
+            log.warning("MLflow artifact upload failed (%s); %s kept for retry", redact_text(str(err), secret_values()), artifact_path)
+        copy = Path(tempfile.mkdtemp(prefix="nce-artifacts-")) / "files"
+        shutil.copytree(directory, copy)
+        self.pending_artifacts.append((copy, artifact_path))

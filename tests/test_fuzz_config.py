@@ -1,0 +1,624 @@
+"""Bad input, fuzzed: configurations and command lines, valid and invalid, checked against a table of rules.
+
+The table below is written from the issue and the flags' help, not read from trainables/config.py:
+batch_size >= 2, views >= 1, epochs >= 1, lr > 0, temperature > 0, d_pos and d_neg > 0, tau_plus in
+[0, 1), beta >= 0, workers >= 1 dividing batch_size, names from their registries, loss
+hyperparameters only for their losses, unknown keys and wrong types rejected. Beyond the issue's
+list it holds what the data and training code need: numbers are finite, val_fraction is in (0, 1)
+(``load_dataset`` holds out a validation split and keeps a training split), seed is in [0, 2^32)
+(the batch order's seed must be >= 0), the experiment has a name, tags map strings to strings, and
+a cosine schedule's warm-up ends before the last epoch.
+
+Every valid configuration must be accepted; every invalid one rejected with a ConfigError (or, on a
+command line, argparse's error) naming every offending field, before Ray starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import itertools
+import math
+import re
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from search_spaces import PRESETS
+from study import run_sweep, train
+from study.plan import parse_overrides
+from trainables.config import ConfigError, PretrainConfig, from_dict, from_yaml
+from trainables.data import DatasetNotFoundError, load_dataset
+
+# --- the rules --------------------------------------------------------------------------------
+
+LOSSES = ("infonce", "flatnce", "attentionnce", "dcl", "hcl")
+TAKES = {  # the hyperparameters each loss takes (temperature: all of them)
+    "infonce": {"temperature"},
+    "flatnce": {"temperature"},
+    "attentionnce": {"temperature", "d_pos", "d_neg", "attention_preset"},
+    "dcl": {"temperature", "tau_plus"},
+    "hcl": {"temperature", "tau_plus", "beta"},
+}
+HYPERPARAMETERS = ("temperature", "d_pos", "d_neg", "attention_preset", "tau_plus", "beta")
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: type
+    low: float | None = None  # None: unbounded
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = True
+    optional: bool = False  # None allowed
+    names: tuple[str, ...] | None = None
+    non_empty: bool = False
+
+    def type_ok(self, value: Any) -> bool:
+        if value is None:
+            return self.optional
+        if self.kind is bool:
+            return isinstance(value, bool)
+        if self.kind is int:
+            return isinstance(value, int) and not isinstance(value, bool)
+        if self.kind is float:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        if self.kind is dict:
+            return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        return isinstance(value, self.kind)
+
+    def allows(self, value: Any) -> bool:
+        """Whether a value of the right type is allowed."""
+        if value is None:
+            return self.optional
+        if self.names is not None:
+            return value in self.names
+        if self.kind is str:
+            return bool(value.strip()) or not self.non_empty
+        if self.kind in (int, float):
+            if self.kind is float and not finite(value):
+                return False
+            above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+            below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+            return above and below
+        return True
+
+
+def finite(value: float) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+POSITIVE = {"low": 0, "low_open": True}
+RULES: dict[str, Rule] = {
+    "loss": Rule(str, names=LOSSES),
+    "views": Rule(int, 1),
+    "temperature": Rule(float, **POSITIVE, optional=True),
+    "d_pos": Rule(float, **POSITIVE, optional=True),
+    "d_neg": Rule(float, **POSITIVE, optional=True),
+    "attention_preset": Rule(str, names=("cifar10", "cifar100", "stl10", "tinyimagenet"), optional=True),
+    "tau_plus": Rule(float, 0, 1, optional=True),
+    "beta": Rule(float, 0, optional=True),
+    "dataset": Rule(str, names=("cifar10", "cifar100", "stl10", "imagefolder", "digits")),
+    "data_dir": Rule(str),
+    "download": Rule(bool),
+    "limit_train": Rule(int, 1, optional=True),
+    "val_fraction": Rule(float, 0, 1, low_open=True),
+    "split_seed": Rule(int),
+    "backbone": Rule(str, names=("resnet18", "resnet50", "small")),
+    "head": Rule(str, names=("mlp", "mlp_bn")),
+    "proj_dim": Rule(int, 1),
+    "epochs": Rule(int, 1),
+    "batch_size": Rule(int, 2),
+    "lr": Rule(float, **POSITIVE),
+    "optimizer": Rule(str, names=("lars", "sgd", "adam")),
+    "lr_scaling": Rule(str, names=("linear", "sqrt", "none")),
+    "weight_decay": Rule(float, 0),
+    "momentum": Rule(float, 0, 1),
+    "schedule": Rule(str, names=("cosine", "constant")),
+    "warmup_epochs": Rule(int, 0),
+    "jitter_strength": Rule(float, 0, optional=True),
+    "blur_prob": Rule(float, 0, 1, high_open=False, optional=True),
+    "n_eval_epochs": Rule(int, 1),
+    "n_save_epochs": Rule(int, 1),
+    "knn_k": Rule(int, 1),
+    "knn_temperature": Rule(float, **POSITIVE),
+    "save_dir": Rule(str),
+    "workers": Rule(int, 1),
+    "gpu": Rule(bool),
+    "cpus_per_worker": Rule(float, **POSITIVE),
+    "seed": Rule(int, 0, 2**32),
+    "precision": Rule(str, names=("auto", "fp32", "bf16")),
+    "compile": Rule(bool),
+    "gather": Rule(bool),
+    "tracking_uri": Rule(str, optional=True),
+    "experiment": Rule(str, non_empty=True),
+    "run_name": Rule(str, optional=True),
+    "tags": Rule(dict),
+}
+FIELDS = tuple(RULES)
+DEFAULTS = {"loss": "infonce", "batch_size": 256, "workers": 1, "epochs": 400, "warmup_epochs": 0, "schedule": "constant"}
+TYPO_KEYS = ("batchsize", "learning_rate", "temprature", "Loss", "num_views", "max_epochs", "d-pos", "lr ", "wd", "é")
+
+
+def offenders(values: dict[Any, Any]) -> set[Any]:
+    """Every field (or unknown key) the table says is wrong in ``values``; empty when valid."""
+    bad: set[Any] = {k for k in values if k not in RULES}
+    typed = {k: v for k, v in values.items() if k in RULES and RULES[k].type_ok(v)}
+    bad |= {k for k in values if k in RULES and k not in typed}
+    bad |= {k for k, v in typed.items() if not RULES[k].allows(v)}
+    cfg = DEFAULTS | typed
+    mistyped = set(values) - set(typed)
+    if "loss" not in mistyped and cfg["loss"] in LOSSES:
+        bad |= {h for h in HYPERPARAMETERS if typed.get(h) is not None and h not in TAKES[cfg["loss"]]}
+    if not mistyped & {"batch_size", "workers"} and cfg["workers"] >= 1 and cfg["batch_size"] % cfg["workers"]:
+        bad |= {"batch_size", "workers"}
+    if not mistyped & {"schedule", "epochs", "warmup_epochs"} and cfg["schedule"] == "cosine" and cfg["warmup_epochs"] >= cfg["epochs"] >= 1:
+        bad.add("warmup_epochs")
+    return bad
+
+
+def names(message: str, key: Any) -> bool:
+    """Whether ``message`` names the field (as ``field=``) or the unknown key (quoted)."""
+    if key in RULES:
+        return re.search(rf"\b{re.escape(key)}=", message) is not None
+    return repr(key) in message
+
+
+def test_the_rule_table_covers_every_config_field() -> None:
+    assert set(FIELDS) == {f.name for f in dataclasses.fields(PretrainConfig)}
+    assert offenders(PretrainConfig().to_dict()) == set()  # the defaults are valid
+    assert offenders({"loss": "infonce", "d_neg": 1.0}) == {"d_neg"} and offenders({"workers": 3}) == {"batch_size", "workers"}
+
+
+# --- strategies -------------------------------------------------------------------------------
+
+TEXT = st.text(alphabet=string.ascii_letters + string.digits + " _-./éü数据", max_size=12)
+
+
+def _parses(kind: Callable[[str], Any], text: str) -> bool:
+    try:
+        kind(text)
+    except ValueError:
+        return False
+    return True
+
+
+def numbers(rule: Rule, low: float | None, high: float | None, *, low_open: bool, high_open: bool) -> st.SearchStrategy:
+    if rule.kind is int:
+        first = None if low is None else int(low) + (1 if low_open else 0)
+        last = None if high is None else int(high) - (1 if high_open else 0)
+        return st.integers(first if first is not None else -(10**6), last if last is not None else 10**6)
+    floats = st.floats(low, high, exclude_min=low_open and low is not None, exclude_max=high_open and high is not None, allow_nan=False, allow_infinity=False)
+    return floats if high is not None else floats.filter(lambda v: v < 1e6) | st.integers(int(low or 0) + 1, 1000)
+
+
+def valid(rule: Rule) -> st.SearchStrategy:
+    if rule.names is not None:
+        strategy = st.sampled_from(rule.names)
+    elif rule.kind is bool:
+        strategy = st.booleans()
+    elif rule.kind is str:
+        strategy = TEXT.filter(lambda s: s.strip()) if rule.non_empty else TEXT
+    elif rule.kind is dict:
+        strategy = st.dictionaries(TEXT, TEXT, max_size=3)
+    else:
+        strategy = numbers(rule, rule.low, rule.high, low_open=rule.low_open, high_open=rule.high_open)
+    return strategy | st.none() if rule.optional else strategy
+
+
+def out_of_range(rule: Rule) -> st.SearchStrategy | None:
+    """Values of the right type that the rule forbids (None where every such value is allowed)."""
+    if rule.names is not None:
+        return st.sampled_from(("SimCLR", "InfoNCE", " adam", "cifar-10", "")) | TEXT.filter(lambda s: s not in (rule.names or ()))
+    if rule.kind is str:
+        return st.sampled_from(("", " ", "\t")) if rule.non_empty else None
+    if rule.kind not in (int, float) or (rule.low is None and rule.high is None):
+        return None
+    options = []
+    if rule.low is not None:
+        options.append(numbers(rule, None if rule.kind is float else rule.low - 10**6, rule.low, low_open=False, high_open=not rule.low_open))
+    if rule.high is not None:
+        options.append(numbers(rule, rule.high, None if rule.kind is float else rule.high + 10**6, low_open=not rule.high_open, high_open=False))
+    if rule.kind is float:
+        options.append(st.sampled_from((math.nan, math.inf, -math.inf)))
+        options.append(st.just(10**400))  # an int no float can hold
+    return st.one_of(options)
+
+
+def wrong_type(rule: Rule) -> st.SearchStrategy:
+    lists = st.lists(st.integers(0, 9), max_size=2)
+    options: list[st.SearchStrategy] = [lists]
+    if rule.kind is int:
+        options += [st.floats(allow_nan=False) | st.just(2.0), TEXT, st.booleans()]
+    elif rule.kind is float:
+        options += [TEXT, st.booleans()]
+    elif rule.kind is str:
+        options += [st.integers(), st.floats(allow_nan=False), st.booleans()]
+    elif rule.kind is bool:
+        options += [st.integers(0, 1), st.sampled_from(("true", "yes"))]
+    elif rule.kind is dict:
+        options += [TEXT, st.dictionaries(TEXT, st.integers(), min_size=1, max_size=2)]
+    if not rule.optional:
+        options.append(st.none())
+    return st.one_of(options)
+
+
+MODES = ("valid",) * 5 + ("range", "type")
+
+
+@st.composite
+def any_config(draw: st.DrawFn, fields: tuple[str, ...] = FIELDS, max_size: int = 8) -> dict[Any, Any]:
+    """Up to ``max_size`` fields, each valid (mostly), out of range or of a wrong type; sometimes unknown keys."""
+    values: dict[Any, Any] = {}
+    for name in draw(st.lists(st.sampled_from(fields), unique=True, max_size=max_size)):
+        rule, mode = RULES[name], draw(st.sampled_from(MODES))
+        strategy = {"valid": valid(rule), "range": out_of_range(rule), "type": wrong_type(rule)}[mode]
+        values[name] = draw(strategy if strategy is not None else valid(rule))
+    if draw(st.integers(0, 7)) == 0:
+        for key in draw(st.lists(st.sampled_from(TYPO_KEYS) | st.integers(0, 3), min_size=1, max_size=2, unique=True)):
+            values[key] = draw(st.integers(0, 9))
+    return values
+
+
+@st.composite
+def valid_config(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid configuration of many fields, respecting the rules that join fields."""
+    loss = draw(st.sampled_from(LOSSES))
+    values: dict[str, Any] = {"loss": loss}
+    independent = [f for f in FIELDS if f not in (*HYPERPARAMETERS, "loss", "batch_size", "workers", "epochs", "warmup_epochs", "schedule")]
+    for name in draw(st.lists(st.sampled_from(independent), unique=True, max_size=12)):
+        values[name] = draw(valid(RULES[name]))
+    for name in draw(st.lists(st.sampled_from(sorted(TAKES[loss])), unique=True)):
+        values[name] = draw(valid(RULES[name]))
+    workers = draw(st.integers(1, 8))
+    values |= {"workers": workers, "batch_size": workers * draw(st.integers(2, 512))}
+    values |= {"epochs": draw(st.integers(1, 1000)), "schedule": draw(st.sampled_from(("cosine", "constant")))}
+    values["warmup_epochs"] = draw(st.integers(0, values["epochs"] - 1))
+    return values
+
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# --- from_dict --------------------------------------------------------------------------------
+
+
+@FUZZ
+@given(valid_config())
+def test_no_valid_config_is_rejected(values: dict[str, Any]) -> None:
+    assert offenders(values) == set()
+    cfg = from_dict(values).to_dict()
+    assert {k: cfg[k] for k in values} == values
+
+
+@FUZZ
+@given(any_config())
+def test_from_dict_accepts_exactly_the_valid_configs_and_names_every_bad_field(values: dict[Any, Any]) -> None:
+    bad = offenders(values)
+    if not bad:
+        cfg = from_dict(values).to_dict()
+        assert {k: cfg[k] for k in values} == values
+        return
+    with pytest.raises(ConfigError) as err:
+        from_dict(values)
+    message = str(err.value)
+    assert all(names(message, key) for key in bad), (sorted(map(str, bad)), message)
+
+
+def test_every_kind_of_problem_at_once_is_named() -> None:
+    values = {"batchsize": 64, "epochs": "3", "lr": -1.0, "loss": "infonce", "tau_plus": 0.5, "tags": {"a": 1}, "seed": -1}
+    with pytest.raises(ConfigError) as err:
+        from_dict(values)
+    message = str(err.value)
+    assert offenders(values) == {"batchsize", "epochs", "lr", "tau_plus", "tags", "seed"}
+    assert all(names(message, key) for key in offenders(values)), message
+    assert "did you mean 'batch_size'?" in message
+
+
+# --- study/train.py's command line ------------------------------------------------------------
+
+PARSER = train.build_parser()
+FLAG_FIELDS = tuple(f for f in FIELDS if f != "tags")  # a dict has no flag
+
+
+def boolean(text: str) -> bool:
+    """What a boolean flag accepts, by its help: true or false (and 1/0, yes/no, on/off)."""
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def flag_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+@st.composite
+def command_line(draw: st.DrawFn) -> tuple[list[str], dict[str, Any], list[str], list[str]]:
+    """(argv, the values the flags carry, flags whose text is not of their type, unknown flags)."""
+    argv, values, unparsable, unknown = [], {}, [], []
+    for name in draw(st.lists(st.sampled_from(FLAG_FIELDS), unique=True, max_size=8)):
+        rule, mode = RULES[name], draw(st.sampled_from(MODES))
+        flag = draw(st.sampled_from((f"--{name}", f"--{name.replace('_', '-')}")))
+        if mode == "type" and rule.kind in (int, float, bool):
+            kind = {int: int, float: float, bool: boolean}[rule.kind]
+            text = draw(st.sampled_from(("abc", "", "2.5", "1e3", "maybe", "0x10", "yes")).filter(lambda s: not _parses(kind, s)))
+            argv.append(f"{flag}={text}")
+            unparsable.append(name)
+            continue
+        wrong = out_of_range(rule) if mode == "range" else None
+        value = draw(wrong if wrong is not None else valid(rule))
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and rule.kind is float and abs(value) > 2**1000):
+            continue  # a flag cannot say None; argparse itself turns a huge number into a float
+        argv.append(f"{flag}={flag_text(value)}")
+        values[name] = float(value) if rule.kind is float else value
+    if draw(st.integers(0, 7)) == 0:
+        key = draw(st.sampled_from(("batchsize", "learning-rate", "num_views", "warm_up")))
+        argv.append(f"--{key}=1")
+        unknown.append(f"--{key}")
+    return argv, values, unparsable, unknown
+
+
+def parse(argv: list[str]) -> tuple[Any, str]:
+    """(namespace or the SystemExit code, what argparse wrote to stderr)."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            return PARSER.parse_args(argv), err.getvalue()
+        except SystemExit as stop:
+            return stop.code, err.getvalue()
+
+
+@FUZZ
+@given(command_line())
+def test_train_command_line_rejects_exactly_the_bad_flags_naming_them(case: tuple[list[str], dict[str, Any], list[str], list[str]]) -> None:
+    argv, values, unparsable, unknown = case
+    args, stderr = parse(argv)
+    if unparsable:  # argparse stops at the first value it cannot convert
+        assert args == 2 and f"--{unparsable[0]}" in stderr, (argv, stderr)
+        return
+    if unknown:
+        assert args == 2 and all(flag in stderr for flag in unknown), (argv, stderr)
+        return
+    assert not isinstance(args, int), (argv, stderr)
+    bad = offenders(values)
+    if not bad:
+        cfg = train.config_from_args(args).to_dict()
+        assert {k: cfg[k] for k in values} == values
+        return
+    with pytest.raises(ConfigError) as err:
+        train.config_from_args(args)
+    assert all(names(str(err.value), key) for key in bad), (argv, str(err.value))
+
+
+# --- study/run_sweep.py --set overrides (--dry-run: validated, nothing started) ----------------
+
+QUICKSTART = PRESETS["quickstart"]
+SWEEP_FIELDS = tuple(f for f in FIELDS if f not in ("seed", "tags"))  # trials take their seed from `seeds`
+
+
+def yaml_text(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10**9, allow_unicode=True).removesuffix("\n...\n").strip()
+
+
+@st.composite
+def sweep_overrides(draw: st.DrawFn) -> list[str]:
+    values = draw(any_config(fields=SWEEP_FIELDS, max_size=4))
+    # An empty list would empty a grid axis: see test_sweep_with_an_empty_grid_axis_gets_a_message.
+    items = [f"{key}={yaml_text(value)}" for key, value in values.items() if key in RULES and not (key in QUICKSTART.grid and value == [])]
+    if draw(st.booleans()):
+        axis = draw(st.sampled_from(("loss", "batch_size")))
+        if axis not in values:
+            choices = (*LOSSES, "simclr") if axis == "loss" else (16, 30, 32, 64, 1)
+            items.append(f"{axis}={yaml_text(draw(st.lists(st.sampled_from(choices), min_size=1, max_size=3, unique=True)))}")
+    if draw(st.integers(0, 7)) == 0:
+        items.insert(draw(st.integers(0, len(items))), f"{draw(st.sampled_from(('lossx', 'batchsize', 'eval.epoch')))}={draw(st.integers(0, 9))}")
+    return items
+
+
+def trial_configs(overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    """A preset's trials under ``--set``: a list replaces a grid axis, a single value fixes the field."""
+    fixed, grid = dict(QUICKSTART.fixed), dict(QUICKSTART.grid)
+    for key, value in overrides.items():
+        if key in grid and isinstance(value, list):
+            grid[key] = tuple(value)
+        else:
+            grid.pop(key, None)
+            fixed[key] = value
+    points = [dict(zip(grid, point)) for point in itertools.product(*grid.values())]
+    return [fixed | point | {"seed": seed} for point in points for seed in QUICKSTART.seeds]
+
+
+def run_sweep_main(argv: list[str]) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run_sweep.main(argv)
+    return code, err.getvalue()
+
+
+@FUZZ
+@given(sweep_overrides())
+def test_sweep_overrides_are_validated_before_ray_naming_the_field(items: list[str]) -> None:
+    argv = ["--preset", "quickstart", *itertools.chain.from_iterable(("--set", item) for item in items), "--dry-run"]
+    code, stderr = run_sweep_main(argv)
+    overrides = parse_overrides(items)  # what the sweep receives: each value read as YAML
+    unknown = [k for k in overrides if k not in RULES]
+    if unknown:
+        assert code == 2 and f"--set {unknown[0]}" in stderr, (items, stderr)
+        return
+    failing = [bad for bad in map(offenders, trial_configs(overrides)) if bad]
+    if not failing:
+        assert code == 0, (items, stderr)
+        return
+    assert code == 2, items
+    assert any(all(names(stderr, key) for key in bad) for bad in failing), (items, [sorted(b) for b in failing], stderr)
+
+
+
+def test_sweep_override_with_an_exponent_is_a_number() -> None:
+    code, stderr = run_sweep_main(["--preset", "quickstart", "--set", "lr=1e-3", "--dry-run"])
+    assert code == 0, stderr
+
+
+
+def test_sweep_override_that_is_not_yaml_gets_a_message() -> None:
+    code, stderr = run_sweep_main(["--preset", "quickstart", "--set", "tags={a: [", "--dry-run"])
+    assert code == 2 and "tags" in stderr
+
+
+
+def test_sweep_eval_override_of_a_wrong_type_gets_a_message() -> None:
+    code, stderr = run_sweep_main(["--preset", "quickstart", "--set", "eval.epochs=ten", "--dry-run"])
+    assert code == 2 and "epochs" in stderr
+
+
+
+def test_sweep_with_an_empty_grid_axis_gets_a_message() -> None:
+    code, stderr = run_sweep_main(["--preset", "quickstart", "--set", "loss=[]", "--dry-run"])
+    assert code == 2 and "loss" in stderr
+
+
+# --- files: YAML, paths, datasets -------------------------------------------------------------
+
+
+@pytest.fixture
+def no_tracking_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def train_main(argv: list[str]) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = train.main(argv)
+    return code, err.getvalue()
+
+
+ODD_PATHS = ("my data/cifar 10", "données/数据 集", "  leading space", "a'quote")
+
+
+@pytest.mark.parametrize("odd", ODD_PATHS)
+def test_paths_with_spaces_and_unicode_are_accepted_and_named_when_missing(tmp_path: Path, odd: str, no_tracking_env: None) -> None:
+    data_dir, save_dir = tmp_path / odd / "data", tmp_path / odd / "checkpoints"
+    cfg = from_dict({"data_dir": str(data_dir), "save_dir": str(save_dir)})
+    assert (cfg.data_dir, cfg.save_dir) == (str(data_dir), str(save_dir))
+    with pytest.raises(DatasetNotFoundError) as err:
+        load_dataset("cifar10", cfg.data_dir)
+    assert str(data_dir) in str(err.value)
+    code, stderr = train_main(["--dataset", "imagefolder", "--data-dir", str(data_dir), "--save-dir", str(save_dir)])
+    assert code == 2 and str(data_dir / "train") in stderr and "is not a folder" in stderr
+    assert not data_dir.exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_yaml_file_with_a_typo_is_named_through_the_command_line(tmp_path: Path, no_tracking_env: None) -> None:
+    path = tmp_path / "runs é" / "run 1.yaml"
+    path.parent.mkdir()
+    path.write_text("loss: flatnce\nbatchsize: 128\nlr: 1e-3\n", encoding="utf-8")
+    code, stderr = train_main(["--config", str(path)])
+    assert code == 2 and "'batchsize' (did you mean 'batch_size'?)" in stderr
+    assert "lr=" not in stderr  # 1e-3 is read as the number it is
+
+
+def test_yaml_reads_exponents_as_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("lr: 1e-3\nweight_decay: 5E-4\nmomentum: .5\nlimit_train: 1000\nrun_name: 1e3x\n")
+    cfg = from_yaml(path)
+    assert (cfg.lr, cfg.weight_decay, cfg.momentum, cfg.limit_train, cfg.run_name) == (1e-3, 5e-4, 0.5, 1000, "1e3x")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("lr: [0.1\n", "is not valid YAML"), ("- lr\n- 0.1\n", "must hold a mapping"), ("lr: !!python/object:os.system x\n", "is not valid YAML")],
+)
+def test_a_bad_yaml_file_gets_a_message_naming_it(tmp_path: Path, text: str, expected: str, no_tracking_env: None) -> None:
+    path = tmp_path / "bad run.yaml"
+    path.write_text(text)
+    code, stderr = train_main(["--config", str(path)])
+    assert code == 2 and str(path) in stderr and expected in stderr, stderr
+
+
+CIFAR_FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta")
+
+
+def test_a_cifar_folder_missing_a_batch_names_it(tmp_path: Path, no_tracking_env: None) -> None:
+    folder = tmp_path / "cifar" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in CIFAR_FILES:
+        if name != "data_batch_3":
+            (folder / name).write_bytes(b"not the real file")
+    code, stderr = train_main(["--dataset", "cifar10", "--data-dir", str(folder.parent)])
+    assert code == 2 and f"Missing from {folder}: data_batch_3." in stderr, stderr
+
+
+@pytest.fixture
+def cifar_copy(tmp_path: Path, cifar10_root: Path) -> Path:
+    """A cifar-10-batches-py of symbolic links to the real files, to break one at a time."""
+    folder = tmp_path / "cifar copy" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for path in (cifar10_root / "cifar-10-batches-py").iterdir():
+        (folder / path.name).symlink_to(path)
+    return folder
+
+
+def test_real_cifar_missing_or_truncated_batches_are_named(cifar_copy: Path) -> None:
+    (cifar_copy / "data_batch_3").unlink()
+    with pytest.raises(DatasetNotFoundError, match=f"Missing from {re.escape(str(cifar_copy))}: data_batch_3\\.$"):
+        load_dataset("cifar10", cifar_copy.parent)
+    original = (cifar_copy / "data_batch_2").resolve()
+    (cifar_copy / "data_batch_2").unlink()
+    (cifar_copy / "data_batch_2").write_bytes(original.read_bytes()[:1000])
+    (cifar_copy / "data_batch_3").symlink_to(original.parent / "data_batch_3")
+    with pytest.raises(DatasetNotFoundError, match="Failing their md5 checksum .*: data_batch_2\\.$"):
+        load_dataset("cifar10", cifar_copy.parent)
+
+
+def test_real_cifar_with_extra_files_loads(cifar_copy: Path) -> None:
+    (cifar_copy / "data_batch_6").write_bytes(b"an extra batch nobody asked for")
+    (cifar_copy / ".DS_Store").write_bytes(b"\x00\x01")
+    (cifar_copy.parent / "notes.txt").write_text("downloaded by hand")
+    data = load_dataset("cifar10", cifar_copy.parent, limit_train=100)
+    assert (len(data.train), len(data.val), len(data.test)) == (100, 5000, 10000)
+
+
+def write_image_folder(root: Path, classes: dict[str, int]) -> Path:
+    for part in ("train", "val"):
+        for name, count in classes.items():
+            folder = root / part / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (8, 8), (40 * i % 255, 80, 120)).save(folder / f"{i}.png")
+    return root
+
+
+def test_an_image_folder_with_an_empty_class_names_it(tmp_path: Path, no_tracking_env: None) -> None:
+    root = write_image_folder(tmp_path / "imgs é", {"cat": 3, "dog": 3})
+    (root / "train" / "bird").mkdir()
+    (root / "val" / "bird").mkdir()
+    (root / "train" / "bird" / "notes.txt").write_text("no images here")
+    code, stderr = train_main(["--dataset", "imagefolder", "--data-dir", str(root)])
+    assert code == 2 and f"class folder {root / 'train' / 'bird'} holds no image files" in stderr, stderr
+
+
+def test_an_image_folder_with_extra_files_loads_ignoring_them(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "imgs", {"cat": 4, "dog": 4})
+    (root / "train" / "cat" / "notes.txt").write_text("not an image")
+    (root / "train" / "cat" / ".DS_Store").write_bytes(b"\x00")
+    (root / "README.md").write_text("extra")
+    (root / "test").mkdir()  # a folder that is neither train/ nor val/
+    data = load_dataset("imagefolder", root, val_fraction=0.25, load_size=8)
+    assert data.classes == ("cat", "dog") and len(data.train) + len(data.val) == 8 and len(data.test) == 8

@@ -1,0 +1,203 @@
+"""Checkpoints are loaded without running code, and no secret reaches an MLflow run.
+
+A malicious checkpoint carries a *valid* checksum, so that only ``weights_only`` loading stands
+between it and code execution. The secrets are environment variables of the kinds the issue names
+(``AWS_*``, ``MLFLOW_TRACKING_PASSWORD``, tokens) plus a password that appears only in a tracking URI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from study import linear_eval as linear_eval_cli
+from trainables import run_schema as rs
+from trainables.checkpoint import CHECKSUM_FILE, STATE_FILE, CorruptCheckpointError, UnsafeCheckpointError, load_checkpoint, load_latest_valid, save_checkpoint
+from trainables.config import from_dict
+from trainables.pretrain import pretrain
+from trainables.session import LocalSession
+from trainables.tracking import create_run, end_run, pretrain_params, redact_secrets
+
+
+class Payload:
+    """Unpickling this runs ``exec``, which writes ``marker``: any code could run instead."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return exec, (f"open({str(self.marker)!r}, 'w').write('code ran')",)
+
+
+def write_malicious_checkpoint(folder: Path, marker: Path, fmt: str) -> Path:
+    """A checkpoint whose state.pt unpickles to ``exec``, with a checksum that matches it."""
+    folder.mkdir(parents=True)
+    if fmt == "torch":
+        torch.save({"model": {"w": torch.zeros(3)}, "epoch": 9, "config": Payload(marker)}, folder / STATE_FILE)
+    else:  # a bare pickle, which torch.load reads as its legacy format
+        (folder / STATE_FILE).write_bytes(pickle.dumps({"epoch": 9, "config": Payload(marker)}, protocol=2))
+    (folder / CHECKSUM_FILE).write_text(hashlib.sha256((folder / STATE_FILE).read_bytes()).hexdigest())
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["torch", "pickle"])
+def test_a_malicious_pickle_with_a_valid_checksum_is_refused(tmp_path: Path, fmt: str) -> None:
+    marker = tmp_path / "code-ran"
+    folder = write_malicious_checkpoint(tmp_path / "epoch_00009", marker, fmt)
+    with pytest.raises(UnsafeCheckpointError) as err:
+        load_checkpoint(folder)
+    message = str(err.value)
+    assert str(folder) in message and "refused" in message and "exec" in message
+    assert "weights_only=False" not in message  # torch's own message suggests it; ours must not
+    assert not marker.exists()
+
+
+def test_the_same_file_loaded_unprotected_would_run_code(tmp_path: Path) -> None:
+    """What weights_only=True prevents: a plain torch.load executes the payload (in a child process)."""
+    marker = tmp_path / "code-ran"
+    folder = write_malicious_checkpoint(tmp_path / "epoch_00009", marker, "torch")
+    load = f"import torch; torch.load({str(folder / STATE_FILE)!r}, weights_only=False)"
+    subprocess.run([sys.executable, "-c", load], check=True, capture_output=True, timeout=120)
+    assert marker.read_text() == "code ran"
+
+
+def test_resume_skips_a_malicious_checkpoint_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    marker = tmp_path / "code-ran"
+    good = save_checkpoint({"model": {"w": torch.ones(3)}, "epoch": 1}, tmp_path / "epoch_00001")
+    evil = write_malicious_checkpoint(tmp_path / "epoch_00002", marker, "torch")
+    with caplog.at_level(logging.WARNING, logger="trainables.checkpoint"):
+        found = load_latest_valid([good, evil])
+    assert found is not None and found[1] == good and found[0]["epoch"] == 1
+    assert any(str(evil) in r.getMessage() and "refused" in r.getMessage() for r in caplog.records)
+    assert issubclass(UnsafeCheckpointError, CorruptCheckpointError) and not marker.exists()
+
+
+def test_linear_eval_refuses_a_malicious_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "code-ran"
+    evil = write_malicious_checkpoint(tmp_path / "checkpoints" / "run" / "epoch_00009", marker, "torch")
+    assert linear_eval_cli.main(["--model_path", str(evil), "--mode", "knn"]) == 2
+    assert "refused" in capsys.readouterr().err
+    assert not marker.exists()
+    assert not (tmp_path / "mlflow.db").exists()  # refused before any MLflow run was made
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+ENV_SECRETS = {
+    "AWS_SECRET_ACCESS_KEY": "aws-Sk3y-9fQ2mW7xL0pR4tV8",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow-Pw-4hJ8kD2sN6",
+    "HF_TOKEN": "hf_T0kenZ5yB1cX3vQ7",
+}
+URI_PASSWORD = "uri-only-Pw-7Gh2Lk"  # in a tracking URI, in no environment variable
+SECRETS = [*ENV_SECRETS.values(), URI_PASSWORD]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the module (creating one costs seconds); each test makes its own runs."""
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in ENV_SECRETS.items():
+        monkeypatch.setenv(name, value)
+
+
+def leaky_config(**extra: Any) -> dict[str, Any]:
+    """A config that carries every secret in a field where it could leak."""
+    return {
+        "tracking_uri": f"http://alice:{URI_PASSWORD}@mlflow.internal:5000",
+        "run_name": f"run-{ENV_SECRETS['HF_TOKEN']}",
+        "tags": {"owner": "alice", "note": f"key {ENV_SECRETS['AWS_SECRET_ACCESS_KEY']}", "pw": ENV_SECRETS["MLFLOW_TRACKING_PASSWORD"]},
+        "experiment": "secrets",
+        "lr": 0.1,
+        **extra,
+    }
+
+
+def leaks(texts: list[str]) -> list[str]:
+    return [f"{secret!r} in {text[:120]!r}" for text in texts for secret in SECRETS if secret in text]
+
+
+def test_no_secret_reaches_params_tags_or_the_failure_reason(store: str, secret_env: None) -> None:
+    uri = store
+    cfg = from_dict(leaky_config())
+    run_id = create_run(uri, cfg.experiment, run_name=cfg.run_name or "", params=pretrain_params(cfg), tags=cfg.tags | {rs.KIND: rs.KIND_PRETRAIN})
+    end_run(uri, run_id, failed_reason=f"MlflowException: API request to {cfg.tracking_uri}/api/2.0/mlflow/runs/log-batch failed; token {ENV_SECRETS['HF_TOKEN']}")
+    run = MlflowClient(uri).get_run(run_id)
+    texts = [*run.data.params.values(), *run.data.params, *run.data.tags.values(), *run.data.tags, run.info.run_name]
+    assert leaks(texts) == []
+    # What is not secret is still there, so the check above compares real values.
+    assert run.data.params["lr"] == "0.1" and run.data.params["tracking_uri"] == "http://mlflow.internal:5000"
+    assert run.data.tags["owner"] == "alice" and run.data.tags[rs.KIND] == rs.KIND_PRETRAIN
+    assert "mlflow.internal:5000/api/2.0" in run.data.tags[rs.FAILURE_REASON]
+
+
+def test_the_secret_check_would_catch_a_leak(store: str, tmp_path: Path, secret_env: None) -> None:
+    """Written straight through MLflow, without the project's redaction, the same values do leak."""
+    client = MlflowClient(store)
+    run_id = client.create_run(client.create_experiment("raw", artifact_location=(tmp_path / "art").as_uri())).info.run_id
+    for key, value in from_dict(leaky_config()).tags.items():
+        client.set_tag(run_id, key, value)
+    assert len(leaks(list(client.get_run(run_id).data.tags.values()))) == 2
+
+
+def test_redacted_config_keeps_what_is_not_secret(secret_env: None) -> None:
+    values = from_dict(leaky_config(data_dir="/data/cifar 10")).to_dict()
+    clean = redact_secrets(values)
+    assert leaks([repr(clean)]) == [] and leaks([repr(values)]) != []
+    assert clean["tracking_uri"] == "http://mlflow.internal:5000" and clean["tags"]["owner"] == "alice"
+    assert clean["data_dir"] == "/data/cifar 10" and clean["lr"] == 0.1
+    from_dict(clean)  # still a valid config, e.g. for a resume
+
+
+def artifact_texts(client: MlflowClient, run_id: str, into: Path) -> list[str]:
+    """Every artifact file of the run: its raw bytes as text, and for a checkpoint its loaded values."""
+    texts = []
+    for path in Path(client.download_artifacts(run_id, "", str(into))).rglob("*"):
+        if path.is_file():
+            texts.append(path.read_bytes().decode("latin-1"))
+            if path.name == STATE_FILE:
+                with zipfile.ZipFile(path) as archive:
+                    texts += [archive.read(name).decode("latin-1") for name in archive.namelist()]
+                texts.append(repr(torch.load(path, weights_only=True)))
+    return texts
+
+
+def test_no_secret_reaches_the_run_artifacts(store: str, tmp_path: Path, secret_env: None) -> None:
+    torch.set_num_threads(1)
+    uri = store
+    cfg = from_dict(leaky_config(
+        dataset="digits", backbone="small", head="mlp", limit_train=128, batch_size=64, epochs=1, n_eval_epochs=1, knn_k=5,
+    ))
+    run_id = create_run(uri, cfg.experiment, run_name=cfg.run_name or "", params=pretrain_params(cfg), tags=cfg.tags)
+    pretrain(cfg, LocalSession(tmp_path / "checkpoints"), run_id=run_id, tracking_uri=uri)
+    client = MlflowClient(uri)
+    assert [a.path for a in client.list_artifacts(run_id, "checkpoint")] == ["checkpoint/state.pt", "checkpoint/state.sha256"]
+    texts = artifact_texts(client, run_id, tmp_path / "downloaded")
+    assert any("mlflow.internal" in t for t in texts)  # the config is in there
+    assert leaks(texts) == []
+
+
+def test_the_artifact_scan_finds_a_planted_secret(store: str, tmp_path: Path, secret_env: None) -> None:
+    """The scan itself can fail: a secret planted in an artifact is found."""
+    uri = store
+    run_id = create_run(uri, "scan", run_name="scan", params={}, tags={})
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "env.txt").write_text(os.environ["HF_TOKEN"])
+    MlflowClient(uri).log_artifacts(run_id, str(folder), artifact_path="notes")
+    assert len(leaks(artifact_texts(MlflowClient(uri), run_id, tmp_path / "downloaded"))) == 1
