@@ -1,0 +1,217 @@
+"""Sweep overhead: a study of 8 one-step trials against the same trials run in one process.
+
+study     ``study/run_sweep.py --preset quickstart`` reduced to 8 trivial trials (infonce,
+          batch 32 on 32 digits images = one step, one epoch, seeds 0-7, kNN evaluation), run
+          through its real main() in a fresh subprocess with a private Ray instance and a
+          temporary MLflow store and storage folder. Two paths:
+            in-process  workers=1: the loop runs inside the Tune trial;
+            ddp         workers=2, cpus_per_worker=0.5: a TorchTrainer per trial (gloo DDP).
+          Timed: main() from call to return (its Python imports done before), and inside it
+          ray.init (Ray's start-up).
+baseline  the same 8 trials' work, ``trainables.pretrain.pretrain`` with a LocalSession and
+          no MLflow (data, model, the step, kNN, evaluation, checkpoint), one after another
+          in this process.
+
+per-trial overhead = (study wall - Ray start-up - baseline) / 8. Trials run one at a time
+(--max-concurrent 1) so the sum is meaningful. Each measurement is the median of --repeats
+runs after one warm-up run. From the study's MLflow runs the wall-clock is split into: before
+the first trial's run exists, each trial from its MLflow run's creation to its end, the gaps
+between trials, and after the last one; the CPU seconds of every process of the study (Ray's
+daemons included) are sampled as well.
+
+    python benchmarks/sweep_overhead.py
+    python benchmarks/sweep_overhead.py --paths in-process --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import ProcessCpu, machine, median, record, software, utc_now  # noqa: E402
+
+TRIALS = 8
+OVERRIDES = [
+    "loss=infonce", "batch_size=32", "limit_train=32", "epochs=1", f"seeds={TRIALS}",
+    "eval.mode=knn", "eval.knn_k=20",
+]
+PATHS = {"in-process": ["workers=1", "cpus_per_worker=1.0"], "ddp": ["workers=2", "cpus_per_worker=0.5"]}
+
+
+def sweep_argv(path: str, work: Path, name: str, max_concurrent: int) -> list[str]:
+    sets = [f"--set={item}" for item in OVERRIDES + PATHS[path]]
+    return [
+        "--preset", "quickstart", *sets, "--name", name, "--storage-path", str(work / "storage"),
+        "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}", "--max-concurrent", str(max_concurrent), "--address", "local",
+    ]
+
+
+# --- the study, in a child process -------------------------------------------------------------
+def child(argv: list[str]) -> None:
+    """Runs run_sweep.main(argv) with ray.init timed; prints one JSON line of timings."""
+    import ray
+
+    import study.run_sweep as run_sweep
+    import study.sweep  # noqa: F401  (its imports: Ray Tune, MLflow, torch)
+
+    timings: dict[str, float] = {}
+    ray_init = ray.init
+
+    def timed_init(*args: Any, **kwargs: Any) -> Any:
+        begin = time.perf_counter()
+        try:
+            return ray_init(*args, **kwargs)
+        finally:
+            timings["ray_init_s"] = time.perf_counter() - begin
+
+    ray.init = timed_init
+    timings["start_unix"] = time.time()
+    begin = time.perf_counter()
+    code = run_sweep.main(argv)
+    timings["study_wall_s"] = time.perf_counter() - begin
+    timings["end_unix"] = time.time()
+    begin = time.perf_counter()
+    ray.shutdown()
+    timings["ray_shutdown_s"] = time.perf_counter() - begin
+    print("TIMINGS " + json.dumps(timings | {"returncode": code}), flush=True)
+
+
+def run_study(path: str, work: Path, name: str, max_concurrent: int) -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", *sweep_argv(path, work, name, max_concurrent)]
+    env = os.environ | {"PYTHONPATH": str(REPO), "RAY_ADDRESS": "local"}
+    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cpu = ProcessCpu(process.pid)
+    output, _ = process.communicate()
+    cpu.stop()
+    lines = [line for line in output.splitlines() if line.startswith("TIMINGS ")]
+    if process.returncode != 0 or not lines:
+        raise RuntimeError(f"the study failed ({process.returncode}):\n{output[-4000:]}")
+    timings = json.loads(lines[-1].removeprefix("TIMINGS "))
+    if timings["returncode"] != 0:
+        raise RuntimeError(f"run_sweep.main returned {timings['returncode']}:\n{output[-4000:]}")
+    timings["timeline"] = timeline(work, name, timings)
+    timings["cpu_seconds"] = cpu.between(timings["start_unix"], timings["end_unix"])
+    return timings
+
+
+def timeline(work: Path, name: str, timings: dict[str, float]) -> dict[str, Any]:
+    """The study's wall-clock split by its trials' MLflow runs (created at trial start, ended by
+    the driver's callback), with each trial's own pretraining seconds (the loop's wall_clock)."""
+    from mlflow.tracking import MlflowClient
+
+    from trainables import run_schema as rs
+
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string=f"tags.`{rs.STUDY}` = '{name}' and tags.`{rs.KIND}` = '{rs.KIND_PRETRAIN}'")
+    runs = sorted(runs, key=lambda r: r.info.start_time)
+    spans = [((r.info.start_time or 0) / 1e3, (r.info.end_time or 0) / 1e3) for r in runs]
+    inside = [end - start for start, end in spans]
+    gaps = [spans[i + 1][0] - spans[i][1] for i in range(len(spans) - 1)]
+    return {
+        "trials": len(runs),
+        "before_first_trial_s": spans[0][0] - timings["start_unix"] - timings["ray_init_s"] if spans else None,
+        "trial_run_s": inside,
+        "trial_pretrain_loop_s": [r.data.metrics.get(rs.M_WALL_CLOCK) for r in runs],
+        "gaps_between_trials_s": gaps,
+        "after_last_trial_s": timings["end_unix"] - spans[-1][1] if spans else None,
+    }
+
+
+# --- the same trials in one process --------------------------------------------------------------
+def baseline_seconds(work: Path) -> list[float]:
+    """Seconds of each of the 8 trials' work, run with pretrain() and a LocalSession, no MLflow."""
+    from study.plan import make_plan, parse_overrides
+    from trainables.linear_eval import EvalConfig
+    from trainables.pretrain import pretrain
+    from trainables.session import LocalSession
+
+    plan = make_plan("quickstart", parse_overrides(OVERRIDES + PATHS["in-process"]))
+    seconds = []
+    for i, cfg in enumerate(plan.configs):
+        begin = time.perf_counter()
+        pretrain(cfg, LocalSession(work / f"local-{time.monotonic_ns()}-{i}"), evaluation=EvalConfig(**plan.preset.evaluation))
+        seconds.append(time.perf_counter() - begin)
+    return seconds
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS), help="study paths to time")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each study and of the baseline (>= 5), after one warm-up")
+    parser.add_argument("--max-concurrent", type=int, default=1, help="trials at once (default 1, so that the sum is meaningful)")
+    parser.add_argument("--no-record", action="store_true", help="print only; write no JSON or RESULTS.md line")
+    args = parser.parse_args(argv)
+    if args.repeats < 5:
+        parser.error(f"--repeats={args.repeats}: at least 5 are needed for the median")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    if argv is None and sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2:])
+        return
+    args = parse_args(argv)
+    os.environ.setdefault("RAY_ADDRESS", "local")
+    studies: dict[str, list[dict[str, Any]]] = {path: [] for path in args.paths}
+    baseline: list[list[float]] = []
+    with tempfile.TemporaryDirectory(prefix="nce-sweep-") as tmp:
+        work = Path(tmp)
+        for repeat in range(args.repeats + 1):  # run 0 is the warm-up; the methods take turns
+            sums = baseline_seconds(work)
+            if repeat:
+                baseline.append(sums)
+            for path in args.paths:
+                result = run_study(path, work, f"{path}-{repeat}", args.max_concurrent)
+                if repeat:
+                    studies[path].append(result)
+                print(f"run {repeat}{' (warm-up)' if not repeat else ''}: {path} study {result['study_wall_s']:.1f} s, "
+                      f"ray.init {result['ray_init_s']:.1f} s; baseline {sum(sums):.1f} s", flush=True)
+    base = median([sum(s) for s in baseline])
+    summary = {}
+    for path, runs in studies.items():
+        wall, start = median([r["study_wall_s"] for r in runs]), median([r["ray_init_s"] for r in runs])
+        summary[path] = {
+            "median_study_wall_s": wall, "median_ray_init_s": start, "median_ray_shutdown_s": median([r["ray_shutdown_s"] for r in runs]),
+            "per_trial_overhead_s": (wall - start - base) / TRIALS,
+            "median_trial_run_s": median([t for r in runs for t in r["timeline"]["trial_run_s"]]),
+            "median_gap_between_trials_s": median([g for r in runs for g in r["timeline"]["gaps_between_trials_s"]] or [0.0]),
+            "median_before_first_trial_s": median([r["timeline"]["before_first_trial_s"] for r in runs]),
+            "median_after_last_trial_s": median([r["timeline"]["after_last_trial_s"] for r in runs]),
+        }
+    report = {
+        "benchmark": "sweep_overhead",
+        "date": utc_now(),
+        "command": "python benchmarks/sweep_overhead.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine("cpu") + " (shared with other jobs)",
+        "software": software(("torch", "ray", "mlflow", "optuna")),
+        "trials": TRIALS, "overrides": OVERRIDES, "paths": {p: PATHS[p] for p in args.paths}, "max_concurrent": args.max_concurrent,
+        "baseline_trial_s": baseline, "median_baseline_sum_s": base,
+        "studies": studies, "summary": summary,
+    }
+    print(json.dumps(summary, indent=2))
+    if args.no_record:
+        return
+    settings = (
+        f"`{report['command']}`; quickstart preset, {TRIALS} trials of 1 step (infonce, batch 32, 32 digits images, kNN eval), "
+        f"{args.max_concurrent} at a time; {args.repeats} runs after a warm-up, median"
+    )
+    result = f"baseline (same trials, one process) {base:.1f} s; " + "; ".join(
+        f"{path}: study {s['median_study_wall_s']:.1f} s, Ray start {s['median_ray_init_s']:.1f} s, per-trial overhead {s['per_trial_overhead_s']:.2f} s"
+        for path, s in summary.items()
+    )
+    print(f"wrote {record('sweep_overhead-cpu', report, settings, result)}")
+
+
+if __name__ == "__main__":
+    main()
