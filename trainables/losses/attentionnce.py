@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from trainables.losses.base import ContrastiveLoss, LossTerms, check_positive
+from trainables.losses.lse import negative_logsumexp
 
 # (d_pos, d_neg) from the official README, per dataset.
 ATTENTIONNCE_PRESETS: dict[str, tuple[float, float]] = {
@@ -33,25 +32,6 @@ def prototype_logits(anchors: torch.Tensor, positives: torch.Tensor, d_pos: floa
     return (alpha * sim).sum(-1).reshape(-1) / temperature
 
 
-def rescaled_negative_logits(anchors: torch.Tensor, glob_anchors: torch.Tensor, offset: int, d_neg: float, temperature: float) -> torch.Tensor:
-    """beta * s / tau with beta = N (softmax_j(sg(s_j) / d_neg) + 1e-6) over the N negatives.
-
-    Negatives are the anchor views of all other images; the sibling anchor view is neither
-    positive nor negative. beta multiplies the similarity inside the exponent.
-
-    Shape:
-        anchors: [b, 2, D], glob_anchors: [B, 2, D] -> [b * 2, B * 2], own image at -inf.
-    """
-    b, big_b = anchors.shape[0], glob_anchors.shape[0]
-    sim = anchors.reshape(b * ANCHORS, -1) @ glob_anchors.reshape(big_b * ANCHORS, -1).T
-    own = torch.zeros(b, big_b, dtype=torch.bool, device=sim.device)
-    own[torch.arange(b, device=sim.device), torch.arange(b, device=sim.device) + offset] = True
-    own = own.repeat_interleave(ANCHORS, 0).repeat_interleave(ANCHORS, 1)
-    num_neg = ANCHORS * (big_b - 1)
-    weight = num_neg * (torch.softmax(sim.detach().masked_fill(own, -math.inf) / d_neg, dim=1) + 1e-6)
-    return (weight * sim / temperature).masked_fill(own, -math.inf)
-
-
 class AttentionNCELoss(ContrastiveLoss):
     """l = -log(e^{P/tau} / (e^{P/tau} + sum_j e^{beta_j s_j / tau})), mean over the 2B anchors.
 
@@ -75,6 +55,8 @@ class AttentionNCELoss(ContrastiveLoss):
         if local.shape[1] < ANCHORS + 1:
             raise ValueError(f"attentionnce needs V = M + 2 >= 3 views per image, got V={local.shape[1]}")
         pos = prototype_logits(local[:, :ANCHORS], local[:, ANCHORS:], self.d_pos, self.temperature)
-        neg = rescaled_negative_logits(local[:, :ANCHORS], glob[:, :ANCHORS], offset, self.d_neg, self.temperature)
-        v = torch.logsumexp(neg, dim=1) - pos
+        # Negatives are the anchor views of all other images: the sibling anchor is neither
+        # positive nor negative, and positive views are never negatives.
+        neg_lse = negative_logsumexp(local[:, :ANCHORS], glob[:, :ANCHORS], offset, 1 / self.temperature, d_neg=self.d_neg)
+        v = neg_lse - pos
         return LossTerms(terms=F.softplus(v), pos_prob=torch.sigmoid(-v))
