@@ -8,11 +8,15 @@ study     ``study/run_sweep.py --preset quickstart`` reduced to 8 trivial trials
             ddp         workers=2, cpus_per_worker=0.5: a TorchTrainer per trial (gloo DDP).
           Timed: main() from call to return (its Python imports done before), and inside it
           ray.init (Ray's start-up).
+ddp-floor Ray alone: the same Tune study settings (8 trials, one at a time, reused trial actors,
+          a 0.5-CPU trial driving a TorchTrainer of 2 workers at 0.5 CPU, the same health-check
+          interval) around an empty loop that reports once, with no MLflow and no project code.
+          Its per-trial time is what Tune + Train cost on this machine before any of ours.
 baseline  the same 8 trials' work, ``trainables.pretrain.pretrain`` with a LocalSession and
           no MLflow (data, model, the step, kNN, evaluation, checkpoint), one after another
           in this process.
 
-per-trial overhead = (study wall - Ray start-up - baseline) / 8. Trials run one at a time
+per-trial overhead = (study wall - Ray start-up - baseline) / 8 (no baseline for ddp-floor). Trials run one at a time
 (--max-concurrent 1) so the sum is meaningful. Each measurement is the median of --repeats
 runs after one warm-up run. From the study's MLflow runs the wall-clock is split into: before
 the first trial's run exists, each trial from its MLflow run's creation to its end, the gaps
@@ -45,10 +49,13 @@ OVERRIDES = [
     "loss=infonce", "batch_size=32", "limit_train=32", "epochs=1", f"seeds={TRIALS}",
     "eval.mode=knn", "eval.knn_k=20",
 ]
-PATHS = {"in-process": ["workers=1", "cpus_per_worker=1.0"], "ddp": ["workers=2", "cpus_per_worker=0.5"]}
+PATHS = {"in-process": ["workers=1", "cpus_per_worker=1.0"], "ddp": ["workers=2", "cpus_per_worker=0.5"], "ddp-floor": []}
+FLOOR = "ddp-floor"
 
 
 def sweep_argv(path: str, work: Path, name: str, max_concurrent: int) -> list[str]:
+    if path == FLOOR:
+        return [FLOOR, str(work / "storage"), name, str(max_concurrent)]
     sets = [f"--set={item}" for item in OVERRIDES + PATHS[path]]
     return [
         "--preset", "quickstart", *sets, "--name", name, "--storage-path", str(work / "storage"),
@@ -56,9 +63,49 @@ def sweep_argv(path: str, work: Path, name: str, max_concurrent: int) -> list[st
     ]
 
 
+# --- Ray's floor: Tune + Train around an empty loop ---------------------------------------------
+def empty_loop(config: dict[str, Any]) -> None:
+    import ray.train
+
+    ray.train.report({"epoch": 1})
+
+
+def floor_trial(params: dict[str, Any]) -> None:
+    import ray.train
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    name = f"floor-{ray.tune.get_context().get_trial_id()}"
+    scaling = ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5})
+    run = ray.train.RunConfig(name=name, storage_path=params["storage"], callbacks=[TuneReportCallback()])
+    TorchTrainer(empty_loop, scaling_config=scaling, run_config=run).fit()
+
+
+def run_floor(argv: list[str]) -> int:
+    """The ddp-floor study (argv: storage, name, max_concurrent), set up as study/sweep.py sets up
+    a study: the same ray.init, trial resources and TuneConfig."""
+    import ray
+    from ray import tune
+
+    from study.plan import DRIVER_CPU
+    from study.sweep import RAY_ENV
+
+    storage, name, concurrent = argv
+    ray.init(address="local", logging_level="WARNING", runtime_env=RAY_ENV)
+    space = {"seed": tune.grid_search(list(range(TRIALS))), "storage": storage}
+    tuner = tune.Tuner(
+        tune.with_resources(floor_trial, tune.PlacementGroupFactory([{"CPU": DRIVER_CPU}])), param_space=space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=int(concurrent), reuse_actors=True),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
+    )
+    errors = tuner.fit().num_errors
+    return 1 if errors else 0
+
+
 # --- the study, in a child process -------------------------------------------------------------
 def child(argv: list[str]) -> None:
-    """Runs run_sweep.main(argv) with ray.init timed; prints one JSON line of timings."""
+    """Runs run_sweep.main(argv) (or the ddp-floor study) with ray.init timed; prints one JSON
+    line of timings."""
     import ray
 
     import study.run_sweep as run_sweep
@@ -77,7 +124,7 @@ def child(argv: list[str]) -> None:
     ray.init = timed_init
     timings["start_unix"] = time.time()
     begin = time.perf_counter()
-    code = run_sweep.main(argv)
+    code = run_floor(argv[1:]) if argv[0] == FLOOR else run_sweep.main(argv)
     timings["study_wall_s"] = time.perf_counter() - begin
     timings["end_unix"] = time.time()
     begin = time.perf_counter()
@@ -89,6 +136,7 @@ def child(argv: list[str]) -> None:
 def run_study(path: str, work: Path, name: str, max_concurrent: int) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", *sweep_argv(path, work, name, max_concurrent)]
     env = os.environ | {"PYTHONPATH": str(REPO), "RAY_ADDRESS": "local"}
+    load = os.getloadavg()[0]
     process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     cpu = ProcessCpu(process.pid)
     output, _ = process.communicate()
@@ -99,8 +147,9 @@ def run_study(path: str, work: Path, name: str, max_concurrent: int) -> dict[str
     timings = json.loads(lines[-1].removeprefix("TIMINGS "))
     if timings["returncode"] != 0:
         raise RuntimeError(f"run_sweep.main returned {timings['returncode']}:\n{output[-4000:]}")
-    timings["timeline"] = timeline(work, name, timings)
+    timings["timeline"] = timeline(work, name, timings) if path != FLOOR else None
     timings["cpu_seconds"] = cpu.between(timings["start_unix"], timings["end_unix"])
+    timings["load_average_before"] = load
     return timings
 
 
@@ -145,6 +194,40 @@ def baseline_seconds(work: Path) -> list[float]:
     return seconds
 
 
+def process_kind(name: str) -> str:
+    """"ray::RayTrainWorker.poll_status" -> "ray::RayTrainWorker"; Ray's daemons by their binary."""
+    if name.startswith("ray::"):
+        return name.split(".", 1)[0]
+    return name.split("(", 1)[0].strip().rsplit("/", 1)[-1][:40]
+
+
+def summarise(path: str, runs: list[dict[str, Any]], base: float) -> dict[str, Any]:
+    """Medians over the runs of one path, with the CPU seconds per trial of each process kind."""
+    wall, start = median([r["study_wall_s"] for r in runs]), median([r["ray_init_s"] for r in runs])
+    kinds: dict[str, list[float]] = {}
+    for run in runs:
+        per_kind: dict[str, float] = {}
+        for name, seconds in run["cpu_seconds"].items():
+            per_kind[process_kind(name)] = per_kind.get(process_kind(name), 0.0) + seconds / TRIALS
+        for kind, seconds in per_kind.items():
+            kinds.setdefault(kind, []).append(seconds)
+    cpu = {kind: round(median(values), 2) for kind, values in sorted(kinds.items(), key=lambda kv: -median(kv[1]))}
+    summary = {
+        "median_study_wall_s": wall, "median_ray_init_s": start, "median_ray_shutdown_s": median([r["ray_shutdown_s"] for r in runs]),
+        "per_trial_overhead_s": (wall - start - (0.0 if path == FLOOR else base)) / TRIALS,
+        "median_cpu_s_per_trial_by_process": cpu, "median_cpu_s_per_trial": round(sum(cpu.values()), 2),
+    }
+    if path == FLOOR:
+        return summary
+    lines = [r["timeline"] for r in runs]
+    return summary | {
+        "median_trial_run_s": median([t for line in lines for t in line["trial_run_s"]]),
+        "median_gap_between_trials_s": median([g for line in lines for g in line["gaps_between_trials_s"]] or [0.0]),
+        "median_before_first_trial_s": median([line["before_first_trial_s"] for line in lines]),
+        "median_after_last_trial_s": median([line["after_last_trial_s"] for line in lines]),
+    }
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS), help="study paths to time")
@@ -180,20 +263,12 @@ def main(argv: list[str] | None = None) -> None:
     base = median([sum(s) for s in baseline])
     summary = {}
     for path, runs in studies.items():
-        wall, start = median([r["study_wall_s"] for r in runs]), median([r["ray_init_s"] for r in runs])
-        summary[path] = {
-            "median_study_wall_s": wall, "median_ray_init_s": start, "median_ray_shutdown_s": median([r["ray_shutdown_s"] for r in runs]),
-            "per_trial_overhead_s": (wall - start - base) / TRIALS,
-            "median_trial_run_s": median([t for r in runs for t in r["timeline"]["trial_run_s"]]),
-            "median_gap_between_trials_s": median([g for r in runs for g in r["timeline"]["gaps_between_trials_s"]] or [0.0]),
-            "median_before_first_trial_s": median([r["timeline"]["before_first_trial_s"] for r in runs]),
-            "median_after_last_trial_s": median([r["timeline"]["after_last_trial_s"] for r in runs]),
-        }
+        summary[path] = summarise(path, runs, base)
     report = {
         "benchmark": "sweep_overhead",
         "date": utc_now(),
         "command": "python benchmarks/sweep_overhead.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine("cpu") + " (shared with other jobs)",
+        "machine": machine("cpu"),
         "software": software(("torch", "ray", "mlflow", "optuna")),
         "trials": TRIALS, "overrides": OVERRIDES, "paths": {p: PATHS[p] for p in args.paths}, "max_concurrent": args.max_concurrent,
         "baseline_trial_s": baseline, "median_baseline_sum_s": base,
@@ -202,9 +277,10 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(summary, indent=2))
     if args.no_record:
         return
+    loads = [r["load_average_before"] for runs in studies.values() for r in runs]
     settings = (
         f"`{report['command']}`; quickstart preset, {TRIALS} trials of 1 step (infonce, batch 32, 32 digits images, kNN eval), "
-        f"{args.max_concurrent} at a time; {args.repeats} runs after a warm-up, median"
+        f"{args.max_concurrent} at a time; {args.repeats} runs after a warm-up, median; load average before a study {min(loads):.1f}-{max(loads):.1f}"
     )
     result = f"baseline (same trials, one process) {base:.1f} s; " + "; ".join(
         f"{path}: study {s['median_study_wall_s']:.1f} s, Ray start {s['median_ray_init_s']:.1f} s, per-trial overhead {s['per_trial_overhead_s']:.2f} s"
