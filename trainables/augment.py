@@ -447,12 +447,21 @@ def gaussian_blur(images: Tensor, sigmas: Tensor, kernel_size: int) -> Tensor:
     return planes.view(k, c, h, w)
 
 
+def subsets_on_host(device: torch.device) -> bool:
+    """Whether the masked images are picked out before an op (CPU) or the op runs on all of
+    them and torch.where keeps the masked ones (GPU). Picking a subset needs its size on the
+    host, a sync that drains the GPU's launch queue; the GPU does the extra arithmetic for less."""
+    return device.type == "cpu"
+
+
 def _apply_to_subset(images: Tensor, mask: Tensor, op: Callable[..., Tensor], *per_sample: Tensor) -> Tensor:
-    """Replaces the masked images by op(images[mask], *[p[mask] for p in per_sample]), in place.
+    """The images with the masked ones replaced by op(images[mask], *[p[mask] for p in per_sample]).
 
     Shape:
         images: [n, C, H, W]; mask: [n] bool; each of per_sample: [n, ...].
     """
+    if not subsets_on_host(images.device):
+        return torch.where(_per_sample(mask), op(images, *per_sample), images)
     index = mask.nonzero().squeeze(1)
     if index.numel() == 0:  # empty grouped convolutions are not allowed
         return images

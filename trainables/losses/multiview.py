@@ -20,5 +20,8 @@ def positive_logits(local: torch.Tensor, temperature: float) -> torch.Tensor:
     """
     b, v, _ = local.shape
     sim = torch.einsum("ivd,iud->ivu", local, local) / temperature
-    off_diagonal = ~torch.eye(v, dtype=torch.bool, device=local.device)
-    return sim[:, off_diagonal].reshape(b * v, v - 1)
+    # Column j of row w is view j + (j >= w): gathered, since a boolean mask would need its
+    # count on the host (a GPU sync every step).
+    others = torch.arange(v - 1, device=local.device)
+    others = others + (others >= torch.arange(v, device=local.device)[:, None])
+    return sim.gather(2, others.expand(b, v, v - 1)).reshape(b * v, v - 1)
