@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "trainer_overhead",
         "date": utc_now(),
         "command": "python benchmarks/trainer_overhead.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine("cpu") + " (shared with other jobs)",
+        "machine": machine("cpu"),
         "software": software(("torch", "torchvision", "ray", "mlflow")),
         "mode": args.mode, "threads_per_side": cpus, "config": cfg.to_dict(), "load_averages": loads,
         "plain_epochs": plain, "full_stack": stacks,
