@@ -62,8 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     subprocess.run(["make", "-C", str(REPO), "install"], check=True, capture_output=True)
     walls: list[float] = []
     reported: list[float | None] = []
+    loads: list[float] = []
     with tempfile.TemporaryDirectory(prefix="nce-demo-") as tmp:
         for run in range(args.warmup + args.repeats):
+            loads.append(os.getloadavg()[0])
             seconds, own, tail = run_demo(Path(tmp))
             timed = run >= args.warmup
             if timed:
@@ -75,16 +77,16 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "demo",
         "date": utc_now(),
         "command": "python benchmarks/demo_wallclock.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine("cpu") + " (shared with other jobs)",
+        "machine": machine("cpu"),
         "software": software(("torch", "ray", "mlflow", "optuna")),
         "warmup": args.warmup, "repeats": args.repeats,
         "make_demo_s": walls, "demo_reported_s": reported, "median_make_demo_s": wall,
-        "goal_s": GOAL_S, "last_output": tail,
+        "goal_s": GOAL_S, "load_average_before_each_run": loads, "last_output": tail,
     }
     print(f"make demo: median {wall:.1f} s over {len(walls)} runs (goal {GOAL_S:.0f} s)")
     if args.no_record:
         return
-    settings = f"`{report['command']}`; `make demo` after `make install`, {args.warmup} warm-up + {args.repeats} timed runs, median"
+    settings = f"`{report['command']}`; `make demo` after `make install`, {args.warmup} warm-up + {args.repeats} timed runs, median; load average before a run {min(loads):.1f}-{max(loads):.1f}"
     result = f"make demo {wall:.0f} s median (runs {', '.join(f'{w:.0f}' for w in walls)} s); goal {GOAL_S:.0f} s: {'met' if wall <= GOAL_S else 'not met'}"
     print(f"wrote {record('demo-cpu', report, settings, result)}")
 
