@@ -222,3 +222,18 @@ def test_backward_graph_keeps_no_whole_similarity_matrix(name: str) -> None:
         build_loss(name)(z).backward()
     whole = (64 * (2 if name == "attentionnce" else 3)) ** 2
     assert saved and max(saved) < whole / 4
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_forward_and_backward_hold_less_than_one_similarity_matrix(name: str) -> None:
+    """The memory bound of the loss benchmark: the CPU allocator's peak over forward and
+    backward stays under one (B·V)² float32 matrix ((2B)² for AttentionNCE). D is small, so the
+    embeddings and their gradients hardly count."""
+    from benchmarks.losses import cpu_peak, unit_matrix
+
+    batch, views = 512, 3
+    z = F.normalize(torch.randn(batch, views, 8), dim=-1).requires_grad_()
+    loss = build_loss(name)
+    unit = unit_matrix(name, batch, views) ** 2 * 4
+    peak, held = cpu_peak(lambda: loss(z).backward(), unit)
+    assert peak < unit, f"peak {peak / unit:.2f} matrices; blocks of a quarter or more: {held}"

@@ -58,8 +58,8 @@ class NegativeLogSumExp(torch.autograd.Function):
     def forward(ctx, local, glob, row_image, col_image, scale, rescale):  # type: ignore[override]
         out = local.new_empty(local.shape[0])
         for rows in _chunks(local.shape[0]):
-            logits, _ = _chunk_logits(local, glob, rows, (row_image, col_image), scale, rescale)
-            out[rows] = torch.logsumexp(logits, dim=1)
+            # Indexing the pair frees the chunk (and beta) before the next chunk is made.
+            out[rows] = torch.logsumexp(_chunk_logits(local, glob, rows, (row_image, col_image), scale, rescale)[0], dim=1)
         ctx.save_for_backward(local, glob, row_image, col_image, out)
         ctx.scale, ctx.rescale = scale, rescale
         return out
@@ -73,6 +73,7 @@ class NegativeLogSumExp(torch.autograd.Function):
             weights = logits.sub_(out[rows, None]).exp_().mul_(slope).mul_(grad_out[rows, None])  # softmax x slope x upstream
             grad_local[rows] = weights @ glob
             grad_glob.addmm_(weights.T, local[rows])
+            del logits, slope, weights  # before the next chunk is made, not after
         return grad_local, grad_glob, None, None, None, None
 
 
