@@ -34,7 +34,7 @@ from torch import Tensor  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
-from benchmarks.common import machine, median, record, software, utc_now  # noqa: E402
+from benchmarks.common import median, record, report_header  # noqa: E402
 from trainables.augment import AugmentConfig, SimCLRAugment, augment_config_for  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("NCE_SHARED_DATA", REPO.parent / "shared" / "data"))  # as tests/conftest.py
@@ -215,11 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     report = {
-        "benchmark": "augment",
-        "date": utc_now(),
-        "command": "python benchmarks/augment.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine(args.device),
-        "software": software(("torch", "torchvision", "kornia")),
+        **report_header("augment", __file__, argv, args.device, ("torch", "torchvision", "kornia")),
         "device": args.device,
         "torch_threads": torch.get_num_threads(),
         "loader_workers": os.cpu_count() or 1,

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,18 @@ def software(packages: Iterable[str] = ("torch", "torchvision")) -> str:
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def report_header(benchmark: str, script: str, argv: Sequence[str] | None, device: str = "cpu", packages: Iterable[str] = ("torch", "torchvision")) -> dict[str, Any]:
+    """The fields every result starts with; ``argv`` None means this process's own arguments."""
+    args = sys.argv[1:] if argv is None else argv
+    return {
+        "benchmark": benchmark,
+        "date": utc_now(),
+        "command": f"python benchmarks/{Path(script).name} " + " ".join(args),
+        "machine": machine(device),
+        "software": software(packages),
+    }
 
 
 def record(name: str, report: dict[str, Any], settings: str, result: str) -> Path:

@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import machine, median, record, software, utc_now  # noqa: E402
+from benchmarks.common import median, record, report_header  # noqa: E402
 
 GOAL_S = 300.0
 
@@ -74,11 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"run {run + 1}{'' if timed else ' (warm-up)'}: make demo {seconds:.1f} s (demo's own line: {own} s)", flush=True)
     wall = median(walls)
     report = {
-        "benchmark": "demo",
-        "date": utc_now(),
-        "command": "python benchmarks/demo_wallclock.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine("cpu"),
-        "software": software(("torch", "ray", "mlflow", "optuna")),
+        **report_header("demo", __file__, argv, "cpu", ("torch", "ray", "mlflow", "optuna")),
         "warmup": args.warmup, "repeats": args.repeats,
         "make_demo_s": walls, "demo_reported_s": reported, "median_make_demo_s": wall,
         "goal_s": GOAL_S, "load_average_before_each_run": loads, "last_output": tail,

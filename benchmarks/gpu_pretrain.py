@@ -49,7 +49,7 @@ from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from benchmarks.augment import torchvision_transform  # noqa: E402
-from benchmarks.common import machine, median, record, software, utc_now  # noqa: E402
+from benchmarks.common import machine, median, record, report_header  # noqa: E402
 from trainables.augment import AugmentConfig, SimCLRAugment, augment_config_for  # noqa: E402
 from trainables.losses import ContrastiveLoss, build_loss  # noqa: E402
 from trainables.models import build_model, prepare_for_device  # noqa: E402
@@ -296,12 +296,8 @@ def main(argv: list[str] | None = None) -> None:
         runs.append(run_variant(args, "torchvision", args.losses[0], args.compile, images, device))
     ours = runs[0]
     report: dict[str, object] = {
-        "benchmark": "gpu_pretrain",
-        "date": utc_now(),
-        "command": "python benchmarks/gpu_pretrain.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine(args.device),
+        **report_header("gpu_pretrain", __file__, argv, args.device),
         "gpu": torch.cuda.get_device_name() if device.type == "cuda" else None,
-        "software": software(),
         "torch": torch.__version__,
         "device": args.device,
         "data": source,

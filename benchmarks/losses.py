@@ -45,7 +45,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from benchmarks.common import machine, median, record, software, utc_now  # noqa: E402
+from benchmarks.common import median, record, report_header  # noqa: E402
 from trainables.losses import LOSSES, ContrastiveLoss, build_loss  # noqa: E402
 
 FLOAT32 = 4
@@ -341,11 +341,7 @@ def main(argv: list[str] | None = None) -> None:
                 entries.append(entry)
                 print(summary_line(entry), entry.get("agreement", ""), flush=True)
     report = {
-        "benchmark": "losses",
-        "date": utc_now(),
-        "command": "python benchmarks/losses.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine(args.device),
-        "software": software(),
+        **report_header("losses", __file__, argv, args.device),
         "device": args.device,
         "torch_threads": torch.get_num_threads(),
         "repeats": args.repeats,

@@ -42,7 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import ProcessCpu, machine, median, record, software, utc_now  # noqa: E402
+from benchmarks.common import ProcessCpu, median, record, report_header  # noqa: E402
 
 TRIALS = 8
 OVERRIDES = [
@@ -265,11 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     for path, runs in studies.items():
         summary[path] = summarise(path, runs, base)
     report = {
-        "benchmark": "sweep_overhead",
-        "date": utc_now(),
-        "command": "python benchmarks/sweep_overhead.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine("cpu"),
-        "software": software(("torch", "ray", "mlflow", "optuna")),
+        **report_header("sweep_overhead", __file__, argv, "cpu", ("torch", "ray", "mlflow", "optuna")),
         "trials": TRIALS, "overrides": OVERRIDES, "paths": {p: PATHS[p] for p in args.paths}, "max_concurrent": args.max_concurrent,
         "baseline_trial_s": baseline, "median_baseline_sum_s": base,
         "studies": studies, "summary": summary,

@@ -56,7 +56,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from benchmarks.common import ProcessCpu, machine, median, record, software, utc_now  # noqa: E402
+from benchmarks.common import ProcessCpu, median, record, report_header  # noqa: E402
 from trainables import run_schema as rs  # noqa: E402
 from trainables.augment import SimCLRAugment, augment_config_for  # noqa: E402
 from trainables.config import PretrainConfig, from_dict  # noqa: E402
@@ -252,11 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     stack_rate = median([r for s in stacks for r in s["wall_images_per_s"]])
     loop_rate = median([r for s in stacks for r in s["loop_images_per_s"]])
     report = {
-        "benchmark": "trainer_overhead",
-        "date": utc_now(),
-        "command": "python benchmarks/trainer_overhead.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine("cpu"),
-        "software": software(("torch", "torchvision", "ray", "mlflow")),
+        **report_header("trainer_overhead", __file__, argv, "cpu", ("torch", "torchvision", "ray", "mlflow")),
         "mode": args.mode, "threads_per_side": cpus, "config": cfg.to_dict(), "load_averages": loads,
         "plain_epochs": plain, "full_stack": stacks,
         "median_plain_images_per_s": plain_rate,
