@@ -5,6 +5,10 @@ A study is one MLflow tree:
     study run            tag nce.kind=study      (the preset, its overrides, the code version)
     └── trial run        tag nce.kind=pretrain   (one pretraining; params = its config)
         └── eval run     tag nce.kind=linear_eval (one linear / finetune / kNN evaluation)
+    └── baseline run     tag nce.kind=baseline, nce.baseline=random_init (an evaluation of a randomly
+                         initialised encoder of the trials' architecture, per seed and eval mode; its
+                         params are the evaluation's plus the pretraining config's dataset, backbone and
+                         seed, its metrics the evaluation's)
 
 Parent links use MLflow's own ``mlflow.parentRunId`` tag, so the MLflow UI nests them.
 Every name a writer logs and a reader looks up lives here, so that the two cannot drift.
@@ -18,6 +22,9 @@ KIND = "nce.kind"  # one of KIND_* below
 KIND_STUDY = "study"
 KIND_PRETRAIN = "pretrain"
 KIND_EVAL = "linear_eval"
+KIND_BASELINE = "baseline"  # a child of the study run, evaluated like a trial but never trained
+BASELINE = "nce.baseline"  # on baseline runs: which baseline (BASELINE_RANDOM_INIT)
+BASELINE_RANDOM_INIT = "random_init"
 STUDY = "nce.study"  # the study's stable name, on every run of its tree
 TRIAL_ID = "nce.trial_id"  # Ray Tune's trial id, on trial runs
 STATUS = "nce.status"  # one of STATUS_* below, on trial runs
