@@ -8,18 +8,16 @@ one paginated tag search fetches the whole tree; nothing reads the store's files
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities import Experiment, Run
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from trainables import run_schema as rs
+from trainables.mlflow_search import search_runs
 
 EVAL_MODES = ("linear", "finetune", "knn")
-PAGE_SIZE = 1000
 
 # Columns of the loaded frame besides the config params (named as in run_schema).
 RUN_ID = "run_id"
@@ -109,7 +107,7 @@ def load_study(
     uri = tracking_uri or mlflow.get_tracking_uri()
     client = MlflowClient(uri)
     study_run = _find_study_run(client, name_or_parent_run_id, uri)
-    tree = list(_search(client, _tag_equals(rs.STUDY, study_run.data.tags[rs.STUDY])))
+    tree = search_runs(client, {rs.STUDY: study_run.data.tags[rs.STUDY]})
     trials = [run for run in tree if _is_child(run, rs.KIND_PRETRAIN, study_run.info.run_id)]
     if not trials:
         raise StudyNotFoundError(
@@ -147,7 +145,7 @@ def load_history(run_ids: list[str], metrics: tuple[str, ...], tracking_uri: str
 
 
 def _find_study_run(client: MlflowClient, name_or_id: str, uri: str) -> Run:
-    by_name = list(_search(client, f"{_tag_equals(rs.STUDY, name_or_id)} and {_tag_equals(rs.KIND, rs.KIND_STUDY)}"))
+    by_name = search_runs(client, {rs.STUDY: name_or_id, rs.KIND: rs.KIND_STUDY})
     if len(by_name) > 1:
         ids = ", ".join(run.info.run_id for run in by_name)
         raise ValueError(f"{len(by_name)} study runs in {uri} are named {name_or_id!r} ({ids}); pass one run id")
@@ -166,33 +164,6 @@ def _get_run_or_none(client: MlflowClient, run_id: str) -> Run | None:
         return client.get_run(run_id)
     except MlflowException:
         return None
-
-
-def _search(client: MlflowClient, filter_string: str) -> Iterator[Run]:
-    """All active runs matching the filter in all experiments, page by page."""
-    experiment_ids = [experiment.experiment_id for experiment in _experiments(client)]
-    token = None
-    while True:
-        page = client.search_runs(experiment_ids, filter_string, max_results=PAGE_SIZE, page_token=token)
-        yield from page
-        token = page.token
-        if not token:
-            return
-
-
-def _experiments(client: MlflowClient) -> Iterator[Experiment]:
-    token = None
-    while True:
-        page = client.search_experiments(max_results=PAGE_SIZE, page_token=token)
-        yield from page
-        token = page.token
-        if not token:
-            return
-
-
-def _tag_equals(key: str, value: str) -> str:
-    quote = '"' if "'" in value else "'"
-    return f"tags.`{key}` = {quote}{value}{quote}"
 
 
 def _is_child(run: Run, kind: str, parent_id: str) -> bool:

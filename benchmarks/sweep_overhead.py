@@ -159,10 +159,10 @@ def timeline(work: Path, name: str, timings: dict[str, float]) -> dict[str, Any]
     from mlflow.tracking import MlflowClient
 
     from trainables import run_schema as rs
+    from trainables.mlflow_search import search_runs
 
     client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, filter_string=f"tags.`{rs.STUDY}` = '{name}' and tags.`{rs.KIND}` = '{rs.KIND_PRETRAIN}'")
+    runs = search_runs(client, {rs.STUDY: name, rs.KIND: rs.KIND_PRETRAIN})
     runs = sorted(runs, key=lambda r: r.info.start_time)
     spans = [((r.info.start_time or 0) / 1e3, (r.info.end_time or 0) / 1e3) for r in runs]
     inside = [end - start for start, end in spans]

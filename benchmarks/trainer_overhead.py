@@ -58,6 +58,7 @@ import torch  # noqa: E402
 
 from benchmarks.common import ProcessCpu, median, record, report_header  # noqa: E402
 from trainables import run_schema as rs  # noqa: E402
+from trainables.mlflow_search import search_runs  # noqa: E402
 from trainables.augment import SimCLRAugment, augment_config_for  # noqa: E402
 from trainables.config import PretrainConfig, from_dict  # noqa: E402
 from trainables.data import batch_indices, load_dataset  # noqa: E402
@@ -163,7 +164,7 @@ def full_stack(cfg: PretrainConfig, work: Path, name: str, cores: set[int] | Non
     if process.returncode != 0:
         raise RuntimeError(f"study/train.py failed ({process.returncode}):\n{output[-3000:]}")
     client = MlflowClient(uri)
-    run = client.search_runs([e.experiment_id for e in client.search_experiments()], filter_string=f"tags.`{rs.TRAIN_RUN}` = '{name}'")[0]
+    run = search_runs(client, {rs.TRAIN_RUN: name})[0]
     stamps = {m.step: m.timestamp / 1e3 for m in client.get_metric_history(run.info.run_id, rs.M_TRAIN_LOSS)}
     reported = {m.step: m.value for m in client.get_metric_history(run.info.run_id, rs.M_IMAGES_PER_S)}
     seconds = {m.step: m.value for m in client.get_metric_history(run.info.run_id, rs.M_EPOCH_TIME)}

@@ -9,12 +9,6 @@ from typing import Any, Callable
 SearchFunction = Callable[[Any], dict[str, Any]]  # an Optuna define-by-run space: trial -> constants
 
 
-def trial_config(fixed: dict[str, Any], per_loss: dict[str, dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
-    """A trial's config fields: the fixed settings, its own params, then its loss's settings."""
-    base = fixed | params
-    return base | per_loss.get(base.get("loss", "infonce"), {})
-
-
 @dataclass(frozen=True)
 class Preset:
     """A study: every trial is ``fixed`` | one grid point | one seed (| an Optuna suggestion).

@@ -24,6 +24,7 @@ from trainables.augment import augment_config_for, eval_transform
 from trainables.config import from_dict
 from trainables.data import load_dataset
 from trainables.knn import knn_accuracy
+from trainables.mlflow_search import search_runs
 from trainables.models import build_model
 from trainables.tracking import resolve_tracking_uri
 
@@ -45,9 +46,8 @@ def random_init_knn(seed: int) -> float:
 def learned_knn(study: str) -> list[float]:
     """Final validation kNN accuracy of every completed trial of the study."""
     client = MlflowClient(resolve_tracking_uri(None))
-    ids = [e.experiment_id for e in client.search_experiments()]
-    query = f"tags.`{rs.STUDY}` = '{study}' and tags.`{rs.KIND}` = '{rs.KIND_PRETRAIN}' and tags.`{rs.STATUS}` = '{rs.STATUS_COMPLETED}'"
-    return [r.data.metrics[rs.M_FINAL_VAL_KNN] for r in client.search_runs(ids, filter_string=query)]
+    found = search_runs(client, {rs.STUDY: study, rs.KIND: rs.KIND_PRETRAIN, rs.STATUS: rs.STATUS_COMPLETED})
+    return [r.data.metrics[rs.M_FINAL_VAL_KNN] for r in found]
 
 
 def main() -> int:

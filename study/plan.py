@@ -16,9 +16,9 @@ import optuna
 import yaml
 
 from search_spaces import PRESETS, Preset
-from search_spaces.preset import trial_config
 from trainables.config import ConfigError, PretrainConfig, from_dict, load_yaml
 from trainables.linear_eval import EvalConfig
+from trainables.study_context import trial_config
 
 STUDY_KEYS = ("seeds", "num_samples", "scheduler")
 SCHEDULERS = ("none", "asha")

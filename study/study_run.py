@@ -11,6 +11,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from trainables import run_schema as rs
+from trainables.mlflow_search import find_run, search_runs
 from trainables.tracking import create_run, end_run, ensure_experiment, flatten, library_versions
 
 log = logging.getLogger(__name__)
@@ -18,10 +19,8 @@ log = logging.getLogger(__name__)
 
 def find_study_run(tracking_uri: str, experiment: str, study: str) -> str | None:
     client = MlflowClient(tracking_uri)
-    found = client.search_runs(
-        [ensure_experiment(client, experiment)], filter_string=f"tags.`{rs.STUDY}` = '{study}' and tags.`{rs.KIND}` = '{rs.KIND_STUDY}'", max_results=1
-    )
-    return found[0].info.run_id if found else None
+    found = find_run(client, {rs.STUDY: study, rs.KIND: rs.KIND_STUDY}, experiments=[ensure_experiment(client, experiment)])
+    return found.info.run_id if found else None
 
 
 def create_study_run(tracking_uri: str, experiment: str, study: str, preset: str, description: str, overrides: dict[str, Any]) -> str:
@@ -33,16 +32,8 @@ def create_study_run(tracking_uri: str, experiment: str, study: str, preset: str
 def find_trial_runs(tracking_uri: str, experiment: str, study: str) -> dict[str, Any]:
     """Trial id -> MLflow run of every trial of the study (all pages)."""
     client = MlflowClient(tracking_uri)
-    runs, token = {}, None
-    while True:
-        page = client.search_runs(
-            [ensure_experiment(client, experiment)], filter_string=f"tags.`{rs.STUDY}` = '{study}' and tags.`{rs.KIND}` = '{rs.KIND_PRETRAIN}'",
-            max_results=1000, page_token=token,
-        )
-        runs |= {r.data.tags[rs.TRIAL_ID]: r for r in page}
-        token = page.token
-        if not token:
-            return runs
+    found = search_runs(client, {rs.STUDY: study, rs.KIND: rs.KIND_PRETRAIN}, experiments=[ensure_experiment(client, experiment)])
+    return {r.data.tags[rs.TRIAL_ID]: r for r in found}
 
 
 def error_line(trial: Trial) -> str:

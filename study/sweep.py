@@ -17,7 +17,8 @@ from study.report import print_summary
 from study.study_run import TrialStatusCallback, create_study_run, find_study_run, reconcile
 from trainables import run_schema as rs
 from trainables.tracking import end_run
-from trainables.trial import StudyContext, run_trial
+from trainables.study_context import StudyContext
+from trainables.trial import run_trial
 
 TPE_MAX_CONCURRENT = 4  # more trials in flight than this and TPE degrades towards random search
 # Ray Train's controller polls its workers at this interval (default 2 s): every report and the

@@ -70,14 +70,14 @@ def mlflow_run(cfg: PretrainConfig, tracking_uri: str, name: str, resume: bool) 
     """The run's MLflow id: the resumed run's own, else a new run."""
     from mlflow.tracking import MlflowClient
 
+    from trainables.mlflow_search import find_run
+
     client = MlflowClient(tracking_uri)
     if resume:
-        found = client.search_runs(
-            [e.experiment_id for e in client.search_experiments()], filter_string=f"tags.`{rs.TRAIN_RUN}` = '{name}'", max_results=1
-        )
+        found = find_run(client, {rs.TRAIN_RUN: name})
         if found:
-            client.update_run(found[0].info.run_id, status="RUNNING")
-            return found[0].info.run_id
+            client.update_run(found.info.run_id, status="RUNNING")
+            return found.info.run_id
     tags = cfg.tags | {rs.KIND: rs.KIND_PRETRAIN, rs.TRAIN_RUN: name}
     return create_run(tracking_uri, cfg.experiment, run_name=name, params=pretrain_params(cfg), tags=tags)
 

@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from trainables import run_schema as rs
+from trainables.mlflow_search import search_runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,9 +33,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def runs_of_kind(tracking_uri: str, kind: str) -> list:
-    client = MlflowClient(tracking_uri)
-    ids = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(ids, filter_string=f"tags.`{rs.KIND}` = '{kind}'")
+    return search_runs(MlflowClient(tracking_uri), {rs.KIND: kind})
 
 
 def test_train_under_ray_train_logs_one_run_with_every_epoch_once(trained: Path) -> None:

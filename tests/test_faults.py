@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from trainables import run_schema as rs
 from trainables.checkpoint import load_checkpoint
+from trainables.mlflow_search import search_runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ def run(script: str, args: list[str], cwd: Path, fault: str | None = None, timeo
 
 def runs(cwd: Path, kind: str) -> list:
     client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
-    return client.search_runs([e.experiment_id for e in client.search_experiments()], filter_string=f"tags.`{rs.KIND}` = '{kind}'")
+    return search_runs(client, {rs.KIND: kind})
 
 
 TRAIN = ["--dataset", "digits", "--backbone", "small", "--head", "mlp", "--epochs", "3", "--workers", "2", "--cpus-per-worker", "0.5",

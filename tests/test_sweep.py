@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from study import run_sweep
 from trainables import run_schema as rs
+from trainables.mlflow_search import search_runs
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP = str(REPO / "study" / "run_sweep.py")
@@ -29,9 +30,7 @@ def sweep(args: list[str], cwd: Path, timeout: int = 420) -> subprocess.Complete
 
 
 def trial_runs(cwd: Path, study: str) -> list:
-    client = MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}")
-    ids = [e.experiment_id for e in client.search_experiments()]
-    return client.search_runs(ids, filter_string=f"tags.`{rs.STUDY}` = '{study}' and tags.`{rs.KIND}` = '{rs.KIND_PRETRAIN}'")
+    return search_runs(MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}"), {rs.STUDY: study, rs.KIND: rs.KIND_PRETRAIN})
 
 
 def test_dry_run_of_the_flatnce_grid_prints_36_trials(capsys: pytest.CaptureFixture) -> None:

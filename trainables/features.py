@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from trainables.data import FolderImages, LabeledImages
-from trainables.losses.gather import world
+from trainables.distributed import world
 
 Encode = Callable[[torch.Tensor], torch.Tensor]
 

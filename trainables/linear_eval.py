@@ -26,7 +26,7 @@ from trainables.config import ConfigError, coerce, from_dict
 from trainables.data import LabeledImages, TensorSplits, load_dataset
 from trainables.features import split_features
 from trainables.knn import knn_predict
-from trainables.losses.gather import world
+from trainables.distributed import world
 from trainables.models import ContrastiveModel, build_model
 from trainables.optim import build_schedule
 from trainables.tracking import RunLogger, create_run, end_run

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Protocol
 
-from trainables.losses.gather import world
+from trainables.distributed import world
 
 
 def checkpoint_dir_name(epoch: int) -> str:

@@ -7,34 +7,19 @@ under Ray Train's TorchTrainer, whose reports reach Tune through TuneReportCallb
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import ray.tune
 from mlflow.tracking import MlflowClient
 
-from search_spaces.preset import trial_config
 from trainables import run_schema as rs
 from trainables.config import PretrainConfig, from_dict
 from trainables.linear_eval import EvalConfig
+from trainables.mlflow_search import experiment_id, find_run
 from trainables.pretrain import pretrain
 from trainables.session import TuneSession
+from trainables.study_context import StudyContext
 from trainables.tracking import create_run, pretrain_params
-
-
-@dataclass(frozen=True)
-class StudyContext:
-    """What every trial of a study shares (handed to trials with ``tune.with_parameters``)."""
-
-    study: str
-    study_run_id: str
-    tracking_uri: str
-    experiment: str
-    storage_path: str
-    fixed: dict[str, Any]  # config fields of every trial
-    per_loss: dict[str, dict[str, Any]]  # config fields of one loss's trials
-    evaluation: dict[str, Any]  # EvalConfig fields
-    max_failures: int = 0
 
 
 def trial_name(cfg: PretrainConfig) -> str:
@@ -47,12 +32,10 @@ def trial_run(context: StudyContext, trial_id: str, cfg: PretrainConfig) -> str:
     Looking the run up by trial id is what keeps a restarted or resumed trial to one run.
     """
     client = MlflowClient(context.tracking_uri)
-    experiment = client.get_experiment_by_name(context.experiment)
-    found = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`{rs.STUDY}` = '{context.study}' and tags.`{rs.TRIAL_ID}` = '{trial_id}'", max_results=1
-    ) if experiment else []
+    experiment = experiment_id(client, context.experiment)
+    found = find_run(client, {rs.STUDY: context.study, rs.TRIAL_ID: trial_id}, experiments=[experiment]) if experiment else None
     if found:
-        return found[0].info.run_id
+        return found.info.run_id
     tags = {rs.KIND: rs.KIND_PRETRAIN, rs.STUDY: context.study, rs.TRIAL_ID: trial_id, rs.TRAIN_RUN: f"train-{trial_id}"}
     return create_run(context.tracking_uri, context.experiment, run_name=trial_name(cfg), params=pretrain_params(cfg), tags=tags, parent_run_id=context.study_run_id)
 
@@ -60,7 +43,7 @@ def trial_run(context: StudyContext, trial_id: str, cfg: PretrainConfig) -> str:
 def run_trial(params: dict[str, Any], context: StudyContext) -> None:
     """Tune's entry: ``params`` are this trial's grid point or Optuna suggestion."""
     trial_id = ray.tune.get_context().get_trial_id()
-    cfg = from_dict(trial_config(context.fixed, context.per_loss, params))
+    cfg = from_dict(context.trial_config(params))
     run_id = trial_run(context, trial_id, cfg)
     if cfg.workers == 1 and not cfg.gpu:
         pretrain(cfg, TuneSession(), run_id=run_id, tracking_uri=context.tracking_uri, evaluation=EvalConfig(**context.evaluation))

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 
-
-def world() -> tuple[int, int]:
-    """(rank, world_size) of the default process group, or (0, 1) outside one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+from trainables.distributed import world
 
 
 def gather_batch(z: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -1,0 +1,79 @@
+"""Every MLflow run lookup of the project: one way to write a tag filter, one paginated search.
+
+MLflow's filter parser strips the quotes around a string literal without unescaping what is
+inside, so a value holding a quote or a backslash cannot be written as an exact ``=`` literal.
+Such values are matched with a ``LIKE`` pattern in which each of those characters is the
+one-character wildcard ``_``; the pattern can only match more runs than meant, never fewer,
+and :func:`search_runs` keeps exactly the runs whose tags equal the values asked for. Every
+caller therefore gets exact matches whatever the study, trial or run names contain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+PAGE_SIZE = 1000
+UNQUOTABLE = ("'", "\\")  # characters a single-quoted MLflow literal cannot carry exactly
+
+
+def tag_clause(key: str, value: str) -> str:
+    """A filter clause matching runs whose tag ``key`` is ``value`` (maybe a few more; see above).
+
+    >>> tag_clause("nce.study", "it's")
+    "tags.`nce.study` LIKE 'it_s'"
+    """
+    if "`" in key:
+        raise ValueError(f"tag key {key!r} holds a backtick, which an MLflow filter cannot quote")
+    if not any(c in value for c in UNQUOTABLE):
+        return f"tags.`{key}` = '{value}'"
+    pattern = "".join("_" if c in UNQUOTABLE else c for c in value)
+    return f"tags.`{key}` LIKE '{pattern}'"
+
+
+def tag_filter(tags: Mapping[str, str]) -> str:
+    """The clauses of every (key, value) of ``tags``, joined by ``and``."""
+    return " and ".join(tag_clause(key, value) for key, value in tags.items())
+
+
+def experiment_ids(client: MlflowClient) -> list[str]:
+    """Ids of every active experiment in the store, all pages."""
+    ids, token = [], None
+    while True:
+        page = client.search_experiments(max_results=PAGE_SIZE, page_token=token)
+        ids += [experiment.experiment_id for experiment in page]
+        token = page.token
+        if not token:
+            return ids
+
+
+def iter_runs(client: MlflowClient, tags: Mapping[str, str], *, experiments: list[str] | None = None) -> Iterator[Run]:
+    """Active runs whose tags equal ``tags`` exactly, page by page, in ``experiments`` (default: all)."""
+    ids = experiment_ids(client) if experiments is None else experiments
+    if not ids:
+        return
+    token = None
+    while True:
+        page = client.search_runs(ids, tag_filter(tags), max_results=PAGE_SIZE, page_token=token)
+        yield from (run for run in page if all(run.data.tags.get(k) == v for k, v in tags.items()))
+        token = page.token
+        if not token:
+            return
+
+
+def search_runs(client: MlflowClient, tags: Mapping[str, str], *, experiments: list[str] | None = None) -> list[Run]:
+    """Every run :func:`iter_runs` yields, newest first."""
+    return list(iter_runs(client, tags, experiments=experiments))
+
+
+def find_run(client: MlflowClient, tags: Mapping[str, str], *, experiments: list[str] | None = None) -> Run | None:
+    """The newest run whose tags equal ``tags``, or None."""
+    return next(iter_runs(client, tags, experiments=experiments), None)
+
+
+def experiment_id(client: MlflowClient, name: str) -> str | None:
+    """The id of the experiment called ``name``, or None when there is none."""
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found is not None else None
