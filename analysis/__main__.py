@@ -1,6 +1,7 @@
 """Command line for a study's tables, plots and report.
 
-    python -m analysis tables --study NAME [--format md|csv|latex|html] [--out DIR] [--tracking-uri URI]
+    python -m analysis tables --study NAME [--format md|csv|latex] [--out DIR] [--tracking-uri URI]
+    python -m analysis tables --study NAME --format html --out DIR
     python -m analysis plots  --study NAME --out DIR [--runs RUN_ID ...]
     python -m analysis report --study NAME --out DIR [--no-log]
 """
@@ -12,16 +13,20 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import mlflow
+
 from analysis import plots, render
-from analysis.load import EVAL_MODES, StudyNotFoundError, load_study
-from analysis.report import page, write_report, write_table
-from analysis.tables import METRIC_LABELS, all_tables
+from analysis.conditions import conditions
+from analysis.labels import METRIC_LABELS
+from analysis.load import EVAL_MODES, StudyNotFoundError, load_baselines, load_study
+from analysis.report import page, summary_items, write_report, write_table, write_text
+from analysis.tables import all_tables
 from trainables import run_schema as rs
 
 _EPILOG = """examples:
   python -m analysis tables --study cifar10-batch --tracking-uri sqlite:///mlflow.db
   python -m analysis tables --study cifar10-batch --format latex --out paper/tables
-  python -m analysis tables --study quickstart --eval knn
+  python -m analysis tables --study quickstart --format html --out reports/quickstart
   python -m analysis plots --study cifar10-batch --out plots/
   python -m analysis report --study cifar10-batch --out reports/cifar10-batch
 """
@@ -29,7 +34,11 @@ _EPILOG = """examples:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "tables" and args.format == "html" and args.out is None:
+        # The page embeds its plots (hundreds of kB): it belongs in a file, not on a terminal.
+        parser.error("tables --format html needs --out DIR to write tables.html into")
     try:
         return _COMMANDS[args.command](args)
     except (StudyNotFoundError, ValueError) as error:
@@ -39,10 +48,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _tables(args: argparse.Namespace) -> int:
     trials = load_study(args.study, args.tracking_uri, eval_mode=args.eval)
-    tables = all_tables(trials, args.metric)
+    baselines = load_baselines(args.study, args.tracking_uri, eval_mode=args.eval)
+    tables = all_tables(trials, args.metric, baselines)
     if args.format == "html":
-        figures = plots.study_figures(trials, args.tracking_uri, args.metric)
-        return _emit(page(trials, tables, figures), args.out, "tables.html")
+        figures = plots.study_figures(trials, args.tracking_uri, args.metric, baselines=baselines)
+        items = summary_items(trials, baselines, args.tracking_uri or mlflow.get_tracking_uri())
+        text = page(trials, tables, figures, items, conditions(trials, args.metric))
+        print(write_text(args.out / TABLES_HTML, text))
+        return 0
     if args.out is None:
         print("\n".join(render.FORMATS[args.format](table) for table in tables.values()))
         return 0
@@ -72,16 +85,7 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _emit(text: str, out_dir: Path | None, name: str) -> int:
-    if out_dir is None:
-        print(text)
-        return 0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / name).write_text(text, encoding="utf-8")
-    print(out_dir / name)
-    return 0
-
-
+TABLES_HTML = "tables.html"
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"tables": _tables, "plots": _plots, "report": _report}
 
 
@@ -97,15 +101,18 @@ def _parser() -> argparse.ArgumentParser:
         commands,
         "tables",
         "accuracy vs batch size, views, compute and lr; reported numbers beside ours",
-        "Cells are the test accuracy at the validation-selected epoch, mean ± std over seeds; failed and "
-        "early-stopped trials are left out of the means and counted under each table.",
+        "Cells are the test accuracy at the validation-selected epoch, mean and 95 % bootstrap interval over "
+        "seeds, with a random-init row and paired differences; failed and early-stopped trials are left out "
+        "of the means and counted under each table.",
     )
     _common(tables)
     tables.add_argument(
         "--format", choices=[*render.FORMATS, "html"], default="md",
-        help="md (default), csv, latex (booktabs) or html (one page with the tables and plots)",
+        help="md (default), csv, latex (booktabs) or html (one page with the tables and plots; needs --out)",
     )
-    tables.add_argument("--out", type=Path, help="folder to write one file per table into; default: print")
+    tables.add_argument(
+        "--out", type=Path, help="folder to write one file per table into (html: tables.html); default: print"
+    )
     plot = _command(
         commands,
         "plots",
@@ -145,7 +152,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", help="MLflow tracking URI; default: MLflow's own (MLFLOW_TRACKING_URI)")
     parser.add_argument(
         "--eval", choices=EVAL_MODES, default="linear",
-        help="which evaluation fills the cells (default linear; the CPU quickstart uses knn)",
+        help="which evaluation runs fill the cells (default linear, the linear probe every preset runs, the "
+        "quickstart included; knn and finetune only where a study ran those evaluations)",
     )
     parser.add_argument(
         "--metric", choices=list(METRIC_LABELS), default=rs.M_TEST_AT_BEST_VAL,

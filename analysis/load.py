@@ -8,6 +8,7 @@ one paginated tag search fetches the whole tree; nothing reads the store's files
 from __future__ import annotations
 
 import re
+
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
@@ -29,6 +30,10 @@ CODE_VERSION = "code_version"
 STATUS = "status"
 FAILURE_REASON = "failure_reason"
 START_TIME = "start_time"
+END_TIME = "end_time"
+EXPERIMENT_ID = "experiment_id"
+STUDY_START = "study_start_time"
+STUDY_END = "study_end_time"
 EVAL_MODE = "eval_mode"
 EVAL_RUN_ID = "eval_run_id"
 RECIPE = "recipe"
@@ -37,6 +42,7 @@ ENCODER_PASSES = "encoder_passes"  # V x epochs: forward/backward passes per tra
 FINAL_TRAIN_LOSS = "final_train_loss"
 FINAL_POS_PROB = "final_pos_prob"
 EXTRA_PARAM_PREFIX = "param."
+EVAL_PARAM_PREFIX = "eval."  # the evaluation run's own params (its batch size, lr, epochs, ...)
 
 # The config params read back, typed, in the order of the frame's columns.
 CONFIG_TYPES: dict[str, str] = {
@@ -95,8 +101,9 @@ def load_study(
         ``failure_reason``, the config, the trial's own final metrics (``final_val_knn_acc``,
         ``best_val_knn_acc``, ``wall_clock_s``, ``device_hours``, ``epochs_done``, and the last
         epoch's ``final_train_loss`` and ``final_pos_prob``), ``encoder_passes`` (V x epochs),
-        ``code_version``, and the evaluation columns. The study-wide columns ``study``,
-        ``study_run_id``, ``preset`` and ``eval_mode`` repeat on every row.
+        ``code_version``, and the evaluation columns (the evaluation's params as ``eval.<name>``).
+        The study-wide columns ``study``, ``study_run_id``, ``experiment_id``, ``preset``,
+        ``study_start_time``, ``study_end_time`` and ``eval_mode`` repeat on every row.
 
     Raises:
         StudyNotFoundError: Nothing in the store matches, or the study has no trial runs.
@@ -105,9 +112,7 @@ def load_study(
     if eval_mode not in EVAL_MODES:
         raise ValueError(f"eval_mode must be one of {EVAL_MODES}, not {eval_mode!r}")
     uri = tracking_uri or mlflow.get_tracking_uri()
-    client = MlflowClient(uri)
-    study_run = _find_study_run(client, name_or_parent_run_id, uri)
-    tree = search_runs(client, {rs.STUDY: study_run.data.tags[rs.STUDY]})
+    study_run, tree = _study_tree(name_or_parent_run_id, uri)
     trials = [run for run in tree if _is_child(run, rs.KIND_PRETRAIN, study_run.info.run_id)]
     if not trials:
         raise StudyNotFoundError(
@@ -120,6 +125,61 @@ def load_study(
     frame[EVAL_MODE] = eval_mode
     frame = frame.merge(_latest_evals(evals), on=RUN_ID, how="left").pipe(_fill_eval_counts)
     return frame.sort_values(START_TIME, ignore_index=True)
+
+
+def load_baselines(
+    name_or_parent_run_id: str,
+    tracking_uri: str | None = None,
+    *,
+    eval_mode: str = "linear",
+) -> pd.DataFrame:
+    """The study's random-init baseline runs of one evaluation mode, one row per run.
+
+    Args:
+        name_or_parent_run_id: The study's ``nce.study`` name, or the run id of its study run.
+        tracking_uri: MLflow tracking URI; None uses MLflow's current one.
+        eval_mode: Which evaluation's baseline runs: linear, finetune or knn.
+
+    Returns:
+        Columns ``run_id``, ``seed``, ``dataset``, ``backbone``, ``recipe``, ``start_time`` and the
+        evaluation metrics; empty (with those columns) where the study recorded none.
+
+    Raises:
+        StudyNotFoundError: Nothing in the store matches.
+    """
+    if eval_mode not in EVAL_MODES:
+        raise ValueError(f"eval_mode must be one of {EVAL_MODES}, not {eval_mode!r}")
+    study_run, tree = _study_tree(name_or_parent_run_id, tracking_uri or mlflow.get_tracking_uri())
+    rows = [
+        _baseline_row(run) for run in tree
+        if _is_child(run, rs.KIND_BASELINE, study_run.info.run_id)
+        and run.data.tags.get(rs.BASELINE) == rs.BASELINE_RANDOM_INIT
+        and run.data.params.get(rs.P_EVAL_MODE) == eval_mode
+    ]
+    frame = pd.DataFrame(rows, columns=BASELINE_COLUMNS) if rows else empty_baselines()
+    frame[rs.P_SEED] = pd.to_numeric(frame[rs.P_SEED], errors="coerce").astype("Int64")
+    return frame.astype({key: "float64" for key in EVAL_METRICS}).sort_values(START_TIME, ignore_index=True)
+
+
+BASELINE_COLUMNS = (RUN_ID, rs.P_SEED, rs.P_DATASET, rs.P_BACKBONE, RECIPE, START_TIME, *EVAL_METRICS)
+
+
+def empty_baselines() -> pd.DataFrame:
+    """A baseline frame without rows, for studies that recorded none."""
+    return pd.DataFrame({column: pd.Series(dtype="float64") for column in BASELINE_COLUMNS})
+
+
+def _baseline_row(run: Run) -> dict[str, object]:
+    params = run.data.params
+    return {
+        RUN_ID: run.info.run_id,
+        rs.P_SEED: params.get(rs.P_SEED),
+        rs.P_DATASET: params.get(rs.P_DATASET),
+        rs.P_BACKBONE: params.get(rs.P_BACKBONE),
+        RECIPE: params.get(rs.P_RECIPE),
+        START_TIME: run.info.start_time,
+        **{key: run.data.metrics.get(key) for key in EVAL_METRICS},
+    }
 
 
 def load_history(run_ids: list[str], metrics: tuple[str, ...], tracking_uri: str | None = None) -> pd.DataFrame:
@@ -144,6 +204,13 @@ def load_history(run_ids: list[str], metrics: tuple[str, ...], tracking_uri: str
     return frame.sort_values([RUN_ID, "metric", "step"], ignore_index=True)
 
 
+def _study_tree(name_or_id: str, uri: str) -> tuple[Run, list[Run]]:
+    """The study run and every run carrying its ``nce.study`` tag."""
+    client = MlflowClient(uri)
+    study_run = _find_study_run(client, name_or_id, uri)
+    return study_run, search_runs(client, {rs.STUDY: study_run.data.tags[rs.STUDY]})
+
+
 def _find_study_run(client: MlflowClient, name_or_id: str, uri: str) -> Run:
     by_name = search_runs(client, {rs.STUDY: name_or_id, rs.KIND: rs.KIND_STUDY})
     if len(by_name) > 1:
@@ -153,8 +220,16 @@ def _find_study_run(client: MlflowClient, name_or_id: str, uri: str) -> Run:
         return by_name[0]
     run = _get_run_or_none(client, name_or_id)
     if run is None or run.data.tags.get(rs.KIND) != rs.KIND_STUDY or rs.STUDY not in run.data.tags:
-        raise StudyNotFoundError(f"no study named {name_or_id!r}, and no study run with that id, in {uri}")
+        raise StudyNotFoundError(
+            f"no study named {name_or_id!r}, and no study run with that id, in {uri}; {_studies_text(client)}"
+        )
     return run
+
+
+def _studies_text(client: MlflowClient) -> str:
+    """The studies that do exist there, for the not-found message."""
+    names = sorted({run.data.tags[rs.STUDY] for run in search_runs(client, {rs.KIND: rs.KIND_STUDY})})
+    return f"studies there: {', '.join(names)}" if names else "that store holds no studies"
 
 
 def _get_run_or_none(client: MlflowClient, run_id: str) -> Run | None:
@@ -191,17 +266,25 @@ def _trial_row(run: Run, study_run: Run) -> dict[str, object]:
         TRIAL_ID: tags.get(rs.TRIAL_ID),
         STUDY: study_run.data.tags[rs.STUDY],
         STUDY_RUN_ID: study_run.info.run_id,
+        EXPERIMENT_ID: study_run.info.experiment_id,
+        STUDY_START: _timestamp(study_run.info.start_time),
+        STUDY_END: _timestamp(study_run.info.end_time),
         PRESET: study_run.data.tags.get(rs.PRESET),
         CODE_VERSION: tags.get(rs.CODE_VERSION, study_run.data.tags.get(rs.CODE_VERSION)),
         STATUS: _status(run),
         FAILURE_REASON: tags.get(rs.FAILURE_REASON),
-        START_TIME: pd.Timestamp(run.info.start_time, unit="ms", tz="UTC"),
+        START_TIME: _timestamp(run.info.start_time),
+        END_TIME: _timestamp(run.info.end_time),
     }
     row.update({key: params.get(key) for key in CONFIG_TYPES})
     row.update({key: metrics.get(key) for key in TRIAL_METRICS})
     row.update({column: metrics.get(key) for key, column in LAST_EPOCH_METRICS.items()})
     row.update({EXTRA_PARAM_PREFIX + key: value for key, value in sorted(params.items()) if key not in CONFIG_TYPES})
     return row
+
+
+def _timestamp(milliseconds: int | None) -> pd.Timestamp:
+    return pd.NaT if milliseconds is None else pd.Timestamp(milliseconds, unit="ms", tz="UTC")
 
 
 def _status(run: Run) -> str:
@@ -221,7 +304,8 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _latest_evals(evals: list[Run]) -> pd.DataFrame:
-    columns = [RUN_ID, EVAL_RUN_ID, RECIPE, N_EVALS, *EVAL_METRICS]
+    params = sorted({EVAL_PARAM_PREFIX + key for run in evals for key in run.data.params})
+    columns = [RUN_ID, EVAL_RUN_ID, RECIPE, N_EVALS, *EVAL_METRICS, *params]
     rows = [
         {
             RUN_ID: run.data.tags[rs.PARENT],
@@ -229,6 +313,7 @@ def _latest_evals(evals: list[Run]) -> pd.DataFrame:
             RECIPE: run.data.params.get(rs.P_RECIPE),
             START_TIME: run.info.start_time,
             **{key: run.data.metrics.get(key) for key in EVAL_METRICS},
+            **{EVAL_PARAM_PREFIX + key: value for key, value in run.data.params.items()},
         }
         for run in evals
     ]

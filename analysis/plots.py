@@ -2,7 +2,9 @@
 
 Figures are built on matplotlib's object API with the Agg canvas, so nothing touches pyplot's
 global state or needs a display. Each plot shows the same validation-selected cells as the
-tables (``tables.summarize``).
+tables (``selection.summarize``), with the same bootstrap intervals, and the random-init
+baseline as a grey band where the study recorded one. A plot over an axis the study did not
+vary is not drawn.
 """
 
 from __future__ import annotations
@@ -15,8 +17,20 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from analysis import load, tables
+from analysis import load
+from analysis.labels import (
+    EVAL_LABELS,
+    RANDOM_INIT,
+    commits_text,
+    distinct_text,
+    hours_unit,
+    loss_label,
+    loss_order,
+)
+from analysis.selection import seed_values, summarize
+from analysis.statistics import LEVEL, mean_interval
 from trainables import run_schema as rs
 
 PLOT_FORMATS = ("png", "svg")
@@ -43,14 +57,16 @@ AXIS_LABELS: dict[str, str] = {
 PLOTS: dict[str, tuple[str, str]] = {
     "accuracy_vs_batch_size": (
         "Accuracy vs batch size",
-        "Mean over seeds per loss and batch size (log-2 axis); error bars ±1 s.d. over seeds. Each point is the "
-        "configuration with the best mean validation accuracy, as in the batch-size table.",
+        "Mean over seeds per loss and batch size (log-2 axis); error bars: 95 % bootstrap interval over seeds; "
+        "grey band: the random-init baseline. Each point is the configuration with the best mean validation "
+        "accuracy, as in the batch-size table.",
     ),
     "accuracy_vs_views": (
         "Accuracy vs positive views M and vs compute",
         "Left: mean over seeds per loss and M at equal epochs. Right: the same points against the mean "
         "device-hours per trial (V × epochs where none were logged), so that extra views are paid for; "
-        "labels give M where a loss was run at several. Error bars ±1 s.d. over seeds.",
+        "labels give M where a loss was run at several. Error bars: 95 % bootstrap interval over seeds; grey "
+        "band: the random-init baseline.",
     ),
     "training_curves": (
         "Training curves",
@@ -61,21 +77,25 @@ PLOTS: dict[str, tuple[str, str]] = {
 }
 
 
-def batch_size_figure(trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL) -> Figure:
+def batch_size_figure(
+    trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL, baselines: pd.DataFrame | None = None
+) -> Figure:
     """Accuracy vs batch size, one line per loss: the picture of the log-K curse.
 
     Args:
         trials: Frame from ``load_study``.
         metric: Accuracy column to plot.
+        baselines: Frame from ``load_baselines``, drawn as a band; None for none.
 
     Returns:
         The figure.
     """
     figure, axes = _figure(1, (7.5, 4.6), "accuracy_vs_batch_size", trials)
-    summary = _present(tables.summarize(trials, [rs.P_LOSS, rs.P_BATCH_SIZE], metric))
+    summary = _present(summarize(trials, [rs.P_LOSS, rs.P_BATCH_SIZE], metric))
     if summary.empty:
         return _no_data(figure, _nothing_measured(trials, metric))
     ax = axes[0]
+    _baseline_band(ax, baselines, metric)
     losses = list(summary[rs.P_LOSS].drop_duplicates())
     for position, (loss, group) in enumerate(summary.groupby(rs.P_LOSS, sort=False)):
         # Nudge each loss sideways (in log-2 units) so that overlapping error bars stay readable.
@@ -91,24 +111,28 @@ def batch_size_figure(trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL)
     return figure
 
 
-def views_figure(trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL) -> Figure:
+def views_figure(
+    trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL, baselines: pd.DataFrame | None = None
+) -> Figure:
     """Accuracy vs positive views M (left) and vs device-hours per trial (right), per loss.
 
     Args:
         trials: Frame from ``load_study``.
         metric: Accuracy column to plot.
+        baselines: Frame from ``load_baselines``, drawn as a band; None for none.
 
     Returns:
         The figure.
     """
     figure, (by_views, by_compute) = _figure(2, (11, 4.6), "accuracy_vs_views", trials, sharey=True)
-    summary = _present(tables.summarize(trials, [rs.P_LOSS, rs.P_VIEWS], metric))
+    summary = _present(summarize(trials, [rs.P_LOSS, rs.P_VIEWS], metric))
     if summary.empty:
         return _no_data(figure, _nothing_measured(trials, metric))
-    losses = list(summary[rs.P_LOSS].drop_duplicates())
-    for position, (loss, group) in enumerate(summary.groupby(rs.P_LOSS, sort=False)):
-        nudge = 0.04 * (position - (len(losses) - 1) / 2)
-        _errorbar(by_views, group[rs.P_VIEWS].astype(float) + nudge, group, loss)
+    for ax in (by_views, by_compute):
+        _baseline_band(ax, baselines, metric)
+    # No sideways nudge: on an integer axis a shifted point reads as another M.
+    for loss, group in summary.groupby(rs.P_LOSS, sort=False):
+        _errorbar(by_views, group[rs.P_VIEWS].astype(float), group, loss)
     views = sorted(summary[rs.P_VIEWS].astype(int).unique())
     by_views.set_xticks(views, [str(count) for count in views])
     by_views.set_xlabel("positive views per anchor, M")
@@ -148,6 +172,7 @@ def curves_figure(history: pd.DataFrame, trials: pd.DataFrame, run_ids: list[str
     pos_prob.set_ylim(0, 1)
     for ax in (knn, pos_prob):
         ax.set_xlabel("pretraining epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     handles, labels = knn.get_legend_handles_labels()
     # One column beside the panels: run labels are long, and up to MAX_CURVES of them must fit.
     figure.legend(
@@ -170,7 +195,7 @@ def default_curve_runs(trials: pd.DataFrame) -> list[str]:
     score = completed[rs.M_BEST_VAL_ACC].fillna(completed[rs.M_BEST_VAL_KNN])
     ranked = completed.assign(_score=score.fillna(-math.inf)).sort_values("_score", ascending=False)
     chosen = []
-    for loss in tables.loss_order(completed[rs.P_LOSS]):
+    for loss in loss_order(completed[rs.P_LOSS]):
         runs = ranked[ranked[rs.P_LOSS] == loss]
         for batch_size in sorted({runs[rs.P_BATCH_SIZE].min(), runs[rs.P_BATCH_SIZE].max()}):
             chosen.append(runs[runs[rs.P_BATCH_SIZE] == batch_size][load.RUN_ID].iloc[0])
@@ -182,17 +207,20 @@ def study_figures(
     tracking_uri: str | None,
     metric: str = rs.M_TEST_AT_BEST_VAL,
     curve_runs: list[str] | None = None,
+    baselines: pd.DataFrame | None = None,
 ) -> dict[str, Figure]:
-    """All plots of the report, by file stem (the keys of ``PLOTS``).
+    """The plots of the report, by file stem (keys of ``PLOTS``), for the axes the study varied.
 
     Args:
         trials: Frame from ``load_study``.
         tracking_uri: Where to read the training curves from.
         metric: Accuracy column to plot.
         curve_runs: Trial run ids for the training curves; default ``default_curve_runs``.
+        baselines: Frame from ``load_baselines``, drawn as a band.
 
     Returns:
-        The figures.
+        The batch-size plot where more than one batch size ran, the views plot where more than
+        one M ran, and the training curves.
 
     Raises:
         ValueError: A run in ``curve_runs`` is not a trial of this study.
@@ -202,11 +230,13 @@ def study_figures(
     if strangers:
         raise ValueError(f"not trial runs of study {trials[load.STUDY].iloc[0]!r}: {', '.join(strangers)}")
     history = load.load_history(runs, CURVE_METRICS, tracking_uri)
-    return {
-        "accuracy_vs_batch_size": batch_size_figure(trials, metric),
-        "accuracy_vs_views": views_figure(trials, metric),
-        "training_curves": curves_figure(history, trials, runs),
-    }
+    completed = trials[trials[load.STATUS] == rs.STATUS_COMPLETED]
+    figures = {}
+    if completed[rs.P_BATCH_SIZE].nunique() > 1:
+        figures["accuracy_vs_batch_size"] = batch_size_figure(trials, metric, baselines)
+    if completed[rs.P_VIEWS].nunique() > 1:
+        figures["accuracy_vs_views"] = views_figure(trials, metric, baselines)
+    return figures | {"training_curves": curves_figure(history, trials, runs)}
 
 
 def save(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
@@ -243,13 +273,13 @@ def _subtitle_parts(trials: pd.DataFrame, stem: str) -> list[str]:
     mode = str(trials[load.EVAL_MODE].iloc[0])
     parts = [
         f"study {trials[load.STUDY].iloc[0]}",
-        tables.distinct_text(trials, rs.P_DATASET),
-        tables.distinct_text(trials, rs.P_BACKBONE),
-        f"{tables.distinct_text(trials, rs.P_EPOCHS)} epochs",
-        f"{tables.EVAL_LABELS.get(mode, mode)}",
-        f"code {tables.distinct_text(trials, load.CODE_VERSION)}",
+        distinct_text(trials, rs.P_DATASET),
+        distinct_text(trials, rs.P_BACKBONE),
+        f"{distinct_text(trials, rs.P_EPOCHS)} epochs",
+        f"{EVAL_LABELS.get(mode, mode)}",
+        f"code {commits_text(trials, load.CODE_VERSION)}",
     ]
-    return parts if stem == "training_curves" else [*parts, "bars ±1 s.d. over seeds"]
+    return parts if stem == "training_curves" else [*parts, f"bars: {100 * LEVEL:g} % interval over seeds"]
 
 
 def _wrap(parts: list[str], width: int) -> str:
@@ -268,16 +298,31 @@ def _present(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _errorbar(ax: Axes, x: pd.Series, group: pd.DataFrame, loss: str) -> None:
+    """Means with their bootstrap intervals (no bar where a cell has one seed)."""
+    intervals = [mean_interval(seeds) for seeds in group["seeds"]]
+    below = [cell - i.low if i.exists else 0.0 for cell, i in zip(group["mean"], intervals)]
+    above = [i.high - cell if i.exists else 0.0 for cell, i in zip(group["mean"], intervals)]
     ax.errorbar(
-        x, 100 * group["mean"], yerr=100 * group["std"].fillna(0.0), marker="o", markersize=5, capsize=3,
-        color=_color(loss), label=tables.loss_label(loss),
+        x, 100 * group["mean"], yerr=[[100 * value for value in below], [100 * value for value in above]],
+        marker="o", markersize=5, capsize=3, color=_color(loss), label=loss_label(loss),
     )
+
+
+def _baseline_band(ax: Axes, baselines: pd.DataFrame | None, metric: str) -> None:
+    """The random-init mean as a dashed line, its interval as a band across the axes."""
+    if baselines is None or baselines[metric].notna().sum() == 0:
+        return
+    seeds = seed_values(baselines[baselines[metric].notna()], metric)
+    interval = mean_interval(seeds)
+    if interval.exists:
+        ax.axhspan(100 * interval.low, 100 * interval.high, color="0.85", zorder=0)
+    ax.axhline(100 * seeds.mean(), color="0.45", linestyle="--", linewidth=1, label=RANDOM_INIT, zorder=1)
 
 
 def _compute_panel(ax: Axes, summary: pd.DataFrame, trials: pd.DataFrame) -> None:
     """Accuracy against device-hours per trial (V × epochs where hours were not logged)."""
     use_hours = summary["device_hours"].notna().all()
-    unit = tables.hours_unit(trials)
+    unit = hours_unit(trials)
     for loss, group in summary.groupby(rs.P_LOSS, sort=False):
         x = group["device_hours"] if use_hours else _encoder_passes(group, trials)
         order = x.argsort()
@@ -331,4 +376,4 @@ def _batch_styles(batch_sizes: pd.Series) -> dict[int, str]:
 
 def _run_label(run: pd.Series, name_views: bool) -> str:
     views = f", M={run[rs.P_VIEWS]}" if name_views else ""
-    return f"{tables.loss_label(run[rs.P_LOSS])}, B={run[rs.P_BATCH_SIZE]}{views}, seed {run[rs.P_SEED]}"
+    return f"{loss_label(run[rs.P_LOSS])}, B={run[rs.P_BATCH_SIZE]}{views}, seed {run[rs.P_SEED]}"

@@ -15,11 +15,17 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.tables import Cell, Diff, Stat, Table, format_value
+from analysis.cells import Cell, Diff, Stat, Table
+from analysis.labels import RANDOM_INIT, format_value
+from analysis.statistics import Interval
 
 MISSING = "—"
+NOT_RESOLVED = "not resolved"
 ROW_NAMES: dict[str, str] = {"batch_size": "batch size", "loss": "loss", "dataset": "dataset"}
-CSV_FIELDS = ("text", "mean_pct", "std_pct", "n", "best", "difference_pp", "p_value", "n_pairs", "note")
+CSV_FIELDS = (
+    "text", "mean_pct", "std_pct", "n", "best", "difference_pp", "low_pct", "high_pct", "level",
+    "resolved", "prob_improvement", "n_pairs", "note",
+)
 
 # Unicode the tables use, spelled for pdflatex; applied after escaping LaTeX's specials.
 _LATEX_SYMBOLS: dict[str, str] = {
@@ -50,8 +56,12 @@ _LATEX_SPECIALS: dict[str, str] = {
 }
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; color: #222; }
-table { border-collapse: collapse; margin: 0.5rem 0; font-variant-numeric: tabular-nums; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #222; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; margin: 0.5rem 0; font-variant-numeric: tabular-nums; font-size: 0.9rem; }
+dl.summary { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; font-size: 0.95rem; }
+dl.summary dt { color: #555; } dl.summary dd { margin: 0; }
+ul.conditions { font-size: 0.9rem; }
 caption { caption-side: top; text-align: left; font-size: 0.9rem; color: #444; padding-bottom: 0.4rem; }
 th, td { padding: 0.25rem 0.7rem; border-bottom: 1px solid #ddd; }
 thead th { border-bottom: 2px solid #222; }
@@ -78,7 +88,7 @@ class Figure:
 
 
 def cell_text(cell: Cell) -> str:
-    """A cell as plain text: ``81.23 ± 0.45 (n=3)``, ``+1.20 (p = 0.041, 3 pairs)``, or a dash."""
+    """A cell as plain text: ``81.23 [80.70, 81.60] (n=3)``, ``+1.20 [+0.40, +2.00] (P=0.89, n=3)``, or a dash."""
     if isinstance(cell, Stat):
         return _stat_text(cell)
     if isinstance(cell, Diff):
@@ -130,9 +140,12 @@ def to_latex(table: Table) -> str:
         " & ".join(latex_escape(text) for text in _header(table)) + r" \\",
         r"\midrule",
     ]
+    previous = ""
     for labels, cells in _rows(table):
-        if _is_summary_row(cells):
+        section = _section(labels, cells)
+        if previous and section != previous:
             lines.append(r"\midrule")
+        previous = section
         texts = [*(latex_escape(label) for label in labels), *(_latex_cell(cell) for cell in cells)]
         lines.append(" & ".join(texts) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
@@ -155,24 +168,37 @@ def to_html(table: Table) -> str:
     head_cells = "".join(f'<th class="{side}">{html.escape(text)}</th>' for side, text in zip(sides, _header(table)))
     return (
         f'<section id="{html.escape(table.key)}"><h2>{html.escape(table.title)}</h2>'
-        f"<table><caption>{html.escape(table.caption)}</caption>"
-        f"<thead><tr>{head_cells}</tr></thead><tbody>{body}</tbody></table>"
+        f'<div class="scroll"><table><caption>{html.escape(table.caption)}</caption>'
+        f"<thead><tr>{head_cells}</tr></thead><tbody>{body}</tbody></table></div>"
         f'<ul class="notes">{notes}</ul></section>'
     )
 
 
-def html_page(heading: str, tables: Sequence[Table], figures: Sequence[Figure]) -> str:
-    """A self-contained page (plots embedded as PNG data) with all tables and plots.
+def html_page(
+    heading: str,
+    summary: Sequence[tuple[str, str]],
+    conditions: Sequence[str],
+    tables: Sequence[Table],
+    figures: Sequence[Figure],
+) -> str:
+    """A self-contained page (plots embedded as PNG data): summary, conditions, tables, plots.
 
     Self-contained so that it also displays inside the MLflow UI's artifact viewer, which does
     not resolve links to sibling files.
     """
-    sections = [to_html(table) for table in tables] + [_html_figure(figure) for figure in figures]
+    sections = [_html_summary(summary), _html_conditions(conditions)]
+    sections += [to_html(table) for table in tables] + [_html_figure(figure) for figure in figures]
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(heading)}</title><style>{_CSS}</style></head>\n"
         f"<body><h1>{html.escape(heading)}</h1>\n" + "\n".join(sections) + "\n</body></html>\n"
     )
+
+
+def summary_markdown(heading: str, summary: Sequence[tuple[str, str]], conditions: Sequence[str]) -> str:
+    """The report's header and Conditions section as Markdown."""
+    lines = [f"# {heading}", "", *(f"- **{name}:** {value}" for name, value in summary), "", "## Conditions", ""]
+    return "\n".join(lines + [f"- {line}" for line in conditions]) + "\n"
 
 
 FORMATS: dict[str, Callable[[Table], str]] = {"md": to_markdown, "csv": to_csv, "latex": to_latex}
@@ -223,32 +249,38 @@ def _is_missing(cell: object) -> bool:
 def _stat_text(
     stat: Stat, emphasis: Callable[[str], str] = str, escape: Callable[[str], str] = str
 ) -> str:
-    """Mean ± std in percent and the seed count; ``emphasis`` marks the best cell's numbers."""
+    """Mean [interval] in percent and the seed count; ``emphasis`` marks the best cell's mean."""
     if not stat.n:
         return escape(MISSING)
-    body = f"{100 * stat.mean:.2f}" if math.isnan(stat.std) else f"{100 * stat.mean:.2f} ± {100 * stat.std:.2f}"
-    body = escape(body)
-    return f"{emphasis(body) if stat.best else body} (n={stat.n})"
+    mean = escape(f"{100 * stat.mean:.2f}")
+    interval = f" [{100 * stat.interval.low:.2f}, {100 * stat.interval.high:.2f}]" if stat.interval.exists else ""
+    return f"{emphasis(mean) if stat.best else mean}{escape(interval)} (n={stat.n})"
 
 
-def _is_summary_row(cells: list[Cell]) -> bool:
-    """A row of differences (FlatNCE − InfoNCE), set off by a rule in LaTeX."""
-    present = [cell for cell in cells if cell is not None]
-    return bool(present) and all(isinstance(cell, Diff) for cell in present)
+def _section(labels: list[str], cells: list[Cell]) -> str:
+    """Which block of a table a row belongs to: losses, the baseline, or differences."""
+    if labels and labels[0] == RANDOM_INIT:
+        return "baseline"
+    present = [cell for cell in cells if not _is_missing(cell)]
+    return "differences" if present and all(isinstance(cell, Diff) for cell in present) else "cells"
+
+
+def _signed(value: float) -> str:
+    # A true minus sign, not a hyphen; LaTeX output turns it into $-$.
+    return f"{100 * value:+.2f}".replace("-", "−")
 
 
 def _diff_text(diff: Diff) -> str:
     if math.isnan(diff.value):
-        return MISSING
-    # A true minus sign, not a hyphen; LaTeX output turns it into $-$.
-    value = (f"{100 * diff.value:+.2f}" if diff.signed else f"{100 * diff.value:.2f}").replace("-", "−")
-    if diff.p_value is not None:
-        return f"{value} ({_p_text(diff.p_value)}, {diff.n_pairs} pairs)"
+        return f"{MISSING} ({diff.note})" if diff.note else MISSING
+    if not diff.signed:
+        return f"{100 * diff.value:.2f}"
+    value = _signed(diff.value)
+    if diff.interval.exists:
+        interval = f"[{_signed(diff.interval.low)}, {_signed(diff.interval.high)}]"
+        verdict = "" if diff.resolved else f" {NOT_RESOLVED}"
+        return f"{value} {interval}{verdict} (P={diff.prob_improvement:.2f}, n={diff.n_pairs})"
     return f"{value} ({diff.note})" if diff.note else value
-
-
-def _p_text(p_value: float) -> str:
-    return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.2g}"
 
 
 def _md_cell(cell: Cell) -> str:
@@ -273,6 +305,22 @@ def _html_cell(cell: Cell) -> str:
     return html.escape(cell_text(cell))
 
 
+def _html_summary(summary: Sequence[tuple[str, str]]) -> str:
+    rows = "".join(f"<dt>{html.escape(name)}</dt><dd>{_linked(value)}</dd>" for name, value in summary)
+    return f'<section id="summary"><dl class="summary">{rows}</dl></section>'
+
+
+def _linked(value: str) -> str:
+    if value.startswith(("http://", "https://")):
+        return f'<a href="{html.escape(value)}">{html.escape(value)}</a>'
+    return html.escape(value)
+
+
+def _html_conditions(conditions: Sequence[str]) -> str:
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in conditions)
+    return f'<section id="conditions"><h2>Conditions</h2><ul class="conditions">{items}</ul></section>'
+
+
 def _html_figure(figure: Figure) -> str:
     data = base64.b64encode(figure.png).decode("ascii")
     return (
@@ -287,12 +335,23 @@ def _csv_fields(cell: Cell) -> dict[str, object]:
     fields["text"] = cell_text(cell)
     if isinstance(cell, Stat) and cell.n:
         fields |= {"mean_pct": _pct(cell.mean), "std_pct": _pct(cell.std), "n": cell.n, "best": cell.best}
+        fields |= _interval_fields(cell.interval)
     elif isinstance(cell, Stat):
         fields["n"] = 0
     elif isinstance(cell, Diff):
         fields |= {"difference_pp": _pct(cell.value), "n_pairs": cell.n_pairs or "", "note": cell.note}
-        fields["p_value"] = "" if cell.p_value is None else cell.p_value
+        fields |= _interval_fields(cell.interval)
+        if cell.interval.exists:
+            fields["resolved"] = cell.resolved
+        if not math.isnan(cell.prob_improvement):
+            fields["prob_improvement"] = f"{cell.prob_improvement:.4f}"
     return fields
+
+
+def _interval_fields(interval: Interval) -> dict[str, object]:
+    if not interval.exists:
+        return {}
+    return {"low_pct": _pct(interval.low), "high_pct": _pct(interval.high), "level": f"{interval.level:.6g}"}
 
 
 def _pct(value: float) -> str:

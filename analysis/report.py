@@ -1,7 +1,13 @@
-"""A study's full report: every table and plot on disk, one HTML page, logged to MLflow."""
+"""A study's full report: every table and plot on disk, one HTML page, logged to MLflow.
+
+The page opens with a summary (trials, wall-clock, the MLflow study run, the code) and the
+Conditions under which the numbers were measured, then the tables and plots.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,15 +16,19 @@ import pandas as pd
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
 
-from analysis import plots, render
-from analysis.load import STUDY, STUDY_RUN_ID, load_study
-from analysis.tables import Table, all_tables
+from analysis import load, plots, render
+from analysis.cells import Table
+from analysis.conditions import conditions
+from analysis.labels import EVAL_LABELS, commits_text, counted, distinct_text, hours_unit
+from analysis.load import STUDY, STUDY_RUN_ID, load_baselines, load_study
+from analysis.tables import all_tables
 from trainables import run_schema as rs
 
 TABLE_FORMATS = ("md", "csv", "latex")
 TABLES_DIR = "tables"
 PLOTS_DIR = "plots"
 HTML_NAME = "report.html"
+SUMMARY_NAME = "summary.md"
 ARTIFACT_DIR = "report"  # where the files appear under the study run in the MLflow UI
 
 
@@ -30,7 +40,8 @@ class Report:
         out_dir: The folder holding everything below.
         tables: Table files (md, csv, tex), by table key.
         plots: Plot files (png, svg), by plot stem.
-        html: The page with all tables and plots.
+        html: The page with the summary, conditions, tables and plots.
+        summary: The summary and Conditions section as Markdown.
         batch_size_markdown: The loss × batch-size table as Markdown, for printing.
         artifact_uri: Where the files were logged in MLflow, or None where they were not.
     """
@@ -39,6 +50,7 @@ class Report:
     tables: dict[str, list[Path]]
     plots: dict[str, list[Path]]
     html: Path
+    summary: Path
     batch_size_markdown: str
     artifact_uri: str | None
 
@@ -46,7 +58,7 @@ class Report:
     def paths(self) -> list[Path]:
         """Every file written, tables first, the HTML page last."""
         files = [path for paths in self.tables.values() for path in paths]
-        return files + [path for paths in self.plots.values() for path in paths] + [self.html]
+        return files + [path for paths in self.plots.values() for path in paths] + [self.summary, self.html]
 
 
 def write_report(
@@ -75,38 +87,110 @@ def write_report(
         The paths written and the batch-size table as Markdown.
     """
     trials = load_study(study, tracking_uri, eval_mode=eval_mode)
-    tables = all_tables(trials, metric)
-    figures = plots.study_figures(trials, tracking_uri, metric)
+    baselines = load_baselines(study, tracking_uri, eval_mode=eval_mode)
+    tables = all_tables(trials, metric, baselines)
+    figures = plots.study_figures(trials, tracking_uri, metric, baselines=baselines)
     out_dir.mkdir(parents=True, exist_ok=True)
     table_files = {key: write_table(table, out_dir / TABLES_DIR) for key, table in tables.items()}
     plot_files = {stem: plots.save(figure, out_dir / PLOTS_DIR, stem) for stem, figure in figures.items()}
-    html = out_dir / HTML_NAME
-    html.write_text(page(trials, tables, figures), encoding="utf-8")
-    report = Report(out_dir, table_files, plot_files, html, render.to_markdown(tables["batch_size"]), None)
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    items, lines = summary_items(trials, baselines, uri), conditions(trials, metric)
+    summary = write_text(out_dir / SUMMARY_NAME, render.summary_markdown(heading(trials), items, lines))
+    html = write_text(out_dir / HTML_NAME, page(trials, tables, figures, items, lines))
+    report = Report(out_dir, table_files, plot_files, html, summary, render.to_markdown(tables["batch_size"]), None)
     if not log_to_mlflow:
         return report
     artifact_uri = _log(report, str(trials[STUDY_RUN_ID].iloc[0]), tracking_uri)
-    return Report(out_dir, table_files, plot_files, html, report.batch_size_markdown, artifact_uri)
+    return Report(out_dir, table_files, plot_files, html, summary, report.batch_size_markdown, artifact_uri)
 
 
 def write_table(table: Table, out_dir: Path, formats: tuple[str, ...] = TABLE_FORMATS) -> list[Path]:
     """Write one table as ``<key>.<ext>`` in each format; returns the paths."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name in formats:
-        path = out_dir / f"{table.key}.{render.EXTENSIONS[name]}"
-        path.write_text(render.FORMATS[name](table), encoding="utf-8")
-        paths.append(path)
-    return paths
+    return [
+        write_text(out_dir / f"{table.key}.{render.EXTENSIONS[name]}", render.FORMATS[name](table))
+        for name in formats
+    ]
 
 
-def page(trials: pd.DataFrame, tables: dict[str, Table], figures: dict[str, Figure]) -> str:
-    """The HTML page with every table and plot of a study."""
+def write_text(path: Path, text: str) -> Path:
+    """Write a file atomically (a temporary file beside it, then renamed), so no reader sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def heading(trials: pd.DataFrame) -> str:
+    """The report's title."""
+    return f"NCE study {trials[STUDY].iloc[0]}"
+
+
+def summary_items(trials: pd.DataFrame, baselines: pd.DataFrame, tracking_uri: str) -> list[tuple[str, str]]:
+    """The report's header: what ran, how long it took, where it lives in MLflow, which code."""
+    mode = str(trials[load.EVAL_MODE].iloc[0])
+    recipes = distinct_text(trials, load.RECIPE)
+    return [
+        ("Preset", distinct_text(trials, load.PRESET)),
+        ("Trials", _trial_counts(trials)),
+        ("Wall-clock", _wall_clock(trials)),
+        ("Compute", _compute(trials)),
+        ("Evaluation", EVAL_LABELS.get(mode, mode) + ("" if recipes == "—" else f", recipe {recipes}")),
+        ("Random-init baseline", counted(int(baselines[rs.M_TEST_AT_BEST_VAL].notna().sum()), "run") + " recorded"),
+        ("MLflow study run", study_run_link(trials, tracking_uri)),
+        ("Code", commits_text(trials, load.CODE_VERSION)),
+    ]
+
+
+def study_run_link(trials: pd.DataFrame, tracking_uri: str) -> str:
+    """A link to the study run in the MLflow UI where the store is a server, else its id and store."""
+    run_id, experiment = trials[STUDY_RUN_ID].iloc[0], trials[load.EXPERIMENT_ID].iloc[0]
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
+    return f"run {run_id} (experiment {experiment}) in {tracking_uri}"
+
+
+def _trial_counts(trials: pd.DataFrame) -> str:
+    counts = trials[load.STATUS].value_counts()
+    parts = ", ".join(f"{count} {status.replace('_', '-')}" for status, count in counts.items())
+    return f"{len(trials)} ({parts})"
+
+
+def _wall_clock(trials: pd.DataFrame) -> str:
+    start, end = trials[load.STUDY_START].iloc[0], trials[load.STUDY_END].iloc[0]
+    source = "study run"
+    if pd.isna(end):
+        start, end, source = trials[load.START_TIME].min(), trials[load.END_TIME].max(), "first trial start to last end"
+    if pd.isna(start) or pd.isna(end):
+        return "unknown (the study has not ended)"
+    minutes = (end - start).total_seconds() / 60
+    text = f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+    return f"{text} ({source}, {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC)"
+
+
+def _compute(trials: pd.DataFrame) -> str:
+    hours = trials[rs.M_DEVICE_HOURS].sum(min_count=1)
+    return "not recorded" if pd.isna(hours) else f"{hours:.3g} {hours_unit(trials)} of pretraining"
+
+
+def page(
+    trials: pd.DataFrame,
+    tables: dict[str, Table],
+    figures: dict[str, Figure],
+    summary: list[tuple[str, str]],
+    condition_lines: list[str],
+) -> str:
+    """The HTML page: summary, conditions, every table and plot of a study."""
     rendered = [
         render.Figure(plots.PLOTS[stem][0], plots.PLOTS[stem][1], plots.png_bytes(figure))
         for stem, figure in figures.items()
     ]
-    return render.html_page(f"NCE study {trials[STUDY].iloc[0]}", list(tables.values()), rendered)
+    return render.html_page(heading(trials), summary, condition_lines, list(tables.values()), rendered)
 
 
 def _log(report: Report, study_run_id: str, tracking_uri: str | None) -> str:

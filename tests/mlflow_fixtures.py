@@ -33,6 +33,7 @@ def make_synthetic_study(
     code_version: str = "0123456789ab",
     experiment_name: str | None = None,
     artifact_location: str | None = None,
+    baselines: list[dict[str, Any]] | None = None,
 ) -> str:
     """Write one study tree (study run, trial runs, their evaluation runs) into MLflow.
 
@@ -51,6 +52,8 @@ def make_synthetic_study(
         experiment_name: MLflow experiment to write into (created if absent); default ``name``.
         artifact_location: Artifact root of a new experiment; by default, for a sqlite store, an
             ``mlartifacts`` folder beside the database, so tests do not write into the cwd.
+        baselines: Random-init baseline runs (dicts from ``synthetic_baseline``), written as
+            children of the study run.
 
     Returns:
         The study run's id.
@@ -63,6 +66,9 @@ def make_synthetic_study(
     for index, spec in enumerate(runs):
         tags = {rs.STUDY: name, rs.PARENT: study_id, rs.CODE_VERSION: code_version}
         _write_trial(client, experiment_id, tags, spec, spec.get("trial_id", f"trial_{index:05d}"), clock)
+    for spec in baselines or []:
+        baseline_tags = {rs.STUDY: name, rs.PARENT: study_id, rs.KIND: rs.KIND_BASELINE, rs.BASELINE: rs.BASELINE_RANDOM_INIT}
+        client.set_terminated(_write_run(client, experiment_id, baseline_tags, spec, clock), end_time=next(clock))
     client.set_terminated(study_id, end_time=next(clock))
     return study_id
 
@@ -158,6 +164,15 @@ def synthetic_trial(
     if failure_reason:
         spec["failure_reason"] = failure_reason
     return spec
+
+
+def synthetic_baseline(
+    seed: int, *, test_acc: float, eval_mode: str = "linear", dataset: str = "cifar10", backbone: str = "resnet18"
+) -> dict[str, Any]:
+    """A random-init baseline run for ``make_synthetic_study``: an evaluation of an untrained encoder."""
+    evaluation = _eval_spec(eval_mode, test_acc, test_acc + 0.01, 0.0)
+    params = {**evaluation["params"], rs.P_SEED: seed, rs.P_DATASET: dataset, rs.P_BACKBONE: backbone}
+    return {**evaluation, "params": params}
 
 
 def _experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:

@@ -6,6 +6,7 @@ frame), with plain pandas and scipy, and compared with what the tables report.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import re
@@ -16,12 +17,12 @@ from typing import Any
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from scipy import stats
 
 from analysis import (
     StudyNotFoundError,
     batch_size_table,
     equal_compute_table,
+    load_baselines,
     load_study,
     lr_table,
     render,
@@ -31,10 +32,10 @@ from analysis import (
 )
 from analysis.__main__ import main
 from analysis.reported import PROVENANCE_TAGS, REPORTED
-from analysis.tables import Diff, Stat
+from analysis.cells import Diff, Stat
 from trainables import run_schema as rs
 
-from mlflow_fixtures import make_synthetic_study, synthetic_trial  # a tests/ helper, on sys.path via conftest
+from mlflow_fixtures import make_synthetic_study, synthetic_baseline, synthetic_trial  # tests/ helpers, via conftest
 
 NAME = "synthetic-cifar"
 LABELS = {"infonce": "InfoNCE", "flatnce": "FlatNCE", "dcl": "Debiased CL", "attentionnce": "AttentionNCE"}
@@ -45,6 +46,7 @@ STALE_EVAL_ACC = 0.50
 OOM = "CUDA out of memory"
 LINEAR = ("linear",)
 KNN_TOO = {32: ("linear", "knn"), 256: ("linear", "knn")}  # batch sizes whose trials also get a kNN evaluation
+RANDOM_INIT = {0: 0.402, 1: 0.391, 2: 0.415}  # random-init baseline accuracy per seed (no seed 3, as trials have)
 
 
 @dataclass(frozen=True)
@@ -152,13 +154,32 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     folder = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{folder}/mlflow.db"
     specs = study_specs()
-    run_id = make_synthetic_study(uri, NAME, specs)
+    baselines = [synthetic_baseline(seed, test_acc=value) for seed, value in RANDOM_INIT.items()]
+    baselines.append(synthetic_baseline(0, test_acc=0.2, eval_mode="knn"))  # another mode's: never read here
+    run_id = make_synthetic_study(uri, NAME, specs, baselines=baselines)
     return Study(uri, run_id, specs, truth_frame(specs))
 
 
 @pytest.fixture(scope="module")
 def trials(study: Study) -> pd.DataFrame:
     return load_study(NAME, study.uri)
+
+
+@pytest.fixture(scope="module")
+def baselines(study: Study) -> pd.DataFrame:
+    return load_baselines(NAME, study.uri)
+
+
+def seeds_of(truth: pd.DataFrame, loss: str, batch_size: int, lr: float = 0.3) -> pd.Series:
+    """The linear test accuracy per seed of one completed M = 1 cell, straight from the specs."""
+    query = f"loss == '{loss}' and batch_size == {batch_size} and status == 'completed' and views == 1 and lr == {lr}"
+    return truth.query(query).set_index("seed")["linear_test"].dropna()
+
+
+def pairwise_improvement(x: pd.Series, y: pd.Series) -> float:
+    """P(X > Y) by enumerating every pair of runs, ties one half."""
+    pairs = list(itertools.product(x, y))
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / len(pairs)
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -213,32 +234,80 @@ def test_batch_size_table_matches_pandas(study: Study, trials: pd.DataFrame) -> 
         study.truth.query("loss == 'infonce' and batch_size == 64 and lr == 1.0")["linear_test"].mean()
     )
     assert "Debiased CL, B=128: τ⁺=0.1 (of 2)" in " ".join(table.footnotes)
-    for batch_size in table.grid.columns:
-        cells = [c for c in table.grid[batch_size].drop(index="FlatNCE − InfoNCE") if isinstance(c, Stat) and c.n]
-        best = max(cell.mean for cell in cells)
-        assert [cell.best for cell in cells] == [cell.mean == best and len(cells) > 1 for cell in cells]
 
 
-def test_difference_row_is_a_paired_test_over_common_seeds(study: Study, trials: pd.DataFrame) -> None:
+def test_bold_only_where_the_best_is_resolved_above_every_other(study: Study, trials: pd.DataFrame) -> None:
+    # Every cell here has 3 seeds (or 2, which give no interval); at 3 seeds and any level of at least 95 % the
+    # percentile interval of a mean difference is the range of the three differences, so the best cell is bold
+    # exactly when it beats every other cell of its column on every common seed.
     grid = batch_size_table(trials).grid
-    chosen = {"infonce": {64: 1.0}, "flatnce": {}}
-    for batch_size in (32, 64, 256):
-        flat, info = (
-            study.truth.query(
-                f"loss == '{loss}' and batch_size == {batch_size} and status == 'completed' and views == 1 "
-                f"and lr == {chosen[loss].get(batch_size, 0.3)}"
-            ).set_index("seed")["linear_test"].dropna()
-            for loss in ("flatnce", "infonce")
+    by_seed = {key: values for key, values in _cells(study.truth).items() if len(values)}
+    for batch_size in grid.columns:
+        cells = {label: by_seed[(loss, batch_size)] for loss, label in LABELS.items() if (loss, batch_size) in by_seed}
+        best = max(cells, key=lambda label: cells[label].mean())
+        wins = all(
+            len(cells[best].index.intersection(values.index)) >= 3
+            and ((cells[best] - values).dropna() > 0).all()
+            for label, values in cells.items() if label != best
         )
-        common = flat.index.intersection(info.index)
+        for label in cells:
+            assert grid.at[label, batch_size].best == (label == best and len(cells) > 1 and wins), (label, batch_size)
+    assert grid.at["FlatNCE", 32].best and not grid.at["InfoNCE", 512].best
+
+
+def _cells(truth: pd.DataFrame) -> dict[tuple, pd.Series]:
+    """Per (loss, batch size), the seeds of the configuration the table should pick, from the specs."""
+    chosen = {("infonce", 64): 1.0}
+    cells = {
+        (loss, batch): seeds_of(truth, loss, batch, chosen.get((loss, batch), 0.3))
+        for loss in ("infonce", "flatnce", "dcl")
+        for batch in (32, 64, 256, 512)
+    }
+    picked = {("dcl", 128): "loss == 'dcl' and tau_plus == 0.1", ("attentionnce", 64): "loss == 'attentionnce' and views == 4"}
+    for key, query in picked.items():
+        cells[key] = truth.query(query).set_index("seed")["linear_test"]
+    return cells
+
+
+def test_difference_rows_pair_seeds_with_intervals_and_improvement(study: Study, trials: pd.DataFrame) -> None:
+    grid = batch_size_table(trials).grid
+    for batch_size in (32, 64, 256):
+        flat = seeds_of(study.truth, "flatnce", batch_size)
+        info = seeds_of(study.truth, "infonce", batch_size, 1.0 if batch_size == 64 else 0.3)
+        differences = flat - info
         cell = grid.at["FlatNCE − InfoNCE", batch_size]
-        assert cell.n_pairs == len(common) == 3
-        assert cell.value == pytest.approx((flat[common] - info[common]).mean())
-        assert cell.p_value == pytest.approx(stats.ttest_rel(flat[common], info[common]).pvalue)
+        assert cell.n_pairs == 3
+        assert cell.value == pytest.approx(differences.mean())
+        # Three seeds: the interval is the range of the differences (see the bold test).
+        assert (cell.interval.low, cell.interval.high) == pytest.approx((differences.min(), differences.max()))
+        assert cell.prob_improvement == pytest.approx(pairwise_improvement(flat, info))
+        assert cell.resolved == (differences.min() > 0 or differences.max() < 0)
+    assert grid.at["FlatNCE − InfoNCE", 32].resolved and not grid.at["FlatNCE − InfoNCE", 256].resolved
     two_seeds = grid.at["FlatNCE − InfoNCE", 512]
-    assert two_seeds.p_value is None and "2 common seeds" in two_seeds.note
+    assert not two_seeds.interval.exists and "2 common seeds, needs 3" in two_seeds.note
     means = study.truth.query("batch_size == 512").groupby("loss")["linear_test"].mean()
     assert two_seeds.value == pytest.approx(means["flatnce"] - means["infonce"])
+    text = render.to_markdown(batch_size_table(trials))
+    assert "not resolved" in text and "Bonferroni" in text
+
+
+def test_random_init_row_and_learning_over_it(study: Study, trials: pd.DataFrame, baselines: pd.DataFrame) -> None:
+    assert sorted(baselines["seed"].tolist()) == [0, 1, 2]
+    base = pd.Series(RANDOM_INIT)
+    for build in (batch_size_table, views_table, equal_compute_table, lr_table):
+        table = build(trials, baselines=baselines)
+        row = table.grid.loc["random init"]
+        cell = row.iloc[0] if isinstance(row, pd.Series) else row.iloc[0, 0]
+        assert isinstance(cell, Stat) and cell.n == 3 and cell.mean == pytest.approx(base.mean())
+        assert (cell.interval.low, cell.interval.high) == pytest.approx((base.min(), base.max()))
+    grid = batch_size_table(trials, baselines=baselines).grid
+    flat = seeds_of(study.truth, "flatnce", 256)  # seeds 0-2 completed; seed 3 failed
+    learned = grid.at["FlatNCE − random init", 256]
+    assert learned.n_pairs == 3 and learned.value == pytest.approx((flat - base).mean()) and learned.resolved
+    assert learned.prob_improvement == 1.0
+    without = batch_size_table(trials).grid
+    assert set(without.loc["random init"]) == {"not recorded"}
+    assert "FlatNCE − random init" not in without.index
 
 
 def test_views_and_equal_compute_tables_match_pandas(study: Study, trials: pd.DataFrame) -> None:
@@ -312,7 +381,7 @@ def test_markdown_has_caption_bold_best_and_footnotes(trials: pd.DataFrame) -> N
     assert "Study synthetic-cifar" in text and "dataset cifar10" in text and "backbone resnet18" in text
     assert "10 pretraining epochs" in text and "linear probe" in text and "code 0123456789ab" in text
     assert "| loss | B=32 | B=64 | B=128 | B=256 | B=512 |" in text
-    assert text.count("**") >= 2 * 4
+    assert text.count("**") >= 2 * 2
     assert "- Excluded from means" in text
     assert "(n=3)" in text and "nan" not in text
 
@@ -326,7 +395,9 @@ def test_csv_round_trips_the_numbers(tmp_path: Path, trials: pd.DataFrame) -> No
     cell = table.grid.at["FlatNCE", 64]
     assert stat["mean_pct"] == pytest.approx(100 * cell.mean, abs=1e-4) and stat["n"] == cell.n
     diff = frame[(frame["loss"] == "FlatNCE − InfoNCE") & (frame["batch size"] == 32)].iloc[0]
-    assert diff["p_value"] == pytest.approx(table.grid.at["FlatNCE − InfoNCE", 32].p_value)
+    cell = table.grid.at["FlatNCE − InfoNCE", 32]
+    assert diff["low_pct"] == pytest.approx(100 * cell.interval.low, abs=1e-4)
+    assert diff["prob_improvement"] == pytest.approx(cell.prob_improvement, abs=1e-4) and diff["resolved"]
     assert path.read_text().startswith("# Accuracy vs batch size\n# Study synthetic-cifar")
 
 
@@ -335,7 +406,7 @@ def test_latex_is_booktabs_and_escaped(trials: pd.DataFrame) -> None:
     assert r"\toprule" in text and r"\midrule" in text and r"\bottomrule" in text
     assert r"\caption{" in text and r"\%" in text
     bold = render.to_latex(batch_size_table(trials))
-    assert r"\textbf{" in bold and r"$\pm$" in bold and r"ttest\_rel" in bold
+    assert r"\textbf{" in bold and r"$-$" in bold and r"scipy.stats.bootstrap" in bold
     for latex in (text, bold):
         assert not {"±", "−", "§", "—"} & set(latex)
         assert re.search(r"(?<!\\)[_%#]", latex) is None  # & separates columns, so it is not checked

@@ -1,0 +1,85 @@
+"""What a table is made of: cells of statistics over seeds, differences, and the table itself.
+
+Formatting lives in ``render``; accuracies are fractions here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analysis.statistics import NO_INTERVAL, Interval
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Accuracy over the seeds of one cell, as fractions.
+
+    Attributes:
+        mean: Mean over seeds (NaN when n is 0).
+        std: Sample standard deviation over seeds (NaN when n < 2).
+        n: Number of seeds.
+        interval: Bootstrap interval of the mean (``NO_INTERVAL`` when n < 2).
+        best: Whether this cell is the resolved best of its column (or row, per the table).
+    """
+
+    mean: float
+    std: float
+    n: int
+    interval: Interval = NO_INTERVAL
+    best: bool = False
+
+
+@dataclass(frozen=True)
+class Diff:
+    """A difference of accuracies, as a fraction, with its interval where there is one.
+
+    Attributes:
+        value: The difference (NaN where one side is missing).
+        interval: Its bootstrap interval, at the table's adjusted level (``NO_INTERVAL`` if none).
+        prob_improvement: P(X > Y) over the paired seeds, or NaN.
+        n_pairs: Number of seed pairs.
+        note: Why there is no interval, or other context.
+        signed: Whether to print a sign (False for spreads, which are never negative).
+    """
+
+    value: float
+    interval: Interval = NO_INTERVAL
+    prob_improvement: float = math.nan
+    n_pairs: int = 0
+    note: str = ""
+    signed: bool = True
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the interval excludes zero; a difference without an interval is not resolved."""
+        return self.interval.excludes_zero
+
+
+Cell = Stat | Diff | str | None
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table, ready for any output format.
+
+    Attributes:
+        key: File stem, e.g. ``batch_size``.
+        title: Short title.
+        grid: Cells (``Stat``, ``Diff``, ``str`` or None for missing); the index holds the row
+            labels (its names label the row columns), the columns the column values.
+        column_name: What the columns are, e.g. ``batch size``.
+        column_symbol: Prefix of numeric column headers (``B`` gives ``B=256``); empty for none.
+        caption: What, where and how was measured.
+        footnotes: Exclusions, selections and statistics.
+    """
+
+    key: str
+    title: str
+    grid: pd.DataFrame
+    column_name: str
+    column_symbol: str
+    caption: str
+    footnotes: tuple[str, ...]

@@ -1,0 +1,282 @@
+"""The report's Conditions section: where a study's recorded config departs from its paper's.
+
+The paper a study reproduces is the one whose evaluation recipe it ran (``recipe`` of its
+evaluation runs: ``flatclr`` or ``attentionnce``; a study without one is compared with the
+AttentionNCE lineage, whose recipe is the evaluation's default). Each line compares what the
+trial and evaluation runs recorded in MLflow with that paper's recipe, as the project notes
+(``shared/docs/science.md`` §3.4-3.5, §4.2, §5.1) give it, and says nothing where they agree.
+Facts of this code that no param records (how InfoNCE is computed, the probe's BatchNorm mode,
+its input) are stated for every study, since every paper differs from them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analysis import load
+from analysis.labels import REFERENCE_LOSS, distinct_text, format_value, loss_label
+from trainables import run_schema as rs
+
+_PARAM = load.EXTRA_PARAM_PREFIX
+_EVAL = load.EVAL_PARAM_PREFIX
+
+
+@dataclass(frozen=True)
+class PaperRecipe:
+    """A paper's pretraining and evaluation recipe, as its official code runs it.
+
+    Attributes:
+        name: The paper's code, as the notes name it.
+        source: Where in the project notes the recipe is written down.
+        backbone: Backbone name, spelled as this project's ``backbone`` param.
+        head: Projection head, as this project's ``head`` param.
+        optimizer: Pretraining optimiser, as this project's ``optimizer`` param.
+        lr: Base learning rate.
+        lr_scaling: Rule applied to ``lr``, as this project's ``lr_scaling`` param.
+        batch_size: Pretraining batch size.
+        epochs: Pretraining epochs.
+        temperature: τ.
+        schedule: lr schedule, as this project's ``schedule`` param.
+        warmup_epochs: Warm-up epochs of the schedule.
+        blur_prob: Probability of a Gaussian blur in the CIFAR augmentation.
+        blur: The blur in words.
+        precision: Arithmetic of pretraining.
+        probe_lr: Linear-probe learning rate.
+        probe_batch_size: Linear-probe batch size.
+        probe_epochs: Linear-probe epochs.
+        probe_input: What the probe trains on.
+        infonce: How the paper's code computes InfoNCE.
+    """
+
+    name: str
+    source: str
+    backbone: str
+    head: str
+    optimizer: str
+    lr: float
+    lr_scaling: str
+    batch_size: int
+    epochs: int
+    temperature: float
+    schedule: str
+    warmup_epochs: int
+    blur_prob: float
+    blur: str
+    precision: str
+    probe_lr: float
+    probe_batch_size: int
+    probe_epochs: int
+    probe_input: str
+    infonce: str
+
+
+PAPERS: dict[str, PaperRecipe] = {
+    "flatclr": PaperRecipe(
+        name="FlatCLR (Chen et al. 2021)", source="science.md §3.4-3.5", backbone="resnet50", head="mlp",
+        optimizer="lars", lr=0.3, lr_scaling="linear", batch_size=512, epochs=100, temperature=0.1,
+        schedule="cosine", warmup_epochs=10, blur_prob=0.0, blur="no blur on CIFAR (the standard path)",
+        precision="fp32, fp16 autocast optional", probe_lr=1.6,
+        probe_batch_size=4096, probe_epochs=100, probe_input="unaugmented images (ToTensor only)",
+        infonce="cross-entropy over [positive, negatives] logits with the positive in column 0",
+    ),
+    "attentionnce": PaperRecipe(
+        name="AttentionNCE and its DCL/HCL lineage", source="science.md §4.2, §5.1", backbone="resnet50",
+        head="mlp_bn", optimizer="adam", lr=1e-3, lr_scaling="none", batch_size=256, epochs=400, temperature=0.5,
+        schedule="constant", warmup_epochs=0, blur_prob=0.5, blur="Gaussian blur with p = 0.5, kernel 3",
+        precision="fp32", probe_lr=1e-3,
+        probe_batch_size=512, probe_epochs=100, probe_input="the full contrastive augmentation",
+        infonce="−log(pos / (pos + Σ neg)) on exponentiated similarities",
+    ),
+}
+DEFAULT_PAPER = "attentionnce"
+PROBE_INPUTS: dict[str, str] = {
+    "linear": "frozen features of unaugmented images, computed once and cached",
+    "finetune": "crop-and-flip augmented images, the whole network trained",
+    "knn": "frozen features of unaugmented images (a kNN classifier, nothing trained)",
+}
+
+
+def paper_for(trials: pd.DataFrame) -> str:
+    """The key of ``PAPERS`` a study is compared with: its evaluation recipe's."""
+    recipes = set(trials[load.RECIPE].dropna()) & set(PAPERS)
+    return recipes.pop() if len(recipes) == 1 else DEFAULT_PAPER
+
+
+def conditions(trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL) -> list[str]:
+    """The Conditions section: the reference paper, then one line per departure from it.
+
+    Args:
+        trials: Frame from ``load_study``.
+        metric: The accuracy the tables report (its model selection is one of the conditions).
+
+    Returns:
+        Lines of text, the first naming the paper compared with.
+    """
+    paper = PAPERS[paper_for(trials)]
+    header = (
+        f"Compared with the {paper.name} recipe ({paper.source}), chosen by the evaluation recipe "
+        f"{distinct_text(trials, load.RECIPE)}. Listed: where the configs recorded in MLflow differ from it."
+    )
+    lines = [check(trials, paper) for check in _PRETRAINING + _EVALUATION]
+    return [header, *(line for line in lines if line), _selection(metric)]
+
+
+def _values(trials: pd.DataFrame, column: str) -> list[object]:
+    """The distinct values of a column (a string for each, as logged), or none where it is absent."""
+    if column not in trials.columns:
+        return []
+    return sorted({format_value(value) for value in trials[column].dropna()}, key=str)
+
+
+def _differs(values: list[object], expected: object) -> bool:
+    return bool(values) and any(not _same(value, expected) for value in values)
+
+
+def _same(value: object, expected: object) -> bool:
+    try:
+        return math.isclose(float(str(value)), float(str(expected)), rel_tol=1e-9)
+    except ValueError:
+        return str(value).lower() == str(expected).lower()
+
+
+def _text(values: list[object]) -> str:
+    return ", ".join(str(value) for value in values)
+
+
+def _compare(label: str, column: str, attribute: str) -> Callable[[pd.DataFrame, PaperRecipe], str]:
+    def check(trials: pd.DataFrame, paper: PaperRecipe) -> str:
+        values, expected = _values(trials, column), getattr(paper, attribute)
+        if not _differs(values, expected):
+            return ""
+        return f"{label}: {_text(values)} (the paper: {format_value(expected)})."
+
+    return check
+
+
+def _lr(trials: pd.DataFrame, paper: PaperRecipe) -> str:
+    optimizers, lrs = _values(trials, rs.P_OPTIMIZER), _values(trials, rs.P_LR)
+    scalings = _values(trials, rs.P_LR_SCALING)
+    same = not (_differs(optimizers, paper.optimizer) or _differs(lrs, paper.lr) or _differs(scalings, paper.lr_scaling))
+    if same:
+        return ""
+    rule = "" if paper.lr_scaling == "none" else f" × B/256 ({paper.lr_scaling} scaling)"
+    return (
+        f"Optimiser and lr: {_text(optimizers)}, lr {_text(lrs)}, scaling {_text(scalings) or '—'} "
+        f"(the paper: {paper.optimizer}, lr {format_value(paper.lr)}{rule})."
+    )
+
+
+def _schedule(trials: pd.DataFrame, paper: PaperRecipe) -> str:
+    schedules, warmups = _values(trials, _PARAM + "schedule"), _values(trials, _PARAM + "warmup_epochs")
+    if not (_differs(schedules, paper.schedule) or _differs(warmups, paper.warmup_epochs)):
+        return ""
+    return (
+        f"lr schedule: {_text(schedules) or '—'} with {_text(warmups) or '0'} warm-up epochs "
+        f"(the paper: {paper.schedule} with {paper.warmup_epochs})."
+    )
+
+
+def _temperature(trials: pd.DataFrame, paper: PaperRecipe) -> str:
+    values = _values(trials, rs.P_TEMPERATURE)
+    if not values:
+        return f"τ: each loss's own default (no temperature recorded; the paper: {format_value(paper.temperature)})."
+    return _compare("τ", rs.P_TEMPERATURE, "temperature")(trials, paper)
+
+
+def _blur(trials: pd.DataFrame, paper: PaperRecipe) -> str:
+    values = _values(trials, _PARAM + "blur_prob")
+    if values and not _differs(values, paper.blur_prob):
+        return ""
+    ours = f"blur probability {_text(values)}" if values else "the dataset's default augmentation (blur_prob not set)"
+    return f"Augmentation: {ours} (the paper: {paper.blur})."
+
+
+def _precision(trials: pd.DataFrame, paper: PaperRecipe) -> str:
+    precisions = set(_values(trials, _PARAM + "precision"))
+    devices = set(_values(trials, rs.P_DEVICE_TYPE))
+    bf16 = "bf16" in precisions or ("auto" in precisions and "cuda" in devices)
+    if not bf16:
+        return ""
+    return f"Precision: bf16 autocast in pretraining (the paper: {paper.precision})."
+
+
+def _training_set(trials: pd.DataFrame, paper: PaperRecipe) -> str:
+    fractions = [value for value in _values(trials, _PARAM + "val_fraction") if float(str(value)) > 0]
+    limits = _values(trials, _PARAM + "limit_train")
+    parts = []
+    if fractions:
+        parts.append(
+            f"a validation split of {_text(fractions)} of the training images is held out of pretraining and "
+            "probe training, for model selection"
+        )
+    if limits:
+        parts.append(f"training images limited to {_text(limits)}")
+    if not parts:
+        return ""
+    return f"Training set: {'; '.join(parts)} (the paper: every training image, selection on the test set)."
+
+
+def _infonce(trials: pd.DataFrame, paper: PaperRecipe) -> str:
+    if REFERENCE_LOSS not in set(trials[rs.P_LOSS].dropna()):
+        return ""
+    return (
+        f"{loss_label(REFERENCE_LOSS)}: computed exactly as softplus of the log-sum-exp over negatives minus the "
+        f"positive (the paper's code: {paper.infonce}; equal in exact arithmetic, rounded differently)."
+    )
+
+
+def _probe(trials: pd.DataFrame, paper: PaperRecipe) -> str:
+    modes = _values(trials, load.EVAL_MODE)
+    inputs = "; ".join(PROBE_INPUTS.get(str(mode), str(mode)) for mode in modes)
+    return (
+        f"Evaluation input: {inputs}, backbone BatchNorm in eval mode (the paper's probe: {paper.probe_input}, "
+        "BatchNorm in train mode)."
+    )
+
+
+def _probe_recipe(trials: pd.DataFrame, paper: PaperRecipe) -> str:
+    if set(_values(trials, load.EVAL_MODE)) - {"linear"}:
+        return ""
+    batches, lrs = _values(trials, _EVAL + "batch_size"), _values(trials, _EVAL + "lr")
+    epochs = _values(trials, _EVAL + "epochs")
+    lr = _text(lrs) or f"{format_value(paper.probe_lr)} (the recipe's)"
+    differs = _differs(batches, paper.probe_batch_size) or _differs(epochs, paper.probe_epochs) or _differs(lrs, paper.probe_lr)
+    if not differs:
+        return ""
+    step = ""
+    if len(batches) == 1 and not lrs and float(str(batches[0])) < paper.probe_batch_size:
+        ratio = paper.probe_batch_size / float(str(batches[0]))
+        step = f"; the same lr at a {format_value(ratio)}× smaller batch is a {format_value(ratio)}× larger step per example"
+    return (
+        f"Linear probe: batch {_text(batches) or '—'}, lr {lr}, {_text(epochs) or '—'} epochs "
+        f"(the paper: batch {paper.probe_batch_size}, lr {format_value(paper.probe_lr)}, {paper.probe_epochs} epochs{step})."
+    )
+
+
+def _selection(metric: str) -> str:
+    if metric == rs.M_MAX_TEST_OVER_EPOCHS:
+        return "Model selection: the best test accuracy over probe epochs, as the papers report (test-set-selected)."
+    return (
+        "Model selection: the probe epoch with the best validation accuracy, its test accuracy reported "
+        "(the papers: the best test accuracy over epochs)."
+    )
+
+
+_PRETRAINING: list[Callable[[pd.DataFrame, PaperRecipe], str]] = [
+    _compare("Backbone", rs.P_BACKBONE, "backbone"),
+    _compare("Projection head", _PARAM + "head", "head"),
+    _compare("Pretraining batch size", rs.P_BATCH_SIZE, "batch_size"),
+    _compare("Pretraining epochs", rs.P_EPOCHS, "epochs"),
+    _lr,
+    _schedule,
+    _temperature,
+    _blur,
+    _precision,
+    _training_set,
+    _infonce,
+]
+_EVALUATION: list[Callable[[pd.DataFrame, PaperRecipe], str]] = [_probe, _probe_recipe]

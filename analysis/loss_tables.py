@@ -1,0 +1,307 @@
+"""The loss-by-axis tables: accuracy per loss against batch size, views, compute or lr.
+
+All four are one procedure with different axes (``LossAxis``): select each cell's trials on
+validation, summarise them over seeds, lay them out as a grid, add the random-init row, the
+paired differences against the reference loss and against random init, and mark a column's
+best loss only where it is resolved above every other. Every difference interval of a table
+belongs to one Bonferroni family (``statistics``), sized before any interval is drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from analysis import load, notes
+from analysis.cells import Cell, Diff, Stat, Table
+from analysis.labels import RANDOM_INIT, REFERENCE_LOSS, counted, hours_unit, loss_label
+from analysis.selection import seed_values, summarize
+from analysis.statistics import LEVEL, MIN_SEEDS, bonferroni_level, mean_interval, paired
+from trainables import run_schema as rs
+
+NOT_RECORDED = "not recorded"
+SPREAD = "spread (pp)"
+
+
+@dataclass(frozen=True)
+class LossAxis:
+    """One loss-by-axis table.
+
+    Attributes:
+        key: File stem and key in ``all_tables``.
+        title: The table's title.
+        column: Frame column whose values are the table's columns.
+        column_name: What the columns are, in words.
+        column_symbol: Prefix of column headers (``B`` gives ``B=256``).
+        rows: Frame columns whose values label a row; the loss first.
+        along_rows: Mark the best cell of each row (lr sensitivity) instead of each column.
+        against_reference: Add a row per loss of its difference from ``REFERENCE_LOSS``.
+        spread: Add a column: best minus worst mean of the row.
+        describe: Config columns every cell names in the footnotes even when they do not vary.
+        hours: Name each cell's device-hours per trial in the footnotes.
+        best_note: What "best" compares, for the footnote.
+    """
+
+    key: str
+    title: str
+    column: str
+    column_name: str
+    column_symbol: str
+    rows: tuple[str, ...] = (rs.P_LOSS,)
+    along_rows: bool = False
+    against_reference: bool = True
+    spread: bool = False
+    describe: tuple[str, ...] = ()
+    hours: bool = False
+    best_note: str = "best loss in each column"
+
+
+AXES: dict[str, LossAxis] = {
+    "batch_size": LossAxis("batch_size", "Accuracy vs batch size", rs.P_BATCH_SIZE, "batch size", "B"),
+    "views": LossAxis(
+        "views", "Accuracy vs positive views M (equal epochs)", rs.P_VIEWS, "positive views M", "M"
+    ),
+    # A 6-view run costs three times a 2-view run per epoch: equal V × epochs is the fair comparison.
+    "equal_compute": LossAxis(
+        "equal_compute",
+        "Accuracy at equal compute (encoder passes per image, V × epochs)",
+        load.ENCODER_PASSES,
+        "encoder passes per image (V × epochs)",
+        "V·epochs",
+        describe=(rs.P_VIEWS,),
+        hours=True,
+        best_note="best loss at each compute budget",
+    ),
+    "lr": LossAxis(
+        "lr",
+        "Accuracy vs learning rate (sensitivity)",
+        rs.P_LR,
+        "base learning rate",
+        "lr",
+        rows=(rs.P_LOSS, rs.P_BATCH_SIZE),
+        along_rows=True,
+        against_reference=False,
+        spread=True,
+        best_note="best lr in each row",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class _Comparison:
+    """X - Y for one difference cell (or one check of a best cell): its place and both sides."""
+
+    row: Hashable
+    column: Hashable
+    x: pd.Series
+    y: pd.Series
+
+
+def loss_axis_table(
+    trials: pd.DataFrame,
+    axis: LossAxis,
+    metric: str = rs.M_TEST_AT_BEST_VAL,
+    baselines: pd.DataFrame | None = None,
+) -> Table:
+    """Accuracy per loss (rows) against one axis (columns), with baseline and difference rows.
+
+    Args:
+        trials: Frame from ``load_study``.
+        axis: Which table.
+        metric: Accuracy column to report.
+        baselines: Frame from ``load_baselines``; None or empty gives a "not recorded" row.
+
+    Returns:
+        The table: loss rows (mean [interval] per cell), the random-init row, "− InfoNCE" rows
+        (where ``against_reference``), "− random init" rows, and the spread column (``spread``).
+    """
+    baselines = load.empty_baselines() if baselines is None else baselines
+    by = [*axis.rows, axis.column]
+    summary = summarize(trials, by, metric, axis.describe)
+    present = summary[summary["n"] > 0]
+    seeds = {_key(cell, axis): cell["seeds"] for _, cell in present.iterrows()}
+    baseline = seed_values(baselines[baselines[metric].notna()], metric)
+    row_keys = list(dict.fromkeys(_row_key(cell, axis) for _, cell in summary.iterrows()))
+    columns = sorted(summary[axis.column].dropna().unique().tolist())
+    checks = _best_checks(seeds, row_keys, columns, axis)
+    differences = _reference_comparisons(seeds, row_keys, columns, axis) + [
+        _Comparison(_labelled(row, f"− {RANDOM_INIT}"), column, seeds[(row, column)], baseline)
+        for row in row_keys for column in columns if (row, column) in seeds and not baseline.empty
+    ]
+    family = [_pairs(comparison) for comparison in checks + differences if _pairs(comparison) >= MIN_SEEDS]
+    level = bonferroni_level(LEVEL, len(family))
+    rows = _loss_rows(summary, axis, _resolved_best(checks, level))
+    rows[_labelled(row_keys[0], "", RANDOM_INIT) if row_keys else RANDOM_INIT] = dict.fromkeys(
+        columns, _baseline_cell(baseline)
+    )
+    for comparison in differences:
+        rows.setdefault(comparison.row, {})[comparison.column] = _diff(comparison, level)
+    if axis.spread:
+        for key, cells in rows.items():
+            cells[SPREAD] = _spread(cells.values()) if key in row_keys else None
+    grid = _grid(rows, axis, [*columns, *([SPREAD] if axis.spread else [])])
+    footnotes = [
+        f"Bold: {axis.best_note}, only where its paired difference to every other is resolved above zero.",
+        notes.statistics_note(len(family), level, family),
+        notes.baseline_note(baselines, metric),
+    ]
+    if axis.spread:
+        footnotes.append("Spread: best minus worst mean over the lrs tried, in percentage points (no interval).")
+    unit = hours_unit(trials) if axis.hours else ""
+    return Table(
+        key=axis.key,
+        title=axis.title,
+        grid=grid,
+        column_name=axis.column_name,
+        column_symbol=axis.column_symbol,
+        caption=notes.caption(trials, metric),
+        footnotes=tuple(footnotes + notes.common_footnotes(trials, summary, by, metric, hours_unit=unit)),
+    )
+
+
+def batch_size_table(
+    trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL, baselines: pd.DataFrame | None = None
+) -> Table:
+    """Accuracy per loss (rows) and batch size (columns)."""
+    return loss_axis_table(trials, AXES["batch_size"], metric, baselines)
+
+
+def views_table(
+    trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL, baselines: pd.DataFrame | None = None
+) -> Table:
+    """Accuracy per loss (rows) and positive views M (columns), at equal epochs."""
+    return loss_axis_table(trials, AXES["views"], metric, baselines)
+
+
+def equal_compute_table(
+    trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL, baselines: pd.DataFrame | None = None
+) -> Table:
+    """Accuracy per loss (rows) at equal encoder passes per image, V × epochs (columns)."""
+    return loss_axis_table(trials, AXES["equal_compute"], metric, baselines)
+
+
+def lr_table(
+    trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL, baselines: pd.DataFrame | None = None
+) -> Table:
+    """Accuracy per (loss, batch size) (rows) and base lr (columns), with the spread over lrs."""
+    return loss_axis_table(trials, AXES["lr"], metric, baselines)
+
+
+def _key(cell: pd.Series, axis: LossAxis) -> tuple[Hashable, Hashable]:
+    return _row_key(cell, axis), cell[axis.column]
+
+
+def _row_key(cell: pd.Series, axis: LossAxis) -> Hashable:
+    """The grid row of a summary cell: the loss's label, or a tuple (label, batch size, ...)."""
+    labels = [loss_label(str(cell[axis.rows[0]])), *(cell[column] for column in axis.rows[1:])]
+    return labels[0] if len(labels) == 1 else tuple(labels)
+
+
+def _labelled(row: Hashable, suffix: str, label: str | None = None) -> Hashable:
+    """The row key with its loss label replaced (``label``) or extended (``suffix``)."""
+    loss = row[0] if isinstance(row, tuple) else row
+    text = label if label is not None else f"{loss} {suffix}"
+    if not isinstance(row, tuple):
+        return text
+    return (text, *(("",) * (len(row) - 1) if label is not None else row[1:]))
+
+
+def _reference_comparisons(
+    seeds: dict[tuple, pd.Series], row_keys: list[Hashable], columns: list, axis: LossAxis
+) -> list[_Comparison]:
+    """Each other loss minus the reference loss, in the same row position and column."""
+    if not axis.against_reference:
+        return []
+    reference = loss_label(REFERENCE_LOSS)
+    comparisons = []
+    for row in row_keys:
+        base = (reference, *row[1:]) if isinstance(row, tuple) else reference
+        if row == base:
+            continue
+        comparisons += [
+            _Comparison(_labelled(row, f"− {reference}"), column, seeds[(row, column)], seeds[(base, column)])
+            for column in columns
+            if (row, column) in seeds and (base, column) in seeds
+        ]
+    return comparisons
+
+
+def _best_checks(
+    seeds: dict[tuple, pd.Series], row_keys: list[Hashable], columns: list, axis: LossAxis
+) -> list[_Comparison]:
+    """For each column (or row) of several cells, its best cell minus each other cell."""
+    groups = [[(row, column) for column in columns] for row in row_keys] if axis.along_rows else [
+        [(row, column) for row in row_keys] for column in columns
+    ]
+    checks = []
+    for group in groups:
+        cells = [key for key in group if key in seeds]
+        if len(cells) < 2:
+            continue
+        top = max(cells, key=lambda key: seeds[key].mean())
+        checks += [_Comparison(top[0], top[1], seeds[top], seeds[other]) for other in cells if other != top]
+    return checks
+
+
+def _resolved_best(checks: list[_Comparison], level: float) -> set[tuple]:
+    """The best cells whose every check has an interval entirely above zero."""
+    verdicts: dict[tuple, bool] = {}
+    for check in checks:
+        interval = paired(check.x, check.y, level).interval
+        key = (check.row, check.column)
+        verdicts[key] = verdicts.get(key, True) and interval.exists and interval.low > 0
+    return {key for key, resolved in verdicts.items() if resolved}
+
+
+def _pairs(comparison: _Comparison) -> int:
+    return len(comparison.x.index.intersection(comparison.y.index))
+
+
+def _diff(comparison: _Comparison, level: float) -> Diff:
+    result = paired(comparison.x, comparison.y, level)
+    if result.n_pairs == 0:
+        return Diff(math.nan, note="no common seeds")
+    if result.n_pairs < MIN_SEEDS:
+        note = f"no interval: {counted(result.n_pairs, 'common seed')}, needs {MIN_SEEDS}"
+        return Diff(result.difference, prob_improvement=result.prob_improvement, n_pairs=result.n_pairs, note=note)
+    return Diff(result.difference, result.interval, result.prob_improvement, result.n_pairs)
+
+
+def _stat(values: pd.Series, best: bool = False) -> Stat:
+    return Stat(float(values.mean()), float(values.std()), len(values), mean_interval(values), best)
+
+
+def _baseline_cell(baseline: pd.Series) -> Cell:
+    return NOT_RECORDED if baseline.empty else _stat(baseline)
+
+
+def _loss_rows(summary: pd.DataFrame, axis: LossAxis, best: set[tuple]) -> dict[Hashable, dict]:
+    """One row of ``Stat`` cells per loss (and row setting); a cell without a result has n = 0."""
+    rows: dict[Hashable, dict] = {}
+    for _, cell in summary.iterrows():
+        row, column = _key(cell, axis)
+        stat = _stat(cell["seeds"], (row, column) in best) if cell["n"] else Stat(math.nan, math.nan, 0)
+        rows.setdefault(row, {})[column] = stat
+    return rows
+
+
+def _grid(rows: dict[Hashable, dict], axis: LossAxis, columns: list) -> pd.DataFrame:
+    """The rows as a grid; cells no trial or comparison reached stay None."""
+    keys = list(rows)
+    if len(axis.rows) == 1:
+        index = pd.Index(keys, name=axis.rows[0], dtype=object)
+    else:
+        index = pd.MultiIndex.from_tuples(keys, names=list(axis.rows))
+    cells = [[rows[key].get(column) for column in columns] for key in keys]
+    grid = pd.DataFrame(cells, index=index, columns=pd.Index(columns, name=axis.column), dtype=object)
+    return grid.astype(object).where(grid.notna(), None)
+
+
+def _spread(cells: Iterable[Cell]) -> Diff | None:
+    means = [cell.mean for cell in cells if isinstance(cell, Stat) and cell.n]
+    if len(means) < 2:
+        return None
+    return Diff(max(means) - min(means), signed=False)

@@ -1,0 +1,169 @@
+"""The captions and footnotes the tables share: what was measured, what was left out, and why."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from analysis import load
+from analysis.labels import (
+    EVAL_LABELS,
+    METRIC_LABELS,
+    commits_text,
+    distinct_text,
+    format_value,
+    loss_label,
+)
+from analysis.selection import CONFIG_SYMBOLS
+from analysis.statistics import LEVEL, MIN_SEEDS, N_RESAMPLES, range_only, sign_chance
+from trainables import run_schema as rs
+
+_MAX_REASONS = 5  # distinct failure reasons named in a footnote
+
+
+def caption(trials: pd.DataFrame, metric: str) -> str:
+    """Names the study, dataset, backbone, epochs, evaluation protocol and code version."""
+    mode = str(trials[load.EVAL_MODE].iloc[0])
+    recipes = distinct_text(trials, load.RECIPE)
+    protocol = EVAL_LABELS.get(mode, mode) + (f" (recipe {recipes})" if recipes != "—" else "")
+    return (
+        f"Study {trials[load.STUDY].iloc[0]} (preset {distinct_text(trials, load.PRESET)}); "
+        f"dataset {distinct_text(trials, rs.P_DATASET)}; backbone {distinct_text(trials, rs.P_BACKBONE)}; "
+        f"{distinct_text(trials, rs.P_EPOCHS)} pretraining epochs; evaluation: {protocol}; "
+        f"cells: {METRIC_LABELS[metric]} in %, mean over seeds [{100 * LEVEL:g} % interval] (n = seeds); "
+        f"code {commits_text(trials, load.CODE_VERSION)}."
+    )
+
+
+def statistics_note(comparisons: int, level: float, pair_counts: list[int]) -> str:
+    """How cells and differences were computed, with the multiplicity correction named.
+
+    Args:
+        comparisons: Size of the table's Bonferroni family.
+        level: Level of each difference interval.
+        pair_counts: Common seeds of each comparison in the family.
+    """
+    text = (
+        f"Intervals: percentile bootstrap over seeds (scipy.stats.bootstrap, {N_RESAMPLES} resamples); "
+        f"cells at {100 * LEVEL:g} %. Differences are paired by seed (the seeds both sides ran): mean "
+        "difference in percentage points [interval], P = probability of improvement P(X > Y) over those seeds "
+        "(rliable's definition, ties count ½). "
+    )
+    if comparisons:
+        text += (
+            f"Bonferroni correction across the {comparisons} difference intervals of this table: each is a "
+            f"{100 * level:.3g} % interval, so that all hold together at {100 * LEVEL:g} %. "
+        )
+    text += (
+        f"A difference whose interval contains 0 reads “not resolved”; under {MIN_SEEDS} common seeds there is "
+        "no interval."
+    )
+    small = sorted({count for count in pair_counts if range_only(count, level)})
+    if small:
+        chances = ", ".join(f"{100 * sign_chance(count):.3g} % at n = {count}" for count in small)
+        text += (
+            f" At n = {', '.join(map(str, small))} paired seeds an interval is the range of the n differences: "
+            f"“resolved” then means every seed's difference has the same sign, which chance alone gives "
+            f"{chances} when there is no difference."
+        )
+    return text
+
+
+def baseline_note(baselines: pd.DataFrame, metric: str) -> str:
+    """What the random-init row is, or that the study recorded none."""
+    if baselines.empty or baselines[metric].notna().sum() == 0:
+        return (
+            "Random init: no random-init baseline runs with this evaluation were recorded for this study, "
+            "so learning over an untrained encoder cannot be shown."
+        )
+    return (
+        "Random init: the same architecture, evaluation, split and seeds, without pretraining (the study's "
+        f"baseline runs); “− random init” rows are trained minus untrained over shared seeds ({_seeds(baselines)})."
+    )
+
+
+def _seeds(baselines: pd.DataFrame) -> str:
+    return "seeds " + ", ".join(format_value(seed) for seed in sorted(baselines[rs.P_SEED].dropna().unique()))
+
+
+def exclusion_note(trials: pd.DataFrame) -> str:
+    """The footnote counting trials left out of every mean because they did not complete."""
+    excluded = trials[trials[load.STATUS] != rs.STATUS_COMPLETED]
+    if excluded.empty:
+        return "Excluded: none (all trials completed)."
+    first = [rs.STATUS_FAILED, rs.STATUS_EARLY_STOPPED]
+    present = set(excluded[load.STATUS])
+    order = [status for status in first if status in present] + sorted(present - set(first))
+    return "Excluded from means: " + ", ".join(_status_count(excluded, status) for status in order) + "."
+
+
+def common_footnotes(
+    trials: pd.DataFrame, summary: pd.DataFrame, by: list[str], metric: str, hours_unit: str = ""
+) -> list[str]:
+    """Exclusions, missing or repeated evaluations, and the configuration behind each cell."""
+    notes = [exclusion_note(trials)]
+    notes += [note for note in (_missing_eval_note(trials, metric), _several_evals_note(trials)) if note]
+    selection = _selection_note(summary, by, hours_unit)
+    return notes + ([selection] if selection else [])
+
+
+def _status_count(excluded: pd.DataFrame, status: str) -> str:
+    group = excluded[excluded[load.STATUS] == status]
+    reasons = group[load.FAILURE_REASON].dropna().astype(str).value_counts()
+    text = f"{len(group)} {status.replace('_', '-')}"
+    if reasons.empty:
+        return text
+    if len(reasons) == 1 and reasons.iloc[0] == len(group):
+        return f"{text} (reason: {reasons.index[0]})"
+    shown = [f"{reason} ×{count}" for reason, count in reasons.head(_MAX_REASONS).items()]
+    more = len(reasons) - _MAX_REASONS
+    return f"{text} (reasons: {'; '.join(shown)}{f'; {more} more' if more > 0 else ''})"
+
+
+def _missing_eval_note(trials: pd.DataFrame, metric: str) -> str:
+    completed = trials[trials[load.STATUS] == rs.STATUS_COMPLETED]
+    missing = int(completed[metric].isna().sum())
+    if not missing:
+        return ""
+    mode = trials[load.EVAL_MODE].iloc[0]
+    return (
+        f"Missing: {missing} completed trial(s) have no {metric} from a {mode} evaluation; "
+        "they are not counted, and a cell without any shows —."
+    )
+
+
+def _several_evals_note(trials: pd.DataFrame) -> str:
+    several = int((trials[load.N_EVALS] > 1).sum())
+    if not several:
+        return ""
+    mode = trials[load.EVAL_MODE].iloc[0]
+    return f"{several} trial(s) have several {mode} evaluations: the latest of each is used."
+
+
+def _selection_note(summary: pd.DataFrame, by: list[str], hours_unit: str = "") -> str:
+    """Names the configuration behind each cell that held several, or whose config is described."""
+    described = summary[summary["config"] != ""]
+    if described.empty:
+        return ""
+    parts = [_cell_config(cell, by, hours_unit) for _, cell in described.iterrows()]
+    return "Configuration per cell (where several were run, the best by mean validation accuracy): " + "; ".join(
+        parts
+    ) + "."
+
+
+def _cell_config(cell: pd.Series, by: list[str], hours_unit: str) -> str:
+    label = ", ".join(key_text(column, cell[column]) for column in by)
+    text = f"{label}: {cell['config']}"
+    if cell["n_configs"] > 1:
+        text += f" (of {cell['n_configs']})"
+    if hours_unit and not math.isnan(cell["device_hours"]):
+        text += f", {cell['device_hours']:.3g} {hours_unit} per trial"
+    return text
+
+
+def key_text(column: str, value: object) -> str:
+    """A cell coordinate as text: the loss's label, or ``B=256``."""
+    if column == rs.P_LOSS:
+        return loss_label(str(value))
+    return f"{CONFIG_SYMBOLS.get(column, column)}={format_value(value)}"
