@@ -7,15 +7,10 @@ from collections.abc import Iterable
 import pandas as pd
 
 from trainables import run_schema as rs
+from trainables.losses.catalog import BASELINE, CATALOG
 
-LOSS_LABELS: dict[str, str] = {
-    "infonce": "InfoNCE",
-    "flatnce": "FlatNCE",
-    "dcl": "Debiased CL",
-    "hcl": "HCL",
-    "attentionnce": "AttentionNCE",
-}
-REFERENCE_LOSS = "infonce"  # every other loss is compared with it, as every paper of the study does
+LOSS_LABELS: dict[str, str] = {name: entry.label for name, entry in CATALOG.items()}
+REFERENCE_LOSS = BASELINE  # every other loss is compared with it, as every paper of the study does
 RANDOM_INIT = "random init"  # the row label of the random-init baseline
 
 METRIC_LABELS: dict[str, str] = {

@@ -32,19 +32,14 @@ from analysis.labels import (
 from analysis.selection import seed_values, summarize
 from analysis.statistics import LEVEL, mean_interval
 from trainables import run_schema as rs
+from trainables.losses.catalog import CATALOG
 
 PLOT_FORMATS = ("png", "svg")
 PNG_DPI = 150
 CURVE_METRICS = (rs.M_VAL_KNN, rs.M_POS_PROB)
 MAX_CURVES = 10
 
-LOSS_COLORS: dict[str, str] = {
-    "infonce": "tab:blue",
-    "flatnce": "tab:orange",
-    "dcl": "tab:green",
-    "hcl": "tab:red",
-    "attentionnce": "tab:purple",
-}
+LOSS_COLORS: dict[str, str] = {name: entry.colour for name, entry in CATALOG.items()}
 _SPARE_COLORS = ("tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
 _LINESTYLES = ("-", "--", ":", "-.")
 

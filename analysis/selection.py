@@ -15,6 +15,7 @@ import pandas as pd
 from analysis import load
 from analysis.labels import format_value, loss_order
 from trainables import run_schema as rs
+from trainables.losses.catalog import HYPERPARAMETERS, hyperparameter_names
 
 # Hyperparameters that may vary inside one cell, with the symbols that name them in footnotes:
 # run_schema's config params, then logged params outside it (the losses' own hyperparameters
@@ -29,13 +30,10 @@ CONFIG_SYMBOLS: dict[str, str] = {
     rs.P_LR: "lr",
     rs.P_LR_SCALING: "lr scaling",
     rs.P_OPTIMIZER: "optimizer",
-    rs.P_TEMPERATURE: "τ",
+    rs.P_TEMPERATURE: HYPERPARAMETERS[rs.P_TEMPERATURE].symbol,
     rs.P_EPOCHS: "epochs",
     load.ENCODER_PASSES: "V·epochs",
-    load.EXTRA_PARAM_PREFIX + "d_pos": "d_pos",
-    load.EXTRA_PARAM_PREFIX + "d_neg": "d_neg",
-    load.EXTRA_PARAM_PREFIX + "tau_plus": "τ⁺",
-    load.EXTRA_PARAM_PREFIX + "beta": "β",
+    **{load.EXTRA_PARAM_PREFIX + name: HYPERPARAMETERS[name].symbol for name in hyperparameter_names() if name != rs.P_TEMPERATURE},
     load.EXTRA_PARAM_PREFIX + "weight_decay": "wd",
     load.EXTRA_PARAM_PREFIX + "schedule": "schedule",
 }

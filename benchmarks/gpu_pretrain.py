@@ -22,7 +22,7 @@ Data: --data-dir holds cifar-10-batches-py (or is it). With all five training ba
 torchvision's CIFAR10 reads them; with data_batch_1 only, it is read with pickle and tiled to
 50,000 images (printed and recorded as such).
 
-    python benchmarks/gpu_pretrain.py --data-dir data/cifar10
+    python benchmarks/gpu_pretrain.py --data-dir data/cifar10 --losses infonce flatnce
     python benchmarks/gpu_pretrain.py --data-dir data/cifar10 --compile --no-baseline --losses infonce
     python benchmarks/gpu_pretrain.py --device cpu --epochs 1 --limit 1024 --data-dir ../shared/data/cifar10
 """
@@ -51,7 +51,9 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from benchmarks.augment import torchvision_transform  # noqa: E402
 from benchmarks.common import machine, median, record, report_header  # noqa: E402
 from trainables.augment import AugmentConfig, SimCLRAugment, augment_config_for  # noqa: E402
-from trainables.losses import ContrastiveLoss, build_loss  # noqa: E402
+from trainables.losses import CATALOG, build_loss  # noqa: E402
+from trainables.losses.base import ContrastiveLoss  # noqa: E402
+from trainables.losses.catalog import BASELINE  # noqa: E402
 from trainables.models import build_model, prepare_for_device  # noqa: E402
 from trainables.optim import build_optimizer  # noqa: E402
 
@@ -97,12 +99,14 @@ class TorchvisionViews(Dataset):
         return torch.stack([self.transform(self.images[index]) for _ in range(self.views)])
 
 
-def resident_batches(images: Tensor, augment: SimCLRAugment, args: argparse.Namespace, generator: torch.Generator) -> Iterator[Tensor]:
+def resident_batches(
+    images: Tensor, augment: SimCLRAugment, args: argparse.Namespace, views_per_image: int, generator: torch.Generator
+) -> Iterator[Tensor]:
     """An epoch of views made on the device from the resident uint8 images."""
     order = torch.randperm(len(images), device=images.device, generator=generator)
     for step in range(len(images) // args.batch):
         with record_function("augment"):
-            views = augment.views(images[order[step * args.batch : (step + 1) * args.batch]], args.views_per_image, generator)
+            views = augment.views(images[order[step * args.batch : (step + 1) * args.batch]], views_per_image, generator)
         yield views
 
 
@@ -121,7 +125,8 @@ class Trainer:
         model = prepare_for_device(build_model("resnet18", "mlp", 32), device, distributed=False)
         self.model = model
         self.forward: nn.Module = torch.compile(model) if compile_model else model
-        self.loss: ContrastiveLoss = build_loss(loss_name, gather_distributed=False, temperature=args.temperature)
+        given = {} if args.temperature is None else {"temperature": args.temperature}
+        self.loss: ContrastiveLoss = build_loss(loss_name, gather_distributed=False, **given)
         self.optimizer = build_optimizer(args.optimizer, model, args.lr, weight_decay=args.weight_decay, momentum=0.9, fused=device.type == "cuda")
         self.bf16 = device.type == "cuda" and not args.fp32
         self.loss_sum = torch.zeros((), device=device)
@@ -221,12 +226,13 @@ def diagnostic(measure: Callable[[], object]) -> object:
 def run_variant(args: argparse.Namespace, pipeline: str, loss_name: str, compile_model: bool, images: Tensor, device: torch.device) -> dict[str, object]:
     trainer = Trainer(args, loss_name, device, compile_model)
     cfg = augment_config_for("cifar10", 32, CIFAR_MEAN, CIFAR_STD)
+    views = CATALOG[loss_name].views_per_image(args.views)
     if pipeline == "ours":
         resident = images.to(device)
         augment, generator = SimCLRAugment(cfg), torch.Generator(device).manual_seed(0)
-        make_batches = lambda: resident_batches(resident, augment, args, generator)  # noqa: E731
+        make_batches = lambda: resident_batches(resident, augment, args, views, generator)  # noqa: E731
     else:
-        dataset = TorchvisionViews(images, cfg, args.views_per_image)
+        dataset = TorchvisionViews(images, cfg, views)
         loader = DataLoader(dataset, args.batch, shuffle=True, drop_last=True, num_workers=args.workers, pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
         make_batches = lambda: loader_batches(loader, device)  # noqa: E731
     if device.type == "cuda":
@@ -235,7 +241,7 @@ def run_variant(args: argparse.Namespace, pipeline: str, loss_name: str, compile
     timed = [trainer.epoch(make_batches()) for _ in range(args.epochs)]
     seconds = [t[0] for t in timed]
     result: dict[str, object] = {
-        "pipeline": pipeline, "loss": loss_name, "compile": compile_model, "steps_per_epoch": steps,
+        "pipeline": pipeline, "loss": loss_name, "views_per_image": views, "compile": compile_model, "steps_per_epoch": steps,
         "warmup_epoch_s": warmup_s, "s_per_epoch": seconds, "median_s_per_epoch": median(seconds),
         "images_per_s": steps * args.batch / median(seconds), "epoch_losses": [t[1] for t in timed],
     }
@@ -262,8 +268,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--views", type=int, default=1, help="M, positive views per anchor (default 1: two views)")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up epoch (default 3)")
     parser.add_argument("--limit", type=int, help="use only the first N training images (smoke tests)")
-    parser.add_argument("--losses", nargs="+", default=["infonce", "flatnce"], choices=("infonce", "flatnce", "dcl", "hcl"))
-    parser.add_argument("--temperature", type=float, default=0.1)
+    parser.add_argument("--losses", nargs="+", default=[BASELINE], choices=list(CATALOG), help=f"default: {BASELINE}")
+    parser.add_argument("--temperature", type=float, help="default: each loss's own")
     parser.add_argument("--optimizer", choices=("sgd", "lars"), default="sgd")
     parser.add_argument("--lr", type=float, help="default: 0.06 x batch/128 for sgd (lightly's CIFAR-10 recipe), 0.3 x batch/256 for lars")
     parser.add_argument("--weight-decay", type=float, help="default: 5e-4 for sgd, 1e-6 for lars")
@@ -280,7 +286,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.lr = 0.06 * args.batch / 128 if args.optimizer == "sgd" else 0.3 * args.batch / 256
     if args.weight_decay is None:
         args.weight_decay = 5e-4 if args.optimizer == "sgd" else 1e-6
-    args.views_per_image = args.views + 1
     return args
 
 
@@ -318,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.compile:
         results += "; compile warm-up " + ", ".join(f"{r['warmup_epoch_s']:.0f} s" for r in runs)
     settings = (
-        f"`{report['command']}`; {source}; batch {args.batch}, {args.views_per_image} views, ResNet-18 + mlp, {args.optimizer}, "
+        f"`{report['command']}`; {source}; batch {args.batch}, M={args.views}, ResNet-18 + mlp, {args.optimizer}, "
         f"{'fp32' if args.fp32 or device.type != 'cuda' else 'bf16'}, 1 warm-up + {args.epochs} timed epochs, median"
     )
     print(f"wrote {record(name, report, settings, results)}")

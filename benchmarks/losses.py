@@ -1,12 +1,13 @@
 """Forward + backward time and peak memory of every loss against a naive dense reference.
 
-For each loss of trainables.losses.LOSSES, each batch B and each number of positive views M,
-z is a random [B, V, D] float32 tensor (V = views_per_image(M), D = 128) and one repeat is
-``loss(z).backward()``. The reference is the loss written the straightforward way in this
-file: every similarity and mask as its own dense matrix, out-of-place masking, and the M
-positives of each anchor broadcast against all negatives as an [N, M, N] tensor (raw exp
-where the official code uses it). Reference and project loss are checked to agree (value and
-gradient) before timing.
+For each loss of the catalog (trainables/losses/catalog.py), each batch B and each number of
+positive views M, z is a random [B, V, D] float32 tensor (V from the catalog's views-per-image
+rule, D = 128) and one repeat is ``loss(z).backward()``. The reference is the loss written the
+straightforward way (trainables/losses/dense.py): every similarity and mask as its own dense
+matrix, out-of-place masking, and the M positives of each anchor broadcast against all
+negatives as an [N, M, N] tensor (raw exp where the official code uses it). Reference and
+project loss are checked to agree (value and gradient) before timing; a loss without a dense
+version is timed alone and its reference recorded as skipped, with the reason.
 
 Timing: median of at least --repeats fwd+bwd runs after one warm-up (small sizes repeat
 until --min-seconds were timed, at most 50 times), the project loss and the reference taking
@@ -17,8 +18,8 @@ Peak memory, above what was allocated before the call (z itself excluded):
   cpu   the running sum of the allocation/free records of torch.profiler(profile_memory=True)
         over one call, whose maximum is the peak.
 On the CPU the JSON also lists the blocks of at least a quarter matrix live at the peak and
-the op that allocated each. Both are given in units of one (B·V)² float32 matrix; AttentionNCE's similarity matrices are
-over the 2B anchor views only, so its unit is one (2B)² matrix. "fwd" is the peak while the
+the op that allocated each. Both are given in units of one (B·V)² float32 matrix; a loss whose
+negatives are only the anchor views (AttentionNCE: 2 per image) has its unit over those, (2B)². "fwd" is the peak while the
 forward builds its graph, "fwd+bwd" over the whole call. Configurations whose estimated
 memory exceeds --max-gb are skipped and listed as such.
 
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -41,113 +41,32 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from benchmarks.common import median, record, report_header  # noqa: E402
-from trainables.losses import LOSSES, ContrastiveLoss, build_loss  # noqa: E402
+from trainables.losses import CATALOG, build_loss  # noqa: E402
+from trainables.losses.dense import DENSE  # noqa: E402
 
 FLOAT32 = 4
 # Rough live (B·V)²-sized float32 matrices at the peak, for skipping what cannot fit.
 OURS_MATRICES = 6
-REFERENCE_MATRICES = 8  # plus 4 per positive view
+REFERENCE_MATRICES = 8  # plus the dense version's matrices per positive view
 MAX_REPEATS = 50
-
-
-# --- naive references --------------------------------------------------------------------------
-def _similarities(z: Tensor, temperature: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Dense s/tau over all N = B·V views, with (positive, negative) masks; the positives [N, M].
-
-    Shape:
-        z: [B, V, D] -> sim [N, N], pos [N, V - 1], same-image mask [N, N], negative mask [N, N].
-    """
-    b, v, d = z.shape
-    flat = F.normalize(z, dim=-1).reshape(b * v, d)
-    sim = flat @ flat.T / temperature
-    image = torch.arange(b, device=z.device).repeat_interleave(v)
-    same = image[:, None] == image[None, :]
-    eye = torch.eye(b * v, dtype=torch.bool, device=z.device)
-    pos = sim[same & ~eye].view(b * v, v - 1)
-    return sim, pos, same, ~same
-
-
-def reference_infonce(z: Tensor, loss: ContrastiveLoss) -> Tensor:
-    """Per (anchor, positive) pair a (1 + negatives)-way cross-entropy, logits built as [N, M, 1 + N]."""
-    sim, pos, same, _ = _similarities(z, loss.temperature)
-    neg = sim.masked_fill(same, -math.inf)
-    logits = torch.cat([pos[..., None], neg[:, None, :].expand(-1, pos.shape[1], -1)], dim=-1)
-    return -torch.log_softmax(logits, dim=-1)[..., 0].mean()
-
-
-def reference_flatnce(z: Tensor, loss: ContrastiveLoss) -> Tensor:
-    """FlatCLR's form: v = logsumexp_n(s_n - s+) per pair ([N, M, N]), exp(v - sg(v)), InfoNCE value."""
-    sim, pos, same, _ = _similarities(z, loss.temperature)
-    neg = sim.masked_fill(same, -math.inf)
-    v = torch.logsumexp(neg[:, None, :] - pos[..., None], dim=-1)
-    return torch.exp(v - v.detach()).mean() - 1 + F.softplus(v).mean().detach()
-
-
-def _debiased(pos: Tensor, neg_mass: Tensor, num_neg: int, tau_plus: float, temperature: float) -> Tensor:
-    """The official code's Ng and loss, with raw exponentials."""
-    pos_exp = pos.exp()
-    ng = (-tau_plus * num_neg * pos_exp + neg_mass[:, None]) / (1 - tau_plus)
-    ng = torch.clamp(ng, min=num_neg * math.e ** (-1 / temperature))
-    return -torch.log(pos_exp / (pos_exp + ng)).mean()
-
-
-def reference_dcl(z: Tensor, loss: ContrastiveLoss) -> Tensor:
-    sim, pos, _, negative = _similarities(z, loss.temperature)
-    num_neg = sim.shape[0] - z.shape[1]
-    return _debiased(pos, (sim.exp() * negative).sum(1), num_neg, loss.tau_plus, loss.temperature)
-
-
-def reference_hcl(z: Tensor, loss: ContrastiveLoss) -> Tensor:
-    sim, pos, _, negative = _similarities(z, loss.temperature)
-    num_neg = sim.shape[0] - z.shape[1]
-    neg_exp = sim.exp() * negative
-    importance = (loss.beta * sim).exp() * negative
-    mass = (importance * neg_exp).sum(1) / (importance.sum(1) / num_neg)
-    return _debiased(pos, mass, num_neg, loss.tau_plus, loss.temperature)
-
-
-def reference_attentionnce(z: Tensor, loss: ContrastiveLoss) -> Tensor:
-    """Prototype positive and attention-rescaled negatives over the 2B anchor views, dense masks."""
-    b, _, d = z.shape
-    unit = F.normalize(z, dim=-1)
-    anchors, positives = unit[:, :2], unit[:, 2:]
-    sim_pos = torch.einsum("bad,bmd->bam", anchors, positives)
-    alpha = torch.softmax(sim_pos.detach() / loss.d_pos, dim=-1)
-    prototype = (alpha * sim_pos).sum(-1).reshape(-1) / loss.temperature
-    flat = anchors.reshape(2 * b, d)
-    sim = flat @ flat.T
-    image = torch.arange(b, device=z.device).repeat_interleave(2)
-    own = image[:, None] == image[None, :]
-    weight = 2 * (b - 1) * (torch.softmax(sim.detach().masked_fill(own, -math.inf) / loss.d_neg, dim=1) + 1e-6)
-    neg = (weight * sim / loss.temperature).masked_fill(own, -math.inf)
-    return (torch.logsumexp(torch.cat([prototype[:, None], neg], dim=1), dim=1) - prototype).mean()
-
-
-REFERENCES: dict[str, Callable[[Tensor, ContrastiveLoss], Tensor]] = {
-    "infonce": reference_infonce,
-    "flatnce": reference_flatnce,
-    "attentionnce": reference_attentionnce,
-    "dcl": reference_dcl,
-    "hcl": reference_hcl,
-}
 
 
 # --- measurement -------------------------------------------------------------------------------
 def unit_matrix(name: str, batch: int, views: int) -> int:
-    """Side of the loss's similarity matrix: 2B for attentionnce, B·V for the others."""
-    return 2 * batch if name == "attentionnce" else batch * views
+    """Side of the loss's similarity matrix: B·V, or B × its anchor views where only those are negatives."""
+    entry = CATALOG[name]
+    return batch * (entry.anchor_views if entry.negatives_from_anchors else views)
 
 
 def estimated_bytes(name: str, batch: int, views: int, positives: int, reference: bool) -> int:
     matrix = unit_matrix(name, batch, views) ** 2 * FLOAT32
     if not reference:
         return OURS_MATRICES * matrix
-    return (REFERENCE_MATRICES + (0 if name == "attentionnce" else 4 * positives)) * matrix
+    return (REFERENCE_MATRICES + DENSE[name].matrices_per_positive * positives) * matrix
 
 
 def fwd_bwd(fn: Callable[[Tensor], Tensor], z: Tensor) -> None:
@@ -239,14 +158,17 @@ def is_oom(err: BaseException) -> bool:
 
 def bench_config(name: str, batch: int, positives: int, args: argparse.Namespace, device: torch.device) -> dict[str, object]:
     loss = build_loss(name, gather_distributed=False).to(device)
-    views = loss.views_per_image(positives)
+    views = CATALOG[name].views_per_image(positives)
     unit = unit_matrix(name, batch, views)
     unit_bytes = unit**2 * FLOAT32
     entry: dict[str, object] = {"loss": name, "B": batch, "M": positives, "V": views, "D": args.dim, "unit": f"({unit})^2 float32", "unit_bytes": unit_bytes}
     limit = args.max_gb * 2**30
-    methods = {"ours": loss, "reference": lambda x: REFERENCES[name](x, loss)}
+    methods = {"ours": loss, "reference": lambda x: DENSE[name].loss(x, loss)}
     runnable = {}
     for method, fn in methods.items():
+        if method == "reference" and name not in DENSE:
+            entry[method] = {"skipped": "no dense version in trainables/losses/dense.py"}
+            continue
         need = estimated_bytes(name, batch, views, positives, method == "reference")
         if need > limit:
             entry[method] = {"skipped": f"estimated {need / 2**30:.1f} GB > --max-gb {args.max_gb:g}"}
@@ -312,7 +234,7 @@ def summary_line(entry: dict[str, object]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=list(LOSSES))
+    parser.add_argument("--losses", nargs="+", default=list(CATALOG), choices=list(CATALOG))
     parser.add_argument("--batches", type=int, nargs="+", default=[256, 1024, 4096], help="B values")
     parser.add_argument("--views", type=int, nargs="+", default=[1, 6], help="M values (positive views per anchor)")
     parser.add_argument("--dim", type=int, default=128, help="D, the projection width")
@@ -350,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.no_record:
         return
-    settings = f"`{report['command']}`; D={args.dim}, fwd+bwd, {args.repeats} repeats after warm-up, median; peak in (B·V)² fp32 matrices ((2B)² for attentionnce)"
+    settings = f"`{report['command']}`; D={args.dim}, fwd+bwd, {args.repeats} repeats after warm-up, median; peak in (B·V)² fp32 matrices ((B·anchors)² where only anchors are negatives)"
     path = record(f"losses-{args.device}", report, settings, "<br>".join(summary_line(e) for e in entries))
     print(f"wrote {path}")
 

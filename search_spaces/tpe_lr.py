@@ -1,9 +1,10 @@
-"""Optuna TPE over lr, temperature and each loss's own hyperparameters, per (loss, batch) cell.
+"""Optuna TPE over lr and each loss's own hyperparameters, per (loss, batch) cell, for every catalog loss.
 
 A fair batch-size comparison tunes lr for every (loss, batch size) cell. The space is
-define-by-run: d_pos / d_neg exist only in attentionnce trials, tau_plus only in dcl / hcl
-trials, beta only in hcl trials. ASHA stops weak trials early on the validation kNN accuracy;
-they are told to Optuna as pruned, not as complete.
+define-by-run: a trial samples exactly the hyperparameters its loss takes (temperature for all,
+d_pos / d_neg for AttentionNCE, tau_plus for DCL / HCL, beta for HCL), each over the tuning range
+the loss catalog gives it. ASHA stops weak trials early on the validation kNN accuracy; they are
+told to Optuna as pruned, not as complete.
 """
 
 from __future__ import annotations
@@ -11,24 +12,19 @@ from __future__ import annotations
 from typing import Any
 
 from search_spaces.preset import Preset
+from trainables.losses.catalog import CATALOG, HYPERPARAMETERS
 
-LOSSES = ("infonce", "flatnce", "dcl", "hcl", "attentionnce")
 BATCH_SIZES = (64, 256)
 
 
 def space(trial: Any) -> dict[str, Any]:
     """The define-by-run space (module level: Tune pickles the searcher with it)."""
-    loss = trial.suggest_categorical("loss", LOSSES)
+    loss = trial.suggest_categorical("loss", tuple(CATALOG))
     trial.suggest_categorical("batch_size", BATCH_SIZES)
     trial.suggest_float("lr", 1e-4, 1e-2, log=True)
-    trial.suggest_float("temperature", 0.05, 1.0, log=True)
-    if loss == "attentionnce":
-        trial.suggest_float("d_pos", 0.25, 4.0, log=True)
-        trial.suggest_float("d_neg", 0.5, 20.0, log=True)
-    if loss in ("dcl", "hcl"):
-        trial.suggest_float("tau_plus", 0.0, 0.2)
-    if loss == "hcl":
-        trial.suggest_float("beta", 0.0, 3.0)
+    for name in CATALOG[loss].hyperparameters:  # signature order: temperature first
+        low, high, log = HYPERPARAMETERS[name].search
+        trial.suggest_float(name, low, high, log=log)
     return {}
 
 

@@ -13,15 +13,10 @@ import types
 import typing
 from typing import Any
 
-HELP: dict[str, str] = {
-    "loss": "contrastive loss: infonce (SimCLR), flatnce, attentionnce, dcl (Debiased CL), hcl",
-    "views": "M, positive views per anchor; infonce/flatnce/dcl/hcl encode M+1 views per image, attentionnce M+2",
-    "temperature": "softmax temperature tau (default: 0.1 for infonce/flatnce, 0.5 for the others)",
-    "d_pos": "attentionnce: positive-attention scale (default 1)",
-    "d_neg": "attentionnce: negative-attention scale (default 1; 10 on CIFAR in the paper)",
-    "attention_preset": "attentionnce: take (d_pos, d_neg) published for this dataset (cifar10, cifar100, stl10, tinyimagenet)",
-    "tau_plus": "dcl/hcl: class prior tau+ in [0, 1) (default 0.1)",
-    "beta": "hcl: hardness concentration beta >= 0 (default 1)",
+from trainables.losses.catalog import field_help
+
+# The loss fields' help (loss, views, each loss hyperparameter) comes from the loss catalog.
+HELP: dict[str, str] = field_help() | {
     "dataset": "cifar10, cifar100, stl10, imagefolder (train/ val/ tree) or digits (bundled, offline)",
     "data_dir": "folder holding the dataset (for cifar10: the folder containing cifar-10-batches-py/)",
     "download": "allow torchvision to download the dataset into data_dir (never done otherwise)",

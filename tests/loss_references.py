@@ -68,9 +68,14 @@ def hcl(z: np.ndarray, tau: float, tau_plus: float, beta: float) -> float:
 
 def attentionnce(z: np.ndarray, tau: float, d_pos: float, d_neg: float, frozen: np.ndarray | None = None) -> float:
     """Views 0, 1 are anchors, views 2.. positives; negatives: other images' anchor views."""
+    return float(np.mean(-np.log(prototype_probabilities(z, tau, d_pos, d_neg, frozen))))
+
+
+def prototype_probabilities(z: np.ndarray, tau: float, d_pos: float, d_neg: float, frozen: np.ndarray | None = None) -> np.ndarray:
+    """AttentionNCE's probability of the prototype against the beta-rescaled negatives, per anchor."""
     zn, fn = normalize(z), normalize(z if frozen is None else frozen)
     big_b = zn.shape[0]
-    terms = []
+    probabilities = []
     for i in range(big_b):
         for a in range(2):
             alpha = softmax(np.array([fn[i, a] @ p for p in fn[i, 2:]]) / d_pos)
@@ -78,8 +83,8 @@ def attentionnce(z: np.ndarray, tau: float, d_pos: float, d_neg: float, frozen: 
             others = [(j, u) for j in range(big_b) if j != i for u in range(2)]
             beta = len(others) * (softmax(np.array([fn[i, a] @ fn[j, u] for j, u in others]) / d_neg) + 1e-6)
             neg = sum(np.exp(b * (zn[i, a] @ zn[j, u]) / tau) for b, (j, u) in zip(beta, others))
-            terms.append(-np.log(np.exp(proto / tau) / (np.exp(proto / tau) + neg)))
-    return float(np.mean(terms))
+            probabilities.append(np.exp(proto / tau) / (np.exp(proto / tau) + neg))
+    return np.array(probabilities)
 
 
 def finite_difference_grad(f, z: np.ndarray, h: float = 1e-6) -> np.ndarray:

@@ -1,9 +1,11 @@
 """Bad input, fuzzed: configurations and command lines, valid and invalid, checked against a table of rules.
 
 The table below is written from the issue and the flags' help, not read from trainables/config.py:
-batch_size >= 2, views >= 1, epochs >= 1, lr > 0, temperature > 0, d_pos and d_neg > 0, tau_plus in
-[0, 1), beta >= 0, workers >= 1 dividing batch_size, names from their registries, loss
-hyperparameters only for their losses, unknown keys and wrong types rejected. Beyond the issue's
+batch_size >= 2, views >= 1, epochs >= 1, lr > 0, workers >= 1 dividing batch_size, names from their
+registries, loss hyperparameters only for their losses, unknown keys and wrong types rejected. The
+losses, their hyperparameters and ranges are generated from the loss catalog, so that a new loss is
+fuzzed with no edit here; tests/test_losses.py checks the catalog's ranges against the issue's
+(temperature, d_pos and d_neg > 0, tau_plus in [0, 1), beta >= 0). Beyond the issue's
 list it holds what the data and training code need: numbers are finite, val_fraction is in (0, 1)
 (``load_dataset`` holds out a validation split and keeps a training split), seed is in [0, 2^32)
 (the batch order's seed must be >= 0), the experiment has a name, tags map strings to strings, and
@@ -38,18 +40,16 @@ from study import run_sweep, train
 from study.plan import parse_overrides
 from trainables.config import ConfigError, PretrainConfig, from_dict, from_yaml
 from trainables.data import DatasetNotFoundError, load_dataset
+from trainables.losses.catalog import CATALOG
+from trainables.losses.catalog import HYPERPARAMETERS as LOSS_HYPERPARAMETERS
+from trainables.losses.catalog import hyperparameter_names, preset_names
 
 # --- the rules --------------------------------------------------------------------------------
 
-LOSSES = ("infonce", "flatnce", "attentionnce", "dcl", "hcl")
-TAKES = {  # the hyperparameters each loss takes (temperature: all of them)
-    "infonce": {"temperature"},
-    "flatnce": {"temperature"},
-    "attentionnce": {"temperature", "d_pos", "d_neg", "attention_preset"},
-    "dcl": {"temperature", "tau_plus"},
-    "hcl": {"temperature", "tau_plus", "beta"},
-}
-HYPERPARAMETERS = ("temperature", "d_pos", "d_neg", "attention_preset", "tau_plus", "beta")
+LOSSES = tuple(CATALOG)
+PRESET = "attention_preset"  # the config field naming a dataset whose published hyperparameters a loss takes
+TAKES = {name: {*entry.hyperparameters, *([PRESET] if entry.presets else [])} for name, entry in CATALOG.items()}
+HYPERPARAMETERS = (*hyperparameter_names(), PRESET)
 
 
 @dataclass(frozen=True)
@@ -100,16 +100,17 @@ def finite(value: float) -> bool:
         return False
 
 
+def hyperparameter_rule(name: str) -> Rule:
+    spec = LOSS_HYPERPARAMETERS[name]
+    return Rule(float, spec.low, None if math.isinf(spec.high) else spec.high, low_open=spec.low_open, optional=True)
+
+
 POSITIVE = {"low": 0, "low_open": True}
 RULES: dict[str, Rule] = {
     "loss": Rule(str, names=LOSSES),
     "views": Rule(int, 1),
-    "temperature": Rule(float, **POSITIVE, optional=True),
-    "d_pos": Rule(float, **POSITIVE, optional=True),
-    "d_neg": Rule(float, **POSITIVE, optional=True),
-    "attention_preset": Rule(str, names=("cifar10", "cifar100", "stl10", "tinyimagenet"), optional=True),
-    "tau_plus": Rule(float, 0, 1, optional=True),
-    "beta": Rule(float, 0, optional=True),
+    **{name: hyperparameter_rule(name) for name in hyperparameter_names()},
+    PRESET: Rule(str, names=preset_names(), optional=True),
     "dataset": Rule(str, names=("cifar10", "cifar100", "stl10", "imagefolder", "digits")),
     "data_dir": Rule(str),
     "download": Rule(bool),

@@ -16,7 +16,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import trainables.augment as augment_module
 from trainables.augment import SimCLRAugment, augment_config_for
-from trainables.losses import LOSSES, build_loss
+from trainables.losses import CATALOG, build_loss
 
 SYNCING = {"aten::nonzero", "aten::_local_scalar_dense", "aten::masked_select", "aten::is_nonzero", "aten::equal"}
 MASK_INDEXING = {"aten::index", "aten::index_put", "aten::index_put_"}
@@ -73,7 +73,7 @@ def test_the_recorder_sees_a_sync() -> None:
     assert "aten::index" in ops.found and "aten::_local_scalar_dense" in ops.found
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("name", sorted(CATALOG))
 def test_loss_forward_and_backward_make_no_host_sync(name: str) -> None:
     z = torch.randn(16, 4, 8, requires_grad=True)
     loss = build_loss(name)

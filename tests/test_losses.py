@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -10,63 +12,90 @@ import torch
 import torch.nn.functional as F
 
 import loss_references as ref
-from trainables.losses import HYPERPARAMETERS, LOSSES, build_loss
+from trainables import run_schema as rs
+from trainables.losses import CATALOG, build_loss
+from trainables.losses.catalog import HYPERPARAMETERS
 
 SHAPES = [(2, 2, 3), (4, 2, 8), (3, 3, 5), (5, 4, 16)]  # (B, V, D)
+Formula = Callable[[np.ndarray, np.ndarray, dict], float]  # (z, frozen, hyperparameters) -> loss value
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A loss's float64 formula and the hyperparameter sets it is tested at.
+
+    ``frozen`` is what stop-gradient weights are computed from (z itself for the value).
+    ``gradient`` is the formula whose gradient the loss must have, where it is not ``value``'s.
+    """
+
+    value: Formula
+    settings: list[dict[str, float]]
+    gradient: Formula | None = None
+
+
+# One line per loss of the catalog (FlatNCE's value is the InfoNCE value; its gradient the decoupled loss's).
+REFERENCES: dict[str, Reference] = {
+    "infonce": Reference(lambda z, f, hp: ref.infonce(z, hp["temperature"]), [{"temperature": 0.1}, {"temperature": 0.5}]),
+    "flatnce": Reference(
+        lambda z, f, hp: ref.infonce(z, hp["temperature"]), [{"temperature": 0.1}, {"temperature": 0.2}], lambda z, f, hp: ref.decoupled(z, hp["temperature"])
+    ),
+    "dcl": Reference(
+        lambda z, f, hp: ref.dcl(z, hp["temperature"], hp["tau_plus"]), [{"temperature": 0.5, "tau_plus": 0.1}, {"temperature": 0.2, "tau_plus": 0.3}]
+    ),
+    "hcl": Reference(
+        lambda z, f, hp: ref.hcl(z, hp["temperature"], hp["tau_plus"], hp["beta"]),
+        [{"temperature": 0.5, "tau_plus": 0.1, "beta": 1.0}, {"temperature": 0.3, "tau_plus": 0.05, "beta": 2.0}],
+    ),
+    "attentionnce": Reference(
+        lambda z, f, hp: ref.attentionnce(z, hp["temperature"], hp["d_pos"], hp["d_neg"], f),
+        [{"temperature": 0.5, "d_pos": 1.0, "d_neg": 1.0}, {"temperature": 0.2, "d_pos": 2.0, "d_neg": 0.5}],
+    ),
+}
 
 
 def random_z(shape: tuple[int, ...], seed: int) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=shape)
 
 
-def reference(name: str, z: np.ndarray, frozen: np.ndarray | None = None, **hp: float) -> float:
-    """The NumPy formula for ``name``; FlatNCE's reference is its value, the InfoNCE value."""
-    functions = {
-        "infonce": lambda z: ref.infonce(z, hp["temperature"]),
-        "flatnce": lambda z: ref.infonce(z, hp["temperature"]),
-        "dcl": lambda z: ref.dcl(z, hp["temperature"], hp["tau_plus"]),
-        "hcl": lambda z: ref.hcl(z, hp["temperature"], hp["tau_plus"], hp["beta"]),
-        "attentionnce": lambda z: ref.attentionnce(z, hp["temperature"], hp["d_pos"], hp["d_neg"], frozen),
-    }
-    return functions[name](z)
-
-
-def gradient_reference(name: str, z0: np.ndarray, **hp: float) -> np.ndarray:
-    """Central differences of the formula whose gradient the loss must have."""
-    if name == "flatnce":  # FlatNCE's gradient is the decoupled loss's
-        return ref.finite_difference_grad(lambda z: ref.decoupled(z, hp["temperature"]), z0)
-    return ref.finite_difference_grad(lambda z: reference(name, z, frozen=z0, **hp), z0)
-
-
-HYPERS = {
-    "infonce": [{"temperature": 0.1}, {"temperature": 0.5}],
-    "flatnce": [{"temperature": 0.1}, {"temperature": 0.2}],
-    "dcl": [{"temperature": 0.5, "tau_plus": 0.1}, {"temperature": 0.2, "tau_plus": 0.3}],
-    "hcl": [{"temperature": 0.5, "tau_plus": 0.1, "beta": 1.0}, {"temperature": 0.3, "tau_plus": 0.05, "beta": 2.0}],
-    "attentionnce": [{"temperature": 0.5, "d_pos": 1.0, "d_neg": 1.0}, {"temperature": 0.2, "d_pos": 2.0, "d_neg": 0.5}],
-}
-CASES = [(name, hp) for name, hps in HYPERS.items() for hp in hps]
+def cases(references: dict[str, Reference]) -> list[tuple[str, dict[str, float]]]:
+    return [(name, hp) for name, reference in references.items() for hp in reference.settings]
 
 
 def shape_for(name: str, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """``shape`` with room for the loss's anchors: at least one positive besides them."""
     b, v, d = shape
-    return (b, v + 1, d) if name == "attentionnce" else (b, v, d)  # attentionnce needs V >= 3
+    return (b, v + CATALOG[name].anchor_views - 1, d)
 
 
-@pytest.mark.parametrize("name,hp", CASES)
-@pytest.mark.parametrize("shape", SHAPES)
-def test_value_matches_numpy_formula(name: str, hp: dict, shape: tuple[int, int, int]) -> None:
+def check_value(name: str, hp: dict[str, float], shape: tuple[int, int, int], references: dict[str, Reference]) -> None:
     z = random_z(shape_for(name, shape), seed=sum(shape))
     got = build_loss(name, **hp)(torch.from_numpy(z))
-    assert got.item() == pytest.approx(reference(name, z, **hp), rel=1e-9, abs=1e-12)
+    assert got.item() == pytest.approx(references[name].value(z, z, hp), rel=1e-9, abs=1e-12)
 
 
-@pytest.mark.parametrize("name,hp", CASES)
-def test_gradient_matches_finite_differences_of_formula(name: str, hp: dict) -> None:
+def check_gradient(name: str, hp: dict[str, float], references: dict[str, Reference]) -> None:
+    """Against central differences of the reference, the stop-gradient weights held at z0."""
     z0 = random_z(shape_for(name, (3, 3, 4)), seed=7)
     z = torch.from_numpy(z0).requires_grad_()
     build_loss(name, **hp)(z).backward()
-    np.testing.assert_allclose(z.grad.numpy(), gradient_reference(name, z0, **hp), rtol=1e-5, atol=1e-8)
+    formula = references[name].gradient or references[name].value
+    expected = ref.finite_difference_grad(lambda x: formula(x, z0, hp), z0)
+    np.testing.assert_allclose(z.grad.numpy(), expected, rtol=1e-5, atol=1e-8)
+
+
+def test_every_catalog_loss_has_a_reference() -> None:
+    assert set(REFERENCES) == set(CATALOG)
+
+
+@pytest.mark.parametrize("name,hp", cases(REFERENCES))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_value_matches_numpy_formula(name: str, hp: dict, shape: tuple[int, int, int]) -> None:
+    check_value(name, hp, shape, REFERENCES)
+
+
+@pytest.mark.parametrize("name,hp", cases(REFERENCES))
+def test_gradient_matches_finite_differences_of_formula(name: str, hp: dict) -> None:
+    check_gradient(name, hp, REFERENCES)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -78,6 +107,17 @@ def test_pos_prob_diagnostic_is_infonce_positive_probability(shape: tuple[int, i
         diag = loss.diagnostics()
         assert diag["pos_prob"].item() == pytest.approx(ref.pos_prob(z, 0.3), rel=1e-9)
         assert diag["grad_scale"].item() == pytest.approx(1 - ref.pos_prob(z, 0.3), rel=1e-9)
+
+
+def test_attentionnce_diagnostic_is_the_prototype_probability_under_its_own_name() -> None:
+    """Not InfoNCE's pi+: the prototype against the beta-rescaled negatives, so not logged as pos_prob."""
+    z = random_z((4, 4, 8), seed=6)
+    loss = build_loss("attentionnce", temperature=0.3, d_pos=2.0, d_neg=0.5)
+    loss(torch.from_numpy(z))
+    expected = ref.prototype_probabilities(z, 0.3, 2.0, 0.5).mean()
+    assert set(loss.diagnostics()) == {"prototype_prob", "prototype_grad_scale"} == {rs.M_PROTOTYPE_PROB, rs.M_PROTOTYPE_GRAD_SCALE}
+    assert loss.diagnostics()["prototype_prob"].item() == pytest.approx(expected, rel=1e-9)
+    assert loss.diagnostics()["prototype_grad_scale"].item() == pytest.approx(1 - expected, rel=1e-9)
 
 
 def per_anchor_grads(name: str, z0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,9 +217,9 @@ def test_loss_runs_in_float32_under_bfloat16_autocast() -> None:
     assert got.item() == pytest.approx(expected.item(), rel=2e-2)
 
 
-@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("name", CATALOG)
 def test_views_per_image(name: str) -> None:
-    assert LOSSES[name].views_per_image(4) == (6 if name == "attentionnce" else 5)
+    assert CATALOG[name].views_per_image(4) == (6 if name == "attentionnce" else 5)
 
 
 def test_defaults_follow_official_code() -> None:
@@ -208,11 +248,28 @@ def test_bad_hyperparameters_are_rejected_by_name(name: str, hp: dict, field: st
         build_loss(name, **hp)
 
 
-def test_every_loss_declares_its_hyperparameters() -> None:
-    assert set(HYPERPARAMETERS) == set(LOSSES)
+def test_catalog_reads_each_signature_as_python_does() -> None:
+    """The catalog parses the source; inspect reads the imported class: they must agree."""
+    import inspect
+
+    for name, entry in CATALOG.items():
+        params = inspect.signature(entry.load()).parameters.values()
+        assert entry.defaults == {p.name: p.default for p in params if p.name != "gather_distributed"}, name
+        assert entry.load().name == name
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_allowed_ranges_are_the_papers() -> None:
+    """Written from the issue, not read from the catalog: temperature, d_pos, d_neg > 0,
+    tau_plus in [0, 1), beta >= 0; NaN and infinities refused."""
+    allowed = {"temperature": (1e-9, 5.0), "d_pos": (1e-9, 1e6), "d_neg": (1e-9, 1e6), "tau_plus": (0.0, 0.999), "beta": (0.0, 1e6)}
+    refused = {"temperature": (0.0, -1.0), "d_pos": (0.0,), "d_neg": (-0.5,), "tau_plus": (-0.1, 1.0), "beta": (-1e-9,)}
+    assert set(HYPERPARAMETERS) == set(allowed)
+    for name, spec in HYPERPARAMETERS.items():
+        assert all(spec.problem(v) is None for v in allowed[name]), name
+        assert all(f"{name}=" in (spec.problem(v) or "") for v in (*refused[name], math.nan, math.inf, -math.inf)), name
+
+
+@pytest.mark.parametrize("name", CATALOG)
 def test_backward_graph_keeps_no_whole_similarity_matrix(name: str) -> None:
     """Autograd saves only embeddings and per-anchor values: never the similarity matrix,
     (B·V)², or (2B)² for AttentionNCE, whose negatives are the 2 anchor views of each image."""
@@ -224,7 +281,7 @@ def test_backward_graph_keeps_no_whole_similarity_matrix(name: str) -> None:
     assert saved and max(saved) < whole / 4
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("name", CATALOG)
 def test_forward_and_backward_hold_less_than_one_similarity_matrix(name: str) -> None:
     """The memory bound of the loss benchmark: the CPU allocator's peak over forward and
     backward stays under one (B·V)² float32 matrix ((2B)² for AttentionNCE). D is small, so the

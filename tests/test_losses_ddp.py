@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from ddp import run_ddp
-from trainables.losses import LOSSES, build_loss
+from trainables.losses import CATALOG, build_loss
 
 BATCH, DIM = 8, 16
 
 
 def full_batch(name: str) -> torch.Tensor:
-    views = LOSSES[name].views_per_image(2)
+    views = CATALOG[name].views_per_image(2)
     return torch.randn(BATCH, views, DIM, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 
 
@@ -27,16 +27,16 @@ def rank_gradients(rank: int, world_size: int, names: list[str]) -> dict[str, di
         value = loss(local)
         value.backward()
         # DDP averages parameter gradients over ranks: the equivalent gradient is grad / W.
-        out[name] = {"grad": local.grad / world_size, "value": value.detach(), "pos_prob": loss.diagnostics()["pos_prob"]}
+        out[name] = {"grad": local.grad / world_size, "value": value.detach(), "pos_prob": loss.diagnostics()[CATALOG[name].diagnostics[0]]}
     return out
 
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, dict[str, torch.Tensor]]]:
-    return run_ddp(rank_gradients, 2, tmp_path_factory.mktemp("ddp"), list(LOSSES))
+    return run_ddp(rank_gradients, 2, tmp_path_factory.mktemp("ddp"), list(CATALOG))
 
 
-@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("name", CATALOG)
 def test_two_process_gather_matches_one_process_full_batch(name: str, two_ranks: list) -> None:
     z = full_batch(name).requires_grad_()
     loss = build_loss(name)
@@ -46,7 +46,7 @@ def test_two_process_gather_matches_one_process_full_batch(name: str, two_ranks:
     torch.testing.assert_close(grads, z.grad, rtol=1e-10, atol=1e-13)
     # Each rank's loss is the mean over its own anchors; their mean is the full-batch loss.
     assert torch.stack([r[name]["value"] for r in two_ranks]).mean().item() == pytest.approx(value.item(), rel=1e-12)
-    assert torch.stack([r[name]["pos_prob"] for r in two_ranks]).mean().item() == pytest.approx(loss.diagnostics()["pos_prob"].item(), rel=1e-12)
+    assert torch.stack([r[name]["pos_prob"] for r in two_ranks]).mean().item() == pytest.approx(loss.diagnostics()[CATALOG[name].diagnostics[0]].item(), rel=1e-12)
 
 
 def test_without_gather_the_gradient_differs(tmp_path: Path) -> None:

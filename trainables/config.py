@@ -19,29 +19,42 @@ from typing import Any, Iterable
 import yaml
 
 from trainables.data import DATASETS
-from trainables.losses import ATTENTIONNCE_PRESETS, HYPERPARAMETERS, LOSSES
+from trainables.losses.catalog import CATALOG, HYPERPARAMETERS, hyperparameter_names, preset_names, takes
 from trainables.models import BACKBONES, HEADS
 from trainables.optim import LR_SCALING, OPTIMIZERS, SCHEDULES, scaled_lr
 
 PRECISION_NAMES = ("auto", "fp32", "bf16")
-LOSS_HYPERPARAMETERS = ("temperature", "d_pos", "d_neg", "tau_plus", "beta")
 
 
 class ConfigError(ValueError):
     """Bad configuration; the message names every bad field, its value and what is allowed."""
 
 
+def with_loss_hyperparameters(cls: type) -> type:
+    """``cls`` with one field per hyperparameter the catalog's losses take, after ``views``.
+
+    Each is ``float | None``, None meaning the loss's own default. Generated (before
+    ``@dataclass`` reads the annotations) so that a loss with a new hyperparameter needs no edit
+    here: ``--set tau_plus=0.1``, YAML keys, flags and MLflow params all follow from the field.
+    """
+    annotations: dict[str, Any] = {}
+    for name, kind in cls.__annotations__.items():
+        annotations[name] = kind
+        if name == "views":
+            for hyperparameter in hyperparameter_names():
+                annotations[hyperparameter] = "float | None"
+                setattr(cls, hyperparameter, None)
+    cls.__annotations__ = annotations
+    return cls
+
+
 @dataclass(frozen=True)
+@with_loss_hyperparameters
 class PretrainConfig:
-    # What is compared.
+    # What is compared. The losses' hyperparameters follow views (see with_loss_hyperparameters).
     loss: str = "infonce"
     views: int = 1
-    temperature: float | None = None  # None: the loss's own default
-    d_pos: float | None = None
-    d_neg: float | None = None
-    attention_preset: str | None = None  # a dataset name whose (d_pos, d_neg) AttentionNCE published
-    tau_plus: float | None = None
-    beta: float | None = None
+    attention_preset: str | None = None  # a dataset name whose hyperparameters the loss's paper published
     # Data.
     dataset: str = "cifar10"
     data_dir: str = "data"
@@ -93,8 +106,8 @@ class PretrainConfig:
 
     @property
     def views_per_image(self) -> int:
-        """V, the encoder passes per image (M + 1, or M + 2 for attentionnce)."""
-        return LOSSES[self.loss].views_per_image(self.views)
+        """V, the encoder passes per image (M + 1, or M + 2 for AttentionNCE: the catalog's rule)."""
+        return CATALOG[self.loss].views_per_image(self.views)
 
     @property
     def effective_lr(self) -> float:
@@ -103,9 +116,9 @@ class PretrainConfig:
 
     def loss_hyperparameters(self) -> dict[str, float]:
         """The hyperparameters given for this loss (its own defaults fill the rest)."""
-        given = {name: getattr(self, name) for name in LOSS_HYPERPARAMETERS if getattr(self, name) is not None}
+        given = {name: getattr(self, name) for name in hyperparameter_names() if getattr(self, name) is not None}
         if self.attention_preset is not None:
-            given = dict(zip(("d_pos", "d_neg"), ATTENTIONNCE_PRESETS[self.attention_preset])) | given
+            given = dict(CATALOG[self.loss].presets[self.attention_preset]) | given
         return given
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,14 +173,20 @@ def non_empty(name: str):
     return check
 
 
+def hyperparameters_in_range(cfg: PretrainConfig) -> list[str]:
+    """Each loss hyperparameter within the range the catalog allows every loss taking it."""
+    problems = (HYPERPARAMETERS[name].problem(getattr(cfg, name)) for name in hyperparameter_names())
+    return [problem for problem in problems if problem]
+
+
 def hyperparameters_fit_the_loss(cfg: PretrainConfig) -> list[str]:
-    if cfg.loss not in LOSSES:
+    if cfg.loss not in CATALOG:
         return []
-    takes = HYPERPARAMETERS[cfg.loss]
-    given = [n for n in LOSS_HYPERPARAMETERS if getattr(cfg, n) is not None and n not in takes]
-    if cfg.attention_preset is not None and cfg.loss != "attentionnce":
+    entry = CATALOG[cfg.loss]
+    given = [n for n in hyperparameter_names() if getattr(cfg, n) is not None and n not in entry.hyperparameters]
+    if cfg.attention_preset is not None and not entry.presets:
         given.append("attention_preset")
-    return [f"{n}={getattr(cfg, n)!r} does not apply to loss={cfg.loss!r}, which takes: {', '.join(takes)}" for n in given]
+    return [f"{n}={getattr(cfg, n)!r} does not apply to loss={cfg.loss!r}, which takes: {takes(cfg.loss)}" for n in given]
 
 
 def workers_divide_batch(cfg: PretrainConfig) -> list[str]:
@@ -183,7 +202,7 @@ def warmup_fits(cfg: PretrainConfig) -> list[str]:
 
 
 CHECKS = [
-    one_of("loss", LOSSES),
+    one_of("loss", CATALOG),
     one_of("dataset", DATASETS),
     one_of("backbone", BACKBONES),
     one_of("head", HEADS),
@@ -191,16 +210,12 @@ CHECKS = [
     one_of("lr_scaling", LR_SCALING),
     one_of("schedule", SCHEDULES),
     one_of("precision", PRECISION_NAMES),
-    one_of("attention_preset", ATTENTIONNCE_PRESETS, optional=True),
+    one_of("attention_preset", preset_names(), optional=True),
     at_least("views", 1),
     at_least("batch_size", 2),
     at_least("epochs", 1),
     at_least("lr", 0, strict=True),
-    at_least("temperature", 0, strict=True),
-    at_least("d_pos", 0, strict=True),
-    at_least("d_neg", 0, strict=True),
-    in_range("tau_plus", 0, 1),
-    at_least("beta", 0),
+    hyperparameters_in_range,
     at_least("limit_train", 1),
     in_range("val_fraction", 0, 1, open_low=True),  # both train and val need images
     at_least("proj_dim", 1),

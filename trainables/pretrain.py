@@ -29,7 +29,8 @@ from trainables.config import PretrainConfig, from_dict
 from trainables.data import FolderSplits, TensorSplits, load_dataset, worker_batch_indices
 from trainables.knn import knn_accuracy
 from trainables.linear_eval import EvalConfig, Pretrained, evaluate_and_record
-from trainables.losses import ContrastiveLoss, build_loss
+from trainables.losses import CATALOG, build_loss
+from trainables.losses.base import ContrastiveLoss
 from trainables.models import ContrastiveModel, build_model, prepare_for_device
 from trainables.optim import build_optimizer, build_schedule, scaled_lr
 from trainables.session import RayTrainSession, Session
@@ -177,7 +178,8 @@ def train_one_epoch(p: Parts, epoch: int, resident: torch.Tensor | None) -> dict
     local = p.cfg.batch_size // p.world_size
     rows = slice(p.rank * local, (p.rank + 1) * local)
     generator, guard = augment_generator(p, epoch), NonFiniteGuard(p.device)
-    sums = torch.zeros(3, device=p.device)  # loss, pi+, steps: accumulated on the device
+    sums = torch.zeros(3, device=p.device)  # loss, the positive's probability, steps: accumulated on the device
+    probability, grad_scale = CATALOG[p.cfg.loss].diagnostics
     start = time.perf_counter()
     seed, batch = p.cfg.seed, p.cfg.batch_size
     for step, images in enumerate(local_batches(p, epoch, resident)):
@@ -191,7 +193,7 @@ def train_one_epoch(p: Parts, epoch: int, resident: torch.Tensor | None) -> dict
         p.optimizer.step()
         p.schedule.step()
         guard.watch(loss, epoch, step)
-        sums += torch.stack([loss.detach().float(), p.loss.diagnostics()["pos_prob"].float(), torch.ones((), device=p.device)])
+        sums += torch.stack([loss.detach().float(), p.loss.diagnostics()[probability].float(), torch.ones((), device=p.device)])
     guard.check()
     if p.world_size > 1:
         dist.all_reduce(sums)
@@ -201,8 +203,8 @@ def train_one_epoch(p: Parts, epoch: int, resident: torch.Tensor | None) -> dict
     loss_mean, pos_prob, steps = (sums[:2] / sums[2]).tolist() + [sums[2].item() / p.world_size]
     return {
         rs.M_TRAIN_LOSS: loss_mean,
-        rs.M_POS_PROB: pos_prob,
-        rs.M_GRAD_SCALE: 1 - pos_prob,
+        probability: pos_prob,
+        grad_scale: 1 - pos_prob,
         rs.M_LR: p.optimizer.param_groups[0]["lr"],
         rs.M_EPOCH_TIME: seconds,
         rs.M_IMAGES_PER_S: steps * p.cfg.batch_size / seconds,
@@ -306,7 +308,8 @@ def pretrain(cfg: PretrainConfig, session: Session, *, run_id: str | None = None
                     logger.log_artifacts(ckpt, "checkpoint")
             session.report(last, ckpt, epoch)
         if bar is not None:
-            bar.set_description(f"epoch {epoch}/{cfg.epochs} loss {metrics[rs.M_TRAIN_LOSS]:.3f} pi+ {metrics[rs.M_POS_PROB]:.3f}")
+            probability = CATALOG[cfg.loss].diagnostics[0]
+            bar.set_description(f"epoch {epoch}/{cfg.epochs} loss {metrics[rs.M_TRAIN_LOSS]:.3f} {probability} {metrics[probability]:.3f}")
             bar.update(1)
     if bar is not None:
         bar.close()

@@ -1,48 +1,51 @@
 """Contrastive losses under one multi-view contract: ``build_loss(name, **hyperparams)(z)``.
 
 ``z`` is [B, V, D]: B images of the (local) batch, V views each, raw projection outputs.
-``views`` in every config means M, the number of positive views per anchor; each loss class
-says its V for a given M through ``views_per_image(M)``.
+``views`` in every config means M, the number of positive views per anchor; the catalog says
+each loss's V for a given M. This package imports no torch until a loss is built, so the
+catalog can be read by config validation and the command line cheaply.
+
+Adding a loss takes three edits and no others:
+
+1. A module here with a ``ContrastiveLoss`` subclass: its hyperparameters are the keyword
+   arguments of its ``__init__``, each with its default (the published one); ``terms()``
+   computes the per-term losses on L2-normalised views (see ``base.py`` and ``infonce.py``).
+   A subclass whose only hyperparameter is the temperature needs no ``__init__`` at all.
+2. One ``LossEntry`` line in ``catalog.CATALOG``: name, table label, plot colour,
+   ``"module:Class"``, help summary, and where it differs from the default, its views-per-image
+   rule, negatives and diagnostic names. A hyperparameter no loss took before also needs its
+   ``Hyperparameter`` line (allowed range, table symbol, tuning range) in ``catalog.HYPERPARAMETERS``.
+3. One line in ``tests/test_losses.py``'s ``REFERENCES``: a float64 NumPy formula of the loss
+   and the hyperparameter sets to test it at.
+
+The config then has a field per new hyperparameter with its range checked, ``--help`` lists the
+loss, tables and plots label and colour it, the tuning presets search its hyperparameters, and
+the loss benchmark times it (against a dense version only where ``dense.py`` has one).
 """
 
 from __future__ import annotations
 
-from trainables.losses.attentionnce import ATTENTIONNCE_PRESETS, AttentionNCELoss
-from trainables.losses.base import ContrastiveLoss, LossTerms
-from trainables.losses.debiased import DebiasedLoss, HardNegativeLoss
-from trainables.losses.flatnce import FlatNCELoss
-from trainables.losses.infonce import InfoNCELoss
+from typing import TYPE_CHECKING
 
-LOSSES: dict[str, type[ContrastiveLoss]] = {
-    "infonce": InfoNCELoss,
-    "flatnce": FlatNCELoss,
-    "attentionnce": AttentionNCELoss,
-    "dcl": DebiasedLoss,
-    "hcl": HardNegativeLoss,
-}
+from trainables.losses.catalog import CATALOG
 
-# Hyperparameters each loss accepts by keyword (beyond gather_distributed).
-HYPERPARAMETERS: dict[str, tuple[str, ...]] = {
-    "infonce": ("temperature",),
-    "flatnce": ("temperature",),
-    "attentionnce": ("temperature", "d_pos", "d_neg"),
-    "dcl": ("temperature", "tau_plus"),
-    "hcl": ("temperature", "tau_plus", "beta"),
-}
+if TYPE_CHECKING:
+    from trainables.losses.base import ContrastiveLoss
 
 
 def build_loss(name: str, *, gather_distributed: bool = True, **hyperparams: float) -> ContrastiveLoss:
-    """The loss ``name`` with the given hyperparameters (defaults from the official code).
+    """The loss ``name`` with the given hyperparameters (the class's defaults fill the rest).
 
     Raises:
-        ValueError: an unknown loss, or a hyperparameter that loss does not take.
+        ValueError: an unknown loss, a hyperparameter that loss does not take, or a value out of range.
     """
-    if name not in LOSSES:
-        raise ValueError(f"loss={name!r} is not known; allowed: {', '.join(LOSSES)}")
-    unknown = sorted(set(hyperparams) - set(HYPERPARAMETERS[name]))
+    if name not in CATALOG:
+        raise ValueError(f"loss={name!r} is not known; allowed: {', '.join(CATALOG)}")
+    takes = CATALOG[name].hyperparameters
+    unknown = sorted(set(hyperparams) - set(takes))
     if unknown:
-        raise ValueError(f"loss={name!r} does not take {', '.join(unknown)}; it takes: {', '.join(HYPERPARAMETERS[name])}")
-    return LOSSES[name](gather_distributed=gather_distributed, **hyperparams)
+        raise ValueError(f"loss={name!r} does not take {', '.join(unknown)}; it takes: {', '.join(takes)}")
+    return CATALOG[name].load()(gather_distributed=gather_distributed, **hyperparams)
 
 
-__all__ = ["ATTENTIONNCE_PRESETS", "HYPERPARAMETERS", "LOSSES", "ContrastiveLoss", "LossTerms", "build_loss"]
+__all__ = ["CATALOG", "build_loss"]

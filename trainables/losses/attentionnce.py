@@ -5,18 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from trainables.losses.base import ContrastiveLoss, LossTerms, check_positive
+from trainables.losses.base import ContrastiveLoss, LossTerms
+from trainables.losses.catalog import CATALOG, HYPERPARAMETERS
 from trainables.losses.lse import negative_logsumexp
 
-# (d_pos, d_neg) from the official README, per dataset.
-ATTENTIONNCE_PRESETS: dict[str, tuple[float, float]] = {
-    "cifar10": (1.0, 10.0),
-    "cifar100": (1.0, 10.0),
-    "stl10": (2.0, 0.5),
-    "tinyimagenet": (4.0, 1.0),
-}
-
-ANCHORS = 2  # views 0 and 1 of every image are anchors; views 2.. are its M positives
+NAME = "attentionnce"
+ANCHORS = CATALOG[NAME].anchor_views  # views 0 and 1 of every image are anchors; views 2.. are its M positives
 
 
 def prototype_logits(anchors: torch.Tensor, positives: torch.Tensor, d_pos: float, temperature: float) -> torch.Tensor:
@@ -36,20 +30,18 @@ class AttentionNCELoss(ContrastiveLoss):
     """l = -log(e^{P/tau} / (e^{P/tau} + sum_j e^{beta_j s_j / tau})), mean over the 2B anchors.
 
     Uses V = M + 2 views per image: 2 anchors and M positives. Defaults temperature 0.5,
-    d_pos 1, d_neg 1 (official code); per-dataset (d_pos, d_neg) in ATTENTIONNCE_PRESETS.
+    d_pos 1, d_neg 1 (official code); per-dataset (d_pos, d_neg) are the catalog's presets.
     The official code's raw exp overflows at d_neg = 0.5; this log-sum-exp form does not.
+    Its diagnostic is the prototype's probability among the beta-rescaled negatives, which is
+    not InfoNCE's pi+, so it is logged under its own name.
     """
 
-    name = "attentionnce"
+    name = NAME
 
     def __init__(self, temperature: float = 0.5, d_pos: float = 1.0, d_neg: float = 1.0, gather_distributed: bool = True) -> None:
         super().__init__(temperature, gather_distributed)
-        self.d_pos = check_positive("d_pos", d_pos)
-        self.d_neg = check_positive("d_neg", d_neg)
-
-    @staticmethod
-    def views_per_image(views: int) -> int:
-        return views + ANCHORS
+        self.d_pos = HYPERPARAMETERS["d_pos"].check(d_pos)
+        self.d_neg = HYPERPARAMETERS["d_neg"].check(d_neg)
 
     def terms(self, local: torch.Tensor, glob: torch.Tensor, offset: int) -> LossTerms:
         if local.shape[1] < ANCHORS + 1:

@@ -9,28 +9,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainables.losses.catalog import CATALOG, HYPERPARAMETERS
 from trainables.losses.gather import gather_batch
 
 
 @dataclass(frozen=True)
 class LossTerms:
-    """Per-term losses of one batch and the InfoNCE positive probability of each term.
+    """Per-term losses of one batch and the probability the loss gives the positive of each term.
 
     Attributes:
         terms: the loss of every (anchor, positive) pair (or anchor); the loss is their mean.
-        pos_prob: pi+, the probability InfoNCE gives the positive, for the log-K diagnostics.
+        pos_prob: the probability of the positive (pi+ for InfoNCE-like losses, the prototype's
+            for AttentionNCE), logged under the catalog's diagnostic names.
         value: what the loss reports, when it differs from the mean of ``terms`` (FlatNCE).
     """
 
     terms: torch.Tensor
     pos_prob: torch.Tensor
     value: torch.Tensor | None = None
-
-
-def check_positive(name: str, value: float) -> float:
-    if not value > 0:
-        raise ValueError(f"{name}={value!r} is not allowed: it must be > 0")
-    return float(value)
 
 
 class ContrastiveLoss(nn.Module):
@@ -44,16 +40,12 @@ class ContrastiveLoss(nn.Module):
 
     name: ClassVar[str]
 
-    def __init__(self, temperature: float, gather_distributed: bool = True) -> None:
+    def __init__(self, temperature: float = 0.1, gather_distributed: bool = True) -> None:
+        """Default temperature 0.1 (FlatCLR's), which InfoNCE and FlatNCE keep."""
         super().__init__()
-        self.temperature = check_positive("temperature", temperature)
+        self.temperature = HYPERPARAMETERS["temperature"].check(temperature)
         self.gather_distributed = gather_distributed
         self.last_pos_prob: torch.Tensor | None = None
-
-    @staticmethod
-    def views_per_image(views: int) -> int:
-        """V, the encoder passes per image, for M = ``views`` positive views per anchor."""
-        return views + 1
 
     def terms(self, local: torch.Tensor, glob: torch.Tensor, offset: int) -> LossTerms:
         raise NotImplementedError
@@ -75,7 +67,9 @@ class ContrastiveLoss(nn.Module):
         return out.terms.mean() if out.value is None else out.value
 
     def diagnostics(self) -> dict[str, torch.Tensor]:
-        """pi+ and InfoNCE's gradient scale 1 - pi+ of the last batch (this worker's anchors)."""
+        """The positive's probability and one minus it (InfoNCE's gradient scale, for pi+) of the
+        last batch (this worker's anchors), under the catalog's names for this loss."""
         if self.last_pos_prob is None:
             return {}
-        return {"pos_prob": self.last_pos_prob, "grad_scale": 1 - self.last_pos_prob}
+        probability, scale = CATALOG[self.name].diagnostics
+        return {probability: self.last_pos_prob, scale: 1 - self.last_pos_prob}

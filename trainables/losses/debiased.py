@@ -14,15 +14,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from trainables.losses.base import ContrastiveLoss, LossTerms, check_positive
+from trainables.losses.base import ContrastiveLoss, LossTerms
+from trainables.losses.catalog import HYPERPARAMETERS
 from trainables.losses.lse import negative_logsumexp
 from trainables.losses.multiview import positive_logits
-
-
-def check_tau_plus(tau_plus: float) -> float:
-    if not 0 <= tau_plus < 1:
-        raise ValueError(f"tau_plus={tau_plus!r} is not allowed: it must be in [0, 1)")
-    return float(tau_plus)
 
 
 def debiased_terms(pos: torch.Tensor, log_neg_mass: torch.Tensor, num_neg: int, tau_plus: float, temperature: float) -> torch.Tensor:
@@ -47,7 +42,7 @@ class DebiasedLoss(ContrastiveLoss):
 
     def __init__(self, temperature: float = 0.5, tau_plus: float = 0.1, gather_distributed: bool = True) -> None:
         super().__init__(temperature, gather_distributed)
-        self.tau_plus = check_tau_plus(tau_plus)
+        self.tau_plus = HYPERPARAMETERS["tau_plus"].check(tau_plus)
 
     def log_negative_mass(self, local: torch.Tensor, glob: torch.Tensor, offset: int, neg_lse: torch.Tensor, num_neg: int) -> torch.Tensor:
         """log sum_n w_n e^{s_n/tau} over each anchor's negatives; w_n = 1 here.
@@ -77,9 +72,7 @@ class HardNegativeLoss(DebiasedLoss):
 
     def __init__(self, temperature: float = 0.5, tau_plus: float = 0.1, beta: float = 1.0, gather_distributed: bool = True) -> None:
         super().__init__(temperature, tau_plus, gather_distributed)
-        if not beta >= 0:
-            raise ValueError(f"beta={beta!r} is not allowed: it must be >= 0")
-        self.beta = float(beta)
+        self.beta = HYPERPARAMETERS["beta"].check(beta)
 
     def log_negative_mass(self, local: torch.Tensor, glob: torch.Tensor, offset: int, neg_lse: torch.Tensor, num_neg: int) -> torch.Tensor:
         if self.beta == 0:

@@ -16,13 +16,10 @@ class FlatNCELoss(ContrastiveLoss):
     silently become InfoNCE's. The gradient is grad v = grad InfoNCE / (1 - pi+), the decoupled
     loss's. As in the official code the returned value is the detached InfoNCE value of the same
     batch (the surrogate's value is identically 1), so loss curves compare with InfoNCE's.
-    Default temperature 0.1 (FlatCLR).
+    Default temperature 0.1 (FlatCLR), the base class's.
     """
 
     name = "flatnce"
-
-    def __init__(self, temperature: float = 0.1, gather_distributed: bool = True) -> None:
-        super().__init__(temperature, gather_distributed)
 
     def terms(self, local: torch.Tensor, glob: torch.Tensor, offset: int) -> LossTerms:
         v = decoupled_logits(local, glob, offset, self.temperature)

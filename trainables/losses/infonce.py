@@ -28,13 +28,10 @@ class InfoNCELoss(ContrastiveLoss):
 
     Every view is an anchor; its positives are the other M views of its image, each pair a
     (1 + negatives)-way classification, and the loss is the mean over all pairs. With M = 1
-    this is SimCLR's NT-Xent. Default temperature 0.1 (FlatCLR).
+    this is SimCLR's NT-Xent. Default temperature 0.1 (FlatCLR), the base class's.
     """
 
     name = "infonce"
-
-    def __init__(self, temperature: float = 0.1, gather_distributed: bool = True) -> None:
-        super().__init__(temperature, gather_distributed)
 
     def terms(self, local: torch.Tensor, glob: torch.Tensor, offset: int) -> LossTerms:
         v = decoupled_logits(local, glob, offset, self.temperature)
