@@ -181,15 +181,15 @@ def timeline(work: Path, name: str, timings: dict[str, float]) -> dict[str, Any]
 def baseline_seconds(work: Path) -> list[float]:
     """Seconds of each of the 8 trials' work, run with pretrain() and a LocalSession, no MLflow."""
     from study.plan import make_plan, parse_overrides
-    from trainables.linear_eval import EvalConfig
-    from trainables.pretrain import pretrain
+    from trainables.evaluation import EvalConfig
     from trainables.session import LocalSession
+    from trainables.trial import train_and_evaluate
 
     plan = make_plan("quickstart", parse_overrides(OVERRIDES + PATHS["in-process"]))
     seconds = []
     for i, cfg in enumerate(plan.configs):
         begin = time.perf_counter()
-        pretrain(cfg, LocalSession(work / f"local-{time.monotonic_ns()}-{i}"), evaluation=EvalConfig(**plan.preset.evaluation))
+        train_and_evaluate(cfg, LocalSession(work / f"local-{time.monotonic_ns()}-{i}"), run_id=None, tracking_uri=None, evaluation=EvalConfig(**plan.preset.evaluation))
         seconds.append(time.perf_counter() - begin)
     return seconds
 

@@ -20,12 +20,9 @@ from mlflow.tracking import MlflowClient
 from search_spaces import PRESETS
 from study import run_sweep
 from trainables import run_schema as rs
-from trainables.augment import augment_config_for, eval_transform
+from trainables.components import build_components, validation_knn
 from trainables.config import from_dict
-from trainables.data import load_dataset
-from trainables.knn import knn_accuracy
 from trainables.mlflow_search import search_runs
-from trainables.models import build_model
 from trainables.tracking import resolve_tracking_uri
 
 RANDOM_SEEDS = (0, 1, 2)
@@ -35,12 +32,7 @@ RANDOM_SEEDS = (0, 1, 2)
 def random_init_knn(seed: int) -> float:
     """Validation kNN accuracy of an untrained encoder, configured as the quickstart trials."""
     cfg = from_dict(PRESETS["quickstart"].fixed | {"seed": seed})
-    data = load_dataset(cfg.dataset, cfg.data_dir, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed)
-    aug = augment_config_for(cfg.dataset, data.spec.image_size, data.spec.mean, data.spec.std)
-    torch.manual_seed(seed)
-    model = build_model(cfg.backbone, cfg.head, data.spec.image_size, cfg.proj_dim).eval()
-    encode = lambda images: model.features(eval_transform(images, aug))  # noqa: E731
-    return knn_accuracy(encode, data.train, data.val, k=cfg.knn_k, temperature=cfg.knn_temperature, num_classes=data.spec.num_classes)
+    return validation_knn(build_components(cfg), cfg, torch.device("cpu"))
 
 
 def learned_knn(study: str) -> list[float]:

@@ -24,7 +24,7 @@ from trainables import run_schema as rs
 from trainables.checkpoint import STATE_FILE, CorruptCheckpointError
 from trainables.config import ConfigError
 from trainables.data import DatasetNotFoundError
-from trainables.linear_eval import EvalConfig, evaluate_and_record, load_pretrained
+from trainables.evaluation import EvalConfig, evaluate_and_record, load_pretrained
 from trainables.tracking import TrackingUnavailableError, check_reachable, resolve_tracking_uri
 
 

@@ -17,7 +17,7 @@ import yaml
 
 from search_spaces import PRESETS, Preset
 from trainables.config import ConfigError, PretrainConfig, from_dict, load_yaml
-from trainables.linear_eval import EvalConfig
+from trainables.evaluation import EvalConfig
 from trainables.study_context import trial_config
 
 STUDY_KEYS = ("seeds", "num_samples", "scheduler")

@@ -88,15 +88,15 @@ def test_two_worker_ddp_step_equals_one_process_on_the_full_batch(tmp_path: Path
 def test_non_finite_loss_stops_the_run_at_its_first_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from trainables import pretrain as module
 
-    build = module.build_parts
+    build = module.build_components
 
     def poisoned(*args, **kwargs):  # weights holding an infinity make the first loss NaN
-        parts = build(*args, **kwargs)
+        components = build(*args, **kwargs)
         with torch.no_grad():
-            next(parts.model.parameters()).fill_(float("inf"))
-        return parts
+            next(components.model.parameters()).fill_(float("inf"))
+        return components
 
-    monkeypatch.setattr(module, "build_parts", poisoned)
+    monkeypatch.setattr(module, "build_components", poisoned)
     session = LocalSession(tmp_path)
     with pytest.raises(NonFiniteLossError, match="epoch 1, step 0"):
         pretrain(from_dict(TINY | {"epochs": 1}), session)

@@ -25,6 +25,7 @@ from study import linear_eval as linear_eval_cli
 from trainables import run_schema as rs
 from trainables.checkpoint import CHECKSUM_FILE, STATE_FILE, CorruptCheckpointError, UnsafeCheckpointError, load_checkpoint, load_latest_valid, save_checkpoint
 from trainables.config import from_dict
+from trainables.epoch_end import EpochEnd
 from trainables.pretrain import pretrain
 from trainables.session import LocalSession
 from trainables.tracking import create_run, end_run, pretrain_params, redact_secrets
@@ -184,7 +185,8 @@ def test_no_secret_reaches_the_run_artifacts(store: str, tmp_path: Path, secret_
         dataset="digits", backbone="small", head="mlp", limit_train=128, batch_size=64, epochs=1, n_eval_epochs=1, knn_k=5,
     ))
     run_id = create_run(uri, cfg.experiment, run_name=cfg.run_name or "", params=pretrain_params(cfg), tags=cfg.tags)
-    pretrain(cfg, LocalSession(tmp_path / "checkpoints"), run_id=run_id, tracking_uri=uri)
+    session = LocalSession(tmp_path / "checkpoints")
+    pretrain(cfg, session, EpochEnd(cfg, session, run_id=run_id, tracking_uri=uri))
     client = MlflowClient(uri)
     assert [a.path for a in client.list_artifacts(run_id, "checkpoint")] == ["checkpoint/state.pt", "checkpoint/state.sha256"]
     texts = artifact_texts(client, run_id, tmp_path / "downloaded")

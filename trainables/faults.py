@@ -8,6 +8,10 @@
 Several faults are separated by ";". ``once`` names a marker file: the fault fires only if it
 does not exist yet (and creates it), so a restarted worker runs clean. ``seed`` and ``batch``
 limit a fault to runs with that seed or global batch size.
+
+The environment is read once per run (:func:`from_environment`). An epoch with no fault meant
+for it trains on the plain batches and loss; only an epoch that has one gets them wrapped
+(:meth:`RunFaults.inject`), so the training step itself holds no fault code.
 """
 
 from __future__ import annotations
@@ -15,12 +19,16 @@ from __future__ import annotations
 import os
 import resource
 import signal
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 VARIABLE = "NCE_FAULT"
+KINDS = ("kill", "nan", "memcap")
 
 
 @dataclass(frozen=True)
@@ -33,11 +41,8 @@ class Fault:
     once: str | None = None
     mb: int = 0
 
-    def strikes(self, kind: str, epoch: int, step: int, seed: int, batch: int) -> bool:
-        if (self.kind, self.epoch, self.step) != (kind, epoch, step):
-            return False
-        if (self.seed is not None and self.seed != seed) or (self.batch is not None and self.batch != batch):
-            return False
+    def claim(self) -> bool:
+        """Whether the fault fires now: always, or for a ``once`` fault the first time only."""
         if self.once is None:
             return True
         marker = Path(self.once)
@@ -49,29 +54,63 @@ class Fault:
 
 def parse(spec: str) -> Fault:
     kind, *fields = spec.split(":")
+    if kind not in KINDS:
+        raise ValueError(f"{VARIABLE}: fault kind {kind!r} is not allowed; allowed: {', '.join(KINDS)}")
     values = dict(field.split("=", 1) for field in fields)
     ints = {k: int(v) for k, v in values.items() if k != "once"}
     return Fault(kind, once=values.get("once"), **ints)
 
 
-def striking(kind: str, *, epoch: int, step: int, seed: int, batch: int) -> bool:
-    specs = [s for s in os.environ.get(VARIABLE, "").split(";") if s]
-    return any(parse(s).strikes(kind, epoch, step, seed, batch) for s in specs)
+@dataclass(frozen=True)
+class RunFaults:
+    """The faults meant for one run (its seed, global batch and rank)."""
+
+    faults: tuple[Fault, ...]
+    rank: int
+
+    def inject(self, epoch: int, batches: Iterable[torch.Tensor], loss: nn.Module) -> tuple[Iterable[torch.Tensor], nn.Module]:
+        """The epoch's batches and loss, wrapped only where a fault is meant for this epoch."""
+        here = [f for f in self.faults if f.epoch == epoch]
+        if not here:
+            return batches, loss
+        caps = {f.step: f for f in here if f.kind == "memcap"}
+        strikes = [f for f in here if f.kind in ("kill", "nan")]
+        return (_capped(batches, caps) if caps else batches), (FaultyLoss(loss, strikes, self.rank) if strikes else loss)
 
 
-def before_step(*, epoch: int, step: int, seed: int, batch: int) -> None:
-    """The memory cap: later allocations beyond it fail as a real out-of-memory would."""
-    for spec in filter(None, os.environ.get(VARIABLE, "").split(";")):
-        fault = parse(spec)
-        if fault.strikes("memcap", epoch, step, seed, batch):
+def from_environment(*, seed: int, batch: int, rank: int) -> RunFaults:
+    """The faults NCE_FAULT names for a run with this seed and global batch, read once."""
+    specs = [parse(s) for s in os.environ.get(VARIABLE, "").split(";") if s]
+    mine = tuple(f for f in specs if (f.seed is None or f.seed == seed) and (f.batch is None or f.batch == batch))
+    return RunFaults(mine, rank)
+
+
+def _capped(batches: Iterable[torch.Tensor], caps: dict[int, Fault]) -> Iterator[torch.Tensor]:
+    """The batches; before the step of a memory cap, later allocations beyond it fail as a real out-of-memory would."""
+    for step, images in enumerate(batches):
+        fault = caps.get(step)
+        if fault is not None and fault.claim():
             now = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
             resource.setrlimit(resource.RLIMIT_AS, (now + fault.mb * 2**20, resource.RLIM_INFINITY))
+        yield images
 
 
-def after_loss(loss: torch.Tensor, *, epoch: int, step: int, rank: int, seed: int, batch: int) -> torch.Tensor:
-    """The step's loss, after a kill or NaN fault meant for this step has struck."""
-    if rank == 0 and striking("kill", epoch=epoch, step=step, seed=seed, batch=batch):
-        os.kill(os.getpid(), signal.SIGKILL)
-    if striking("nan", epoch=epoch, step=step, seed=seed, batch=batch):
-        return loss * float("nan")
-    return loss
+class FaultyLoss(nn.Module):
+    """The loss, with a kill (world rank 0) or a NaN at the steps the faults name; calls count the steps."""
+
+    def __init__(self, loss: nn.Module, faults: list[Fault], rank: int) -> None:
+        super().__init__()
+        self.loss, self.faults, self.rank, self.step = loss, faults, rank, 0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        value = self.loss(z)
+        step, self.step = self.step, self.step + 1
+        for fault in (f for f in self.faults if f.step == step):
+            if fault.kind == "kill" and self.rank == 0 and fault.claim():
+                os.kill(os.getpid(), signal.SIGKILL)
+            if fault.kind == "nan" and fault.claim():
+                value = value * float("nan")
+        return value
+
+    def diagnostics(self) -> dict[str, Any]:
+        return self.loss.diagnostics()  # type: ignore[operator]

@@ -8,8 +8,19 @@ from typing import Any
 import ray.train
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from trainables.config import PretrainConfig
-from trainables.pretrain import train_loop_per_worker
+from trainables.config import PretrainConfig, from_dict
+from trainables.evaluation import EvalConfig
+from trainables.session import RayTrainSession
+from trainables.trial import train_and_evaluate
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train's per-worker entry: ``{"config", "run_id", "tracking_uri", "evaluation"}``."""
+    evaluation = loop_config.get("evaluation")
+    train_and_evaluate(
+        from_dict(loop_config["config"]), RayTrainSession(), run_id=loop_config.get("run_id"),
+        tracking_uri=loop_config.get("tracking_uri"), evaluation=EvalConfig(**evaluation) if evaluation else None,
+    )
 
 
 def scaling_config(cfg: PretrainConfig) -> ray.train.ScalingConfig:

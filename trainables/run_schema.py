@@ -54,6 +54,10 @@ P_WORLD_SIZE = "world_size"
 P_DEVICE_TYPE = "device_type"  # "cpu" or "cuda"
 
 # --- params of an evaluation run -------------------------------------------------------------
+# The pretraining's P_LOSS, P_BATCH_SIZE, P_VIEWS, P_SEED, P_DATASET and P_BACKBONE are repeated
+# under the same names; the evaluation's own settings (EvalConfig fields) carry PROBE_PREFIX, so
+# that the probe's batch size (probe_batch_size) is never read as the pretraining's.
+PROBE_PREFIX = "probe_"
 P_PRETRAIN_RUN_ID = "pretrain_run_id"
 P_EVAL_MODE = "eval_mode"  # linear | finetune | knn
 P_RECIPE = "recipe"  # attentionnce | flatclr (linear and finetune only)
@@ -85,3 +89,8 @@ M_TEST_AT_BEST_VAL = "test_acc_at_best_val"  # THE reported number: test accurac
 M_BEST_VAL_ACC = "best_val_acc"
 M_BEST_EPOCH = "best_epoch"
 M_MAX_TEST_OVER_EPOCHS = "max_test_acc_over_epochs"  # the seeds' test-set-selected number, for comparison only
+
+# --- a trial run's copy of its evaluation's metrics, so that the runs table sorts by result -----
+EVAL_PREFIX = "eval_"  # on the trial run and in its last Tune report
+M_HEADLINE = EVAL_PREFIX + M_TEST_AT_BEST_VAL  # the number a trial is ranked by
+M_HEADLINE_VAL = EVAL_PREFIX + M_BEST_VAL_ACC

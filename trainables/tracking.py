@@ -181,6 +181,11 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def trial_run_name(cfg: Any) -> str:
+    """A pretraining run's name in a study: its loss, batch, views, lr and seed."""
+    return f"{cfg.loss}-b{cfg.batch_size}-m{cfg.views}-lr{cfg.lr:.3g}-s{cfg.seed}"
+
+
 def pretrain_params(cfg: Any) -> dict[str, Any]:
     """A pretraining run's params: its whole config, what follows from it, and versions."""
     derived = {

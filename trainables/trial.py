@@ -2,7 +2,8 @@
 
 A trial with one CPU worker runs the loop right here in the Tune trial (a Ray Train worker
 group costs ~10 s of start-up per trial on a small machine); several workers or GPUs run it
-under Ray Train's TorchTrainer, whose reports reach Tune through TuneReportCallback.
+under Ray Train's TorchTrainer, whose reports reach Tune through TuneReportCallback. Either
+way every worker runs :func:`train_and_evaluate`.
 """
 
 from __future__ import annotations
@@ -14,16 +15,32 @@ from mlflow.tracking import MlflowClient
 
 from trainables import run_schema as rs
 from trainables.config import PretrainConfig, from_dict
-from trainables.linear_eval import EvalConfig
+from trainables.epoch_end import EpochEnd
+from trainables.evaluation import EvalConfig, Pretrained, evaluate_and_record
 from trainables.mlflow_search import experiment_id, find_run
 from trainables.pretrain import pretrain
-from trainables.session import TuneSession
+from trainables.session import Session, TuneSession
 from trainables.study_context import StudyContext
-from trainables.tracking import create_run, pretrain_params
+from trainables.tracking import create_run, pretrain_params, trial_run_name
 
 
-def trial_name(cfg: PretrainConfig) -> str:
-    return f"{cfg.loss}-b{cfg.batch_size}-m{cfg.views}-lr{cfg.lr:.3g}-s{cfg.seed}"
+def train_and_evaluate(cfg: PretrainConfig, session: Session, *, run_id: str | None, tracking_uri: str | None, evaluation: EvalConfig | None) -> None:
+    """Pretrain, then evaluate the encoder in memory (a child MLflow run of ``run_id``).
+
+    The last epoch's report waits for the evaluation, so that the report Tune sees last carries
+    its results as ``eval_*`` metrics; rank 0 also copies them onto the trial's MLflow run.
+    """
+    end = EpochEnd(cfg, session, run_id=run_id, tracking_uri=tracking_uri, hold_last=evaluation is not None)
+    trained = pretrain(cfg, session, end)
+    if evaluation is None or not end.holding:  # no evaluation asked, or the last epoch was trained before
+        return
+    pretrained = Pretrained(trained.components, cfg, trained.epoch, run_id or "")
+    try:
+        result = evaluate_and_record(pretrained, evaluation, trained.device, tracking_uri=tracking_uri, checkpoint=f"epoch {trained.epoch}", log=session.rank == 0)
+    except BaseException:
+        end.discard()
+        raise
+    end.release({f"{rs.EVAL_PREFIX}{k}": v for k, v in result.items() if isinstance(v, float)})
 
 
 def trial_run(context: StudyContext, trial_id: str, cfg: PretrainConfig) -> str:
@@ -37,7 +54,7 @@ def trial_run(context: StudyContext, trial_id: str, cfg: PretrainConfig) -> str:
     if found:
         return found.info.run_id
     tags = {rs.KIND: rs.KIND_PRETRAIN, rs.STUDY: context.study, rs.TRIAL_ID: trial_id, rs.TRAIN_RUN: f"train-{trial_id}"}
-    return create_run(context.tracking_uri, context.experiment, run_name=trial_name(cfg), params=pretrain_params(cfg), tags=tags, parent_run_id=context.study_run_id)
+    return create_run(context.tracking_uri, context.experiment, run_name=trial_run_name(cfg), params=pretrain_params(cfg), tags=tags, parent_run_id=context.study_run_id)
 
 
 def run_trial(params: dict[str, Any], context: StudyContext) -> None:
@@ -46,7 +63,7 @@ def run_trial(params: dict[str, Any], context: StudyContext) -> None:
     cfg = from_dict(context.trial_config(params))
     run_id = trial_run(context, trial_id, cfg)
     if cfg.workers == 1 and not cfg.gpu:
-        pretrain(cfg, TuneSession(), run_id=run_id, tracking_uri=context.tracking_uri, evaluation=EvalConfig(**context.evaluation))
+        train_and_evaluate(cfg, TuneSession(), run_id=run_id, tracking_uri=context.tracking_uri, evaluation=EvalConfig(**context.evaluation))
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 

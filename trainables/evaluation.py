@@ -1,4 +1,4 @@
-"""Evaluating a pretrained backbone: linear probe, fine-tuning, or kNN.
+"""Evaluating a backbone: linear probe, fine-tuning, or kNN, each recorded as its own MLflow run.
 
 Unlike the seeds' probes, the backbone is in eval mode (BatchNorm statistics frozen), the
 epoch is chosen on the validation split, and the test accuracy at that epoch is the reported
@@ -8,6 +8,7 @@ it was selected on the test set.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from dataclasses import dataclass
@@ -20,16 +21,17 @@ from mlflow.tracking import MlflowClient
 from torch import nn
 
 from trainables import run_schema as rs
-from trainables.augment import AugmentConfig, SimCLRAugment, augment_config_for, eval_transform
+from trainables.augment import AugmentConfig, SimCLRAugment, eval_transform
 from trainables.checkpoint import load_checkpoint
-from trainables.config import ConfigError, coerce, from_dict
-from trainables.data import LabeledImages, TensorSplits, load_dataset
+from trainables.components import Components, build_components, encoder
+from trainables.config import ConfigError, PretrainConfig, coerce, from_dict
+from trainables.data import LabeledImages, TensorSplits
+from trainables.distributed import world
 from trainables.features import split_features
 from trainables.knn import knn_predict
-from trainables.distributed import world
-from trainables.models import ContrastiveModel, build_model
+from trainables.models import ContrastiveModel
 from trainables.optim import build_schedule
-from trainables.tracking import RunLogger, create_run, end_run
+from trainables.tracking import RunLogger, create_run, end_run, trial_run_name
 
 
 @dataclass(frozen=True)
@@ -83,26 +85,40 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class Pretrained:
-    """A pretraining checkpoint, rebuilt: its model, config, data and augmentation."""
+    """What is evaluated: a model (on the evaluation's device) with the data and augmentation of
+    its config, and where it came from."""
 
-    model: ContrastiveModel
-    config: dict[str, Any]
-    epoch: int
-    pretrain_run_id: str
-    data: TensorSplits
-    aug_cfg: AugmentConfig
+    components: Components
+    config: PretrainConfig
+    epoch: int  # pretraining epochs behind the weights; 0 for a randomly initialised encoder
+    pretrain_run_id: str  # "" when the weights come from no MLflow run
+
+    @property
+    def model(self) -> ContrastiveModel:
+        return self.components.model
+
+    @property
+    def data(self) -> TensorSplits:
+        return self.components.data  # type: ignore[return-value]  # checked by in_memory()
+
+    @property
+    def aug_cfg(self) -> AugmentConfig:
+        return self.components.aug_cfg
+
+
+def in_memory(c: Components, cfg: PretrainConfig) -> Components:
+    if not isinstance(c.data, TensorSplits):
+        raise ConfigError(f"dataset={cfg.dataset!r}: evaluation of folder datasets streams features; use mode=knn with study/train.py's monitor")
+    return c
 
 
 def load_pretrained(checkpoint: Path, eval_cfg: EvalConfig, device: torch.device) -> Pretrained:
     state = load_checkpoint(checkpoint, map_location=device)
     cfg = from_dict(state["config"] | ({"data_dir": eval_cfg.data_dir} if eval_cfg.data_dir else {}))
-    data = load_dataset(cfg.dataset, cfg.data_dir, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, limit_train=cfg.limit_train)
-    if not isinstance(data, TensorSplits):
-        raise ConfigError(f"dataset={cfg.dataset!r}: evaluation of folder datasets streams features; use mode=knn with study/train.py's monitor")
-    model = build_model(cfg.backbone, cfg.head, data.spec.image_size, cfg.proj_dim)
-    model.load_state_dict(state["model"])
-    aug_cfg = augment_config_for(cfg.dataset, data.spec.image_size, data.spec.mean, data.spec.std)
-    return Pretrained(model.to(device), cfg.to_dict(), int(state["epoch"]), str(state["mlflow_run_id"]), data, aug_cfg)
+    c = in_memory(build_components(cfg), cfg)
+    c.model.load_state_dict(state["model"])
+    c.model.to(device)
+    return Pretrained(c, cfg, int(state["epoch"]), str(state["mlflow_run_id"]))
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -169,7 +185,7 @@ def shuffled_batches(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int
 def linear_probe(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> Selection:
     """A single linear layer on features extracted once per split and kept on the device."""
     p.model.eval()
-    encode = lambda x: p.model.features(eval_transform(x.to(device), p.aug_cfg))  # noqa: E731
+    encode = encoder(p.model, p.aug_cfg, device)
     feats = {name: split_features(encode, getattr(p.data, name), normalize=False) for name in ("train", "val", "test")}
     labels = {name: getattr(p.data, name).labels.to(device) for name in feats}
     torch.manual_seed(eval_cfg.seed)
@@ -186,7 +202,7 @@ def linear_probe(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> S
 def finetune(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> Selection:
     """The whole network trained with a linear layer, on crop-and-flip augmented images."""
     torch.manual_seed(eval_cfg.seed)
-    network = nn.Sequential(p.model.backbone, nn.Linear(p.model.feature_dim, p.data.spec.num_classes)).to(device)
+    network = nn.Sequential(copy.deepcopy(p.model.backbone), nn.Linear(p.model.feature_dim, p.data.spec.num_classes)).to(device)
     crop_flip = SimCLRAugment(dataclasses.replace(p.aug_cfg, crop_scale=(0.2, 1.0), jitter_prob=0.0, gray_prob=0.0, blur_prob=0.0))
     train = p.data.train
 
@@ -206,7 +222,7 @@ def finetune(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> Selec
 def knn_evaluation(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> dict[str, float]:
     """kNN on validation and test with the training split as the bank; nothing is selected."""
     p.model.eval()
-    encode = lambda x: p.model.features(eval_transform(x.to(device), p.aug_cfg))  # noqa: E731
+    encode = encoder(p.model, p.aug_cfg, device)
     bank = split_features(encode, p.data.train)
     bank_labels = p.data.train.labels.to(device)
 
@@ -228,26 +244,40 @@ def evaluate(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> tuple
     return selection.summary(), selection.history
 
 
+def eval_params(p: Pretrained, eval_cfg: EvalConfig) -> dict[str, Any]:
+    """An evaluation run's params: the evaluation's own settings under ``probe_`` names (so that the
+    probe's batch size is never read as the pretraining's), and the pretraining's loss, batch
+    size, views and seed under their trial-run names, so that evaluation rows sort and filter
+    by them in the MLflow UI."""
+    own = {f"{rs.PROBE_PREFIX}{k}": v for k, v in dataclasses.asdict(eval_cfg).items() if k not in ("mode", "recipe")}
+    cfg = p.config
+    pretraining = {rs.P_LOSS: cfg.loss, rs.P_BATCH_SIZE: cfg.batch_size, rs.P_VIEWS: cfg.views, rs.P_SEED: cfg.seed, rs.P_DATASET: cfg.dataset, rs.P_BACKBONE: cfg.backbone}
+    return own | pretraining | {rs.P_EVAL_MODE: eval_cfg.mode, rs.P_RECIPE: eval_cfg.recipe, rs.P_CHECKPOINT_EPOCH: p.epoch}
+
+
 def eval_run(tracking_uri: str, p: Pretrained, eval_cfg: EvalConfig, checkpoint: str) -> str:
-    """A RUNNING child run of the pretraining run, in its experiment, with its study tag."""
+    """A RUNNING child run of the pretraining run, in its experiment, with its study tag, named
+    after the pretraining run."""
     client = MlflowClient(tracking_uri)
     parent = client.get_run(p.pretrain_run_id) if p.pretrain_run_id else None
     experiment = client.get_experiment(parent.info.experiment_id).name if parent else "nce-study"
     tags = {rs.KIND: rs.KIND_EVAL} | ({rs.STUDY: parent.data.tags[rs.STUDY]} if parent and rs.STUDY in parent.data.tags else {})
-    params = dataclasses.asdict(eval_cfg) | {
-        rs.P_PRETRAIN_RUN_ID: p.pretrain_run_id, rs.P_EVAL_MODE: eval_cfg.mode, rs.P_RECIPE: eval_cfg.recipe,
-        rs.P_CHECKPOINT_EPOCH: p.epoch, "checkpoint": checkpoint,
-    }
-    name = f"{eval_cfg.mode}-epoch{p.epoch}"
+    params = eval_params(p, eval_cfg) | {rs.P_PRETRAIN_RUN_ID: p.pretrain_run_id, "checkpoint": checkpoint}
+    name = f"{parent.info.run_name if parent else trial_run_name(p.config)}-{eval_cfg.mode}-epoch{p.epoch}"
     return create_run(tracking_uri, experiment, run_name=name, params=params, tags=tags, parent_run_id=p.pretrain_run_id or None)
 
 
 def evaluate_and_record(p: Pretrained, eval_cfg: EvalConfig, device: torch.device, *, tracking_uri: str | None, checkpoint: str, log: bool = True) -> dict[str, float]:
-    """Evaluate, recording a child MLflow run (FAILED with the reason if evaluation fails).
-
-    Every DDP worker calls this (feature extraction is shared); only ``log`` writes.
-    """
+    """Evaluate, recording a child MLflow run of the pretraining run (see :func:`record`)."""
     run_id = eval_run(tracking_uri, p, eval_cfg, checkpoint) if log and tracking_uri else None
+    return record(p, eval_cfg, device, tracking_uri=tracking_uri, run_id=run_id)
+
+
+def record(p: Pretrained, eval_cfg: EvalConfig, device: torch.device, *, tracking_uri: str | None, run_id: str | None) -> dict[str, float]:
+    """Evaluate into the RUNNING run ``run_id`` and end it (FAILED with the reason if evaluation fails).
+
+    Every DDP worker calls this (feature extraction is shared); only the one given a run writes.
+    """
     try:
         final, history = evaluate(p, eval_cfg, device)
     except BaseException as err:
