@@ -19,7 +19,7 @@ from typing import Any, Callable
 from trainables import run_schema as rs
 from trainables.checkpoint import save_checkpoint
 from trainables.config import PretrainConfig
-from trainables.losses import CATALOG
+from trainables.losses.catalog import CATALOG
 from trainables.session import Session
 from trainables.tracking import RunLogger
 
