@@ -35,11 +35,11 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
 from benchmarks.common import median, record, report_header  # noqa: E402
-from trainables.augment import AugmentConfig, SimCLRAugment, augment_config_for  # noqa: E402
+from trainables.augment import AugmentConfig, SimCLRAugment  # noqa: E402
+from trainables.data.specs import augment_defaults  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("NCE_SHARED_DATA", REPO.parent / "shared" / "data"))  # as tests/conftest.py
 CIFAR10_BATCH = SHARED_DATA / "cifar10" / "cifar-10-batches-py" / "data_batch_1"
-DATASET_OF_SIZE = {32: "cifar10", 96: "stl10"}  # any other size is treated as an image folder
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
@@ -151,7 +151,7 @@ def loader_rate(loader: DataLoader, device: str) -> float:
 
 def pipelines(size: int, args: argparse.Namespace) -> tuple[dict[str, Callable[[], float]], str]:
     """One timed pass of each available method at one image size, and the data's description."""
-    cfg = augment_config_for(DATASET_OF_SIZE.get(size, "imagefolder"), size, MEAN, STD)
+    cfg = AugmentConfig(size, MEAN, STD, **augment_defaults(size))  # CIFAR's settings at 32 px, STL-10's above
     workers = os.cpu_count() or 1
     # A worker makes whole batches, so an epoch gives every worker the same number of them.
     loader_batches = -(-args.batches // workers) * workers

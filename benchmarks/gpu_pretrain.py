@@ -51,13 +51,13 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from benchmarks.augment import torchvision_transform  # noqa: E402
 from benchmarks.common import machine, median, record, report_header  # noqa: E402
 from trainables.augment import AugmentConfig, SimCLRAugment, augment_config_for  # noqa: E402
+from trainables.data import DATASETS  # noqa: E402
 from trainables.losses import CATALOG, build_loss  # noqa: E402
 from trainables.losses.base import ContrastiveLoss  # noqa: E402
 from trainables.losses.catalog import BASELINE  # noqa: E402
 from trainables.models import build_model, prepare_for_device  # noqa: E402
 from trainables.optim import build_optimizer  # noqa: E402
 
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR_TRAIN_IMAGES = 50_000
 PHASES = ("augment", "forward", "loss", "backward", "optimizer")
 
@@ -225,7 +225,7 @@ def diagnostic(measure: Callable[[], object]) -> object:
 
 def run_variant(args: argparse.Namespace, pipeline: str, loss_name: str, compile_model: bool, images: Tensor, device: torch.device) -> dict[str, object]:
     trainer = Trainer(args, loss_name, device, compile_model)
-    cfg = augment_config_for("cifar10", 32, CIFAR_MEAN, CIFAR_STD)
+    cfg = augment_config_for(DATASETS["cifar10"])
     views = CATALOG[loss_name].views_per_image(args.views)
     if pipeline == "ours":
         resident = images.to(device)

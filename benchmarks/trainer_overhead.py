@@ -61,7 +61,7 @@ from trainables import run_schema as rs  # noqa: E402
 from trainables.mlflow_search import search_runs  # noqa: E402
 from trainables.augment import SimCLRAugment, augment_config_for  # noqa: E402
 from trainables.config import PretrainConfig, from_dict  # noqa: E402
-from trainables.data import batch_indices, load_dataset  # noqa: E402
+from trainables.data import epoch_generator, load_for  # noqa: E402
 from trainables.losses import build_loss  # noqa: E402
 from trainables.models import build_model, prepare_for_device  # noqa: E402
 from trainables.optim import build_optimizer, build_schedule, scaled_lr  # noqa: E402
@@ -84,9 +84,9 @@ def study_config(args: argparse.Namespace, cpus: int) -> PretrainConfig:
 def plain_loop(cfg: PretrainConfig, stop_file: Path | None) -> list[dict[str, float]]:
     """Per epoch: start, end (time.time()), images/s and CPU seconds of a plain PyTorch loop
     over the trainer's parts; cfg.epochs epochs, or until ``stop_file`` exists."""
-    data = load_dataset(cfg.dataset, cfg.data_dir, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, limit_train=cfg.limit_train)
+    data = load_for(cfg, download=False)
     spec, images = data.spec, data.pretrain
-    augment = SimCLRAugment(augment_config_for(cfg.dataset, spec.image_size, spec.mean, spec.std))
+    augment = SimCLRAugment(augment_config_for(spec))
     torch.manual_seed(cfg.seed)
     model = prepare_for_device(build_model(cfg.backbone, cfg.head, spec.image_size, cfg.proj_dim), torch.device("cpu"), distributed=False)
     steps = len(images) // cfg.batch_size
@@ -98,10 +98,10 @@ def plain_loop(cfg: PretrainConfig, stop_file: Path | None) -> list[dict[str, fl
         if (stop_file is None and epoch > cfg.epochs) or (stop_file is not None and stop_file.exists()):
             return epochs
         model.train()
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        generator = epoch_generator(cfg.seed, epoch, "views")
         start, begin, cpu = time.time(), time.perf_counter(), time.process_time()
-        for rows in batch_indices(len(images), cfg.batch_size, epoch - 1, cfg.seed):
-            views = augment.views(images[rows], cfg.views_per_image, generator)
+        for batch in images.worker_batches(cfg.batch_size, epoch - 1, cfg.seed, rank=0, world_size=1):
+            views = augment.views(batch, cfg.views_per_image, generator)
             loss = loss_fn(model(views))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -17,12 +17,17 @@ from trainables.losses.catalog import field_help
 
 # The loss fields' help (loss, views, each loss hyperparameter) comes from the loss catalog.
 HELP: dict[str, str] = field_help() | {
-    "dataset": "cifar10, cifar100, stl10, imagefolder (train/ val/ tree) or digits (bundled, offline)",
+    "dataset": "cifar10, cifar100, stl10, digits (bundled, offline), imagefolder (DIR/train/<class>/, DIR/val/<class>/), "
+    "tinyimagenet (DIR/tiny-imagenet-200/) or imagenet (as imagefolder, at 224 px with ImageNet's statistics)",
     "data_dir": "folder holding the dataset (for cifar10: the folder containing cifar-10-batches-py/)",
     "download": "allow torchvision to download the dataset into data_dir (never done otherwise)",
     "limit_train": "keep a seeded random subset of N training images (quick runs); validation split unchanged",
     "val_fraction": "fraction of the training set held out for model selection (seeded, stratified)",
     "split_seed": "seed of the validation split",
+    "image_size": "training resolution (default: the dataset's; an image folder's median shorter side, so never upsampled unless given)",
+    "load_size": "side of an image folder's decoded squares that views are cropped from (default: image_size x 8/7, at most the images' own)",
+    "in_memory_gb": "an image folder whose decoded squares fit in this many GiB is decoded once, cached on disk and held in memory",
+    "cache_dir": "where image folders' decoded images and statistics are cached (default: DATA_DIR/.nce-cache)",
     "backbone": "resnet18, resnet50 (CIFAR stem up to 96 px) or small (CPU-friendly)",
     "head": "projection head: mlp (FlatCLR: Linear-ReLU-Linear) or mlp_bn (DCL/HCL/AttentionNCE: Linear-BN-ReLU-Linear)",
     "epochs": "pretraining epochs",

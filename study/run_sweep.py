@@ -25,7 +25,7 @@ from study.plan import Plan, make_plan, max_concurrent, parse_overrides, trial_r
 from study.report import describe_plan, print_summary
 from trainables import run_schema as rs
 from trainables.config import ConfigError, load_yaml
-from trainables.data import DatasetNotFoundError, load_dataset
+from trainables.data import DatasetNotFoundError, load_for
 from trainables.tracking import TrackingUnavailableError, check_reachable, end_run, resolve_tracking_uri
 
 PLAN_FILE = "study.json"  # the preset and overrides of a study, beside Tune's state, for --resume
@@ -71,9 +71,10 @@ def study_plan(args: argparse.Namespace) -> tuple[str, str, Plan]:
 
 
 def check_data(plan: Plan) -> None:
-    """Every dataset the trials use loads, before any trial starts."""
-    for dataset, root, download in sorted({(c.dataset, c.data_dir, c.download) for c in plan.configs}):
-        load_dataset(dataset, root, download=download)
+    """Every dataset the trials use loads (and an image folder's decoded cache is built), before any trial starts."""
+    fields = ("dataset", "data_dir", "download", "image_size", "load_size", "in_memory_gb", "cache_dir")
+    for cfg in {tuple(getattr(c, f) for f in fields): c for c in plan.configs}.values():
+        load_for(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:

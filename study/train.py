@@ -22,7 +22,7 @@ from study.cli import add_config_flags, given_fields
 from trainables import run_schema as rs
 from trainables.checkpoint import load_latest_valid
 from trainables.config import ConfigError, PretrainConfig, from_dict, from_yaml
-from trainables.data import DatasetNotFoundError, load_dataset
+from trainables.data import DatasetNotFoundError, load_for
 from trainables.session import checkpoint_dir_name
 from trainables.tracking import TrackingUnavailableError, check_reachable, create_run, end_run, pretrain_params, resolve_tracking_uri
 
@@ -63,7 +63,7 @@ def check_before_start(cfg: PretrainConfig, tracking_uri: str) -> None:
     """Everything that can be wrong without starting Ray: data and tracking server."""
     check_reachable(tracking_uri)
     if cfg.dataset != "digits":
-        load_dataset(cfg.dataset, cfg.data_dir, download=cfg.download, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, limit_train=cfg.limit_train)
+        load_for(cfg)
 
 
 def mlflow_run(cfg: PretrainConfig, tracking_uri: str, name: str, resume: bool) -> str:

@@ -16,8 +16,8 @@ from torchvision import transforms
 from torchvision.transforms.v2 import functional as TF
 
 import trainables.augment as augment_module
+from trainables.data import DATASETS
 from trainables.augment import (
-    AUGMENT_DEFAULTS,
     BRIGHTNESS,
     CONTRAST,
     HUE,
@@ -38,6 +38,11 @@ STD = (0.2470, 0.2435, 0.2616)
 IDENTITY_NORM = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}  # views are then pixels in [0, 1]
 FULL_CROP = {"crop_scale": (1.0, 1.0), "crop_ratio": (1.0, 1.0)}
 NO_COLOUR = {"jitter_prob": 0.0, "gray_prob": 0.0}
+
+
+def _defaults(dataset: str, size: int, mean: tuple, std: tuple, **overrides: object) -> AugmentConfig:
+    """A dataset's augmentation defaults at any size and statistics."""
+    return AugmentConfig(size, mean, std, **{**DATASETS[dataset].augment, **overrides})
 
 
 def _images(n: int, height: int = 32, width: int | None = None, seed: int = 0) -> Tensor:
@@ -61,7 +66,7 @@ def _binomial_tolerance(p: float, n: int) -> float:
 
 
 def test_views_have_the_documented_shape_dtype_and_layout() -> None:
-    augment = SimCLRAugment(augment_config_for("cifar10", 32, MEAN, STD))
+    augment = SimCLRAugment(_defaults("cifar10", 32, MEAN, STD))
     out = augment.views(_images(6), 3, _generator(0))
     assert out.shape == (6, 3, 3, 32, 32)
     assert out.dtype == torch.float32
@@ -96,7 +101,7 @@ def test_eval_transform_resizes_and_centre_crops_other_sizes() -> None:
 
 def test_identical_images_get_different_views() -> None:
     images = _images(1).expand(256, 3, 32, 32).contiguous()
-    out = SimCLRAugment(augment_config_for("cifar10", 32, MEAN, STD)).views(images, 1, _generator(0))
+    out = SimCLRAugment(_defaults("cifar10", 32, MEAN, STD)).views(images, 1, _generator(0))
     # Identical views have identical random projections; different ones almost surely not.
     projections = out.flatten(1).double() @ torch.rand(3 * 32 * 32, generator=_generator(1), dtype=torch.float64)
     # Two views coincide only with the same integer box and flip and no jitter at both.
@@ -105,7 +110,7 @@ def test_identical_images_get_different_views() -> None:
 
 def test_grayscale_fraction_of_views_is_the_configured_probability() -> None:
     n_images, n_views = 2500, 4
-    cfg = augment_config_for("cifar10", 8, **IDENTITY_NORM)
+    cfg = _defaults("cifar10", 8, **IDENTITY_NORM)
     out = SimCLRAugment(cfg).views(_images(n_images, 8), n_views, _generator(1)).flatten(0, 1)
     # Jitter keeps colour (saturation factors are >= 0.6), so only the grayscale op makes R == G == B.
     gray = ((out[:, 0] == out[:, 1]) & (out[:, 1] == out[:, 2])).flatten(1).all(1)
@@ -182,7 +187,7 @@ def test_jitter_factors_are_uniform_on_simclr_ranges(strength: float) -> None:
 
 
 def test_same_seed_gives_same_views_and_another_seed_different_ones() -> None:
-    augment = SimCLRAugment(augment_config_for("stl10", 32, MEAN, STD))
+    augment = SimCLRAugment(_defaults("stl10", 32, MEAN, STD))
     images = _images(8)
     first = augment.views(images, 2, _generator(10))
     assert torch.equal(first, augment.views(images, 2, _generator(10)))
@@ -190,14 +195,14 @@ def test_same_seed_gives_same_views_and_another_seed_different_ones() -> None:
 
 
 def test_consecutive_calls_draw_fresh_views() -> None:
-    augment = SimCLRAugment(augment_config_for("cifar10", 32, MEAN, STD))
+    augment = SimCLRAugment(_defaults("cifar10", 32, MEAN, STD))
     images, generator = _images(8), _generator(12)
     assert not torch.allclose(augment.views(images, 2, generator), augment.views(images, 2, generator))
 
 
 @pytest.mark.parametrize("split", [(6, 6), (5, 4, 3)])
 def test_worker_slices_reproduce_the_single_worker_views(split: tuple[int, ...]) -> None:
-    augment = SimCLRAugment(augment_config_for("stl10", 32, MEAN, STD))
+    augment = SimCLRAugment(_defaults("stl10", 32, MEAN, STD))
     images = _images(12)
     whole = augment.views(images, 3, _generator(20))
     parts, start = [], 0
@@ -209,7 +214,7 @@ def test_worker_slices_reproduce_the_single_worker_views(split: tuple[int, ...])
 
 
 def test_views_do_not_depend_on_how_the_cpu_chunks_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    augment = SimCLRAugment(augment_config_for("stl10", 32, MEAN, STD))
+    augment = SimCLRAugment(_defaults("stl10", 32, MEAN, STD))
     images = _images(10)
     whole = augment.views(images, 2, _generator(21))
     monkeypatch.setattr(augment_module, "CPU_CHUNK_BYTES", 3 * 2 * 3 * 32 * 32 * 4)  # three images a chunk
@@ -218,7 +223,7 @@ def test_views_do_not_depend_on_how_the_cpu_chunks_the_batch(monkeypatch: pytest
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_worker_slices_reproduce_the_single_worker_views_on_cuda() -> None:
-    augment = SimCLRAugment(augment_config_for("stl10", 96, MEAN, STD))
+    augment = SimCLRAugment(_defaults("stl10", 96, MEAN, STD))
     images = _images(64, 96).cuda()
     whole = augment.views(images, 2, torch.Generator("cuda").manual_seed(0))
     halves = [
@@ -357,13 +362,12 @@ def test_config_accepts_lists_and_stores_tuples() -> None:
 
 
 def test_dataset_defaults_and_overrides() -> None:
-    assert set(AUGMENT_DEFAULTS) == {"cifar10", "cifar100", "stl10", "imagefolder", "digits"}
-    stl = augment_config_for("stl10", 96, MEAN, STD)
-    assert (stl.jitter_strength, stl.blur_prob, stl.blur_kernel_size) == (1.0, 0.5, 9)
-    cifar = augment_config_for("cifar10", 32, MEAN, STD, gray_prob=0.0)
-    assert (cifar.jitter_strength, cifar.blur_prob, cifar.gray_prob) == (0.5, 0.0, 0.0)
-    with pytest.raises(ValueError, match="dataset='mnist'"):
-        augment_config_for("mnist", 28, MEAN, STD)
+    stl = augment_config_for(DATASETS["stl10"])
+    assert (stl.image_size, stl.mean, stl.jitter_strength, stl.blur_prob, stl.blur_kernel_size) == (96, DATASETS["stl10"].mean, 1.0, 0.5, 9)
+    cifar = augment_config_for(DATASETS["cifar10"], gray_prob=0.0)
+    assert (cifar.image_size, cifar.jitter_strength, cifar.blur_prob, cifar.gray_prob) == (32, 0.5, 0.0, 0.0)
+    with pytest.raises(ValueError, match="'imagefolder': its spec is not resolved"):
+        augment_config_for(DATASETS["imagefolder"])
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from trainables.config import ConfigError, PretrainConfig, from_dict, from_yaml
         ({"loss": "hcl", "tau_plus": -0.1}, "tau_plus=-0.1", "[0, 1)"),
         ({"batch_size": 250, "workers": 3}, "batch_size=250 is not divisible by workers=3", "batch_size / workers"),
         ({"loss": "simclr"}, "loss='simclr'", "infonce, flatnce, dcl, hcl, attentionnce"),
-        ({"dataset": "mnist"}, "dataset='mnist'", "cifar10, cifar100, stl10, imagefolder, digits"),
+        ({"dataset": "mnist"}, "dataset='mnist'", "cifar10, cifar100, stl10, imagefolder, digits, tinyimagenet, imagenet"),
         ({"loss": "infonce", "d_neg": 1.0}, "d_neg=1.0 does not apply to loss='infonce'", "temperature"),
     ],
 )

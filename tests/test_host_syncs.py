@@ -15,7 +15,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import trainables.augment as augment_module
-from trainables.augment import SimCLRAugment, augment_config_for
+from trainables.augment import AugmentConfig, SimCLRAugment
+from trainables.data import DATASETS
 from trainables.losses import CATALOG, build_loss
 
 SYNCING = {"aten::nonzero", "aten::_local_scalar_dense", "aten::masked_select", "aten::is_nonzero", "aten::equal"}
@@ -49,7 +50,7 @@ def gpu_path(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _views(dataset: str, size: int, seed: int) -> torch.Tensor:
     images = torch.randint(0, 256, (16, 3, size, size), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
-    return SimCLRAugment(augment_config_for(dataset, size, MEAN, STD)).views(images, 3, torch.Generator().manual_seed(seed))
+    return SimCLRAugment(AugmentConfig(size, MEAN, STD, **DATASETS[dataset].augment)).views(images, 3, torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("dataset,size", [("cifar10", 32), ("stl10", 48)])

@@ -18,12 +18,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from numbers import Integral
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
+
+if TYPE_CHECKING:  # the augmentation imports only torch and torchvision at run time
+    from trainables.data.specs import DatasetSpec
 
 CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries this many boxes before the centre crop
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as in torchvision's rgb_to_grayscale
@@ -33,15 +36,6 @@ HUE_SECTOR_OFFSETS = (5.0, 3.0, 1.0)  # R, G, B offsets of the closed-form HSV -
 # On a CPU, views are made a few images at a time so that the intermediate tensors stay in
 # cache and below the size that the allocator maps fresh (and page-faults) at every call.
 CPU_CHUNK_BYTES = 4 * 2**20
-
-AUGMENT_DEFAULTS: dict[str, dict[str, float | tuple[float, float]]] = {
-    "cifar10": {"jitter_strength": 0.5, "blur_prob": 0.0},
-    "cifar100": {"jitter_strength": 0.5, "blur_prob": 0.0},
-    "stl10": {"jitter_strength": 1.0, "blur_prob": 0.5},
-    "imagefolder": {"jitter_strength": 1.0, "blur_prob": 0.5},
-    # Digits are not mirror-symmetric, and an 8x8 source cannot survive an 8% crop.
-    "digits": {"jitter_strength": 0.5, "blur_prob": 0.0, "flip_prob": 0.0, "crop_scale": (0.5, 1.0)},
-}
 
 # Hue jitter is 0.2 s and torchvision's hue shift must stay within [-0.5, 0.5].
 MAX_JITTER_STRENGTH = 2.5
@@ -124,26 +118,20 @@ class AugmentConfig:
         return size + 1 - size % 2
 
 
-def augment_config_for(
-    dataset: str, image_size: int, mean: Sequence[float], std: Sequence[float], **overrides: float
-) -> AugmentConfig:
-    """Builds the SimCLR configuration of a dataset from `AUGMENT_DEFAULTS`.
+def augment_config_for(spec: DatasetSpec, **overrides: float) -> AugmentConfig:
+    """The SimCLR configuration of a loaded dataset: its resolution, statistics and augmentation defaults.
 
     Args:
-        dataset: A key of `AUGMENT_DEFAULTS`.
-        image_size: Side of the output views.
-        mean: Per-channel normalisation mean.
-        std: Per-channel normalisation standard deviation.
-        **overrides: Any other `AugmentConfig` field, taking precedence over the defaults.
+        spec: A resolved dataset spec (``Splits.spec``), whose ``image_size``, ``mean`` and ``std`` are set.
+        **overrides: Any other `AugmentConfig` field, taking precedence over the dataset's defaults.
 
     Returns:
         The validated configuration.
     """
-    if dataset not in AUGMENT_DEFAULTS:
-        allowed = sorted(AUGMENT_DEFAULTS)
-        raise ValueError(f"dataset={dataset!r} has no augmentation defaults: expected one of {allowed}")
-    settings = {**AUGMENT_DEFAULTS[dataset], **overrides}
-    return AugmentConfig(image_size=image_size, mean=tuple(mean), std=tuple(std), **settings)
+    if spec.image_size is None or spec.mean is None or spec.std is None or spec.augment is None:
+        raise ValueError(f"dataset {spec.name!r}: its spec is not resolved yet; use the spec of the loaded Splits")
+    settings = {**spec.augment, **overrides}
+    return AugmentConfig(image_size=spec.image_size, mean=spec.mean, std=spec.std, **settings)
 
 
 @dataclass(frozen=True)

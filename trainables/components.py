@@ -15,7 +15,7 @@ import torch
 
 from trainables.augment import AugmentConfig, augment_config_for, eval_transform
 from trainables.config import PretrainConfig
-from trainables.data import FolderSplits, TensorSplits, load_dataset
+from trainables.data import Splits, load_for
 from trainables.features import Encode
 from trainables.knn import knn_accuracy
 from trainables.models import ContrastiveModel, build_model
@@ -23,16 +23,16 @@ from trainables.models import ContrastiveModel, build_model
 
 @dataclass(frozen=True)
 class Components:
-    data: TensorSplits | FolderSplits
+    data: Splits
     aug_cfg: AugmentConfig
     model: ContrastiveModel  # built on the CPU; the caller moves it
 
 
 def build_components(cfg: PretrainConfig, *, download: bool = False) -> Components:
-    data = load_dataset(cfg.dataset, cfg.data_dir, download=download, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, limit_train=cfg.limit_train)
+    data = load_for(cfg, download=download)
     spec = data.spec
     overrides = {k: v for k, v in (("jitter_strength", cfg.jitter_strength), ("blur_prob", cfg.blur_prob)) if v is not None}
-    aug_cfg = augment_config_for(cfg.dataset, spec.image_size, spec.mean, spec.std, **overrides)
+    aug_cfg = augment_config_for(spec, **overrides)
     torch.manual_seed(cfg.seed)
     return Components(data, aug_cfg, build_model(cfg.backbone, cfg.head, spec.image_size, cfg.proj_dim))
 

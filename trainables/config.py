@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from trainables.data import DATASETS
+from trainables.data import DATASETS, DEFAULT_IN_MEMORY_GB
 from trainables.losses.catalog import CATALOG, HYPERPARAMETERS, hyperparameter_names, preset_names, takes
 from trainables.models import BACKBONES, HEADS
 from trainables.optim import LR_SCALING, OPTIMIZERS, SCHEDULES, scaled_lr
@@ -62,6 +62,10 @@ class PretrainConfig:
     limit_train: int | None = None
     val_fraction: float = 0.1
     split_seed: int = 0
+    image_size: int | None = None  # None: the dataset's own; an image folder's is measured from its files
+    load_size: int | None = None  # None: follows from image_size (trainables/data/folders.py)
+    in_memory_gb: float = DEFAULT_IN_MEMORY_GB  # image folders up to this size are decoded once and held in memory
+    cache_dir: str | None = None  # decoded images and statistics of image folders; None: DATA_DIR/.nce-cache
     # Model.
     backbone: str = "resnet18"
     head: str = "mlp_bn"
@@ -218,6 +222,9 @@ CHECKS = [
     hyperparameters_in_range,
     at_least("limit_train", 1),
     in_range("val_fraction", 0, 1, open_low=True),  # both train and val need images
+    at_least("image_size", 1),
+    at_least("load_size", 1),
+    at_least("in_memory_gb", 0),
     at_least("proj_dim", 1),
     at_least("weight_decay", 0),
     in_range("momentum", 0, 1),
@@ -227,7 +234,7 @@ CHECKS = [
     at_least("knn_k", 1),
     at_least("knn_temperature", 0, strict=True),
     at_least("workers", 1),
-    in_range("seed", 0, 2**32),  # the batch order's seed must be >= 0; seed x 1,000,003 + epoch must fit a generator
+    in_range("seed", 0, 2**32),  # SeedSequence takes seeds >= 0 (trainables/data/order.py)
     at_least("cpus_per_worker", 0, strict=True),
     at_least("jitter_strength", 0),
     in_range("blur_prob", 0, 1, closed=True),

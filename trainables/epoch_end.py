@@ -21,7 +21,7 @@ from trainables.checkpoint import save_checkpoint
 from trainables.config import PretrainConfig
 from trainables.losses.catalog import CATALOG
 from trainables.session import Session
-from trainables.tracking import RunLogger
+from trainables.tracking import RunLogger, log_params
 
 
 @dataclass
@@ -38,6 +38,11 @@ class EpochEnd:
         self.logger = RunLogger(tracking_uri, run_id) if run_id and tracking_uri and session.rank == 0 else None
         self.bar: Any = None
         self.held: HeldReport | None = None
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Params known only once the worker has loaded its data; world rank 0 logs them to the run."""
+        if self.logger is not None:
+            log_params(self.logger.client, self.logger.run_id, params)
 
     def start(self, done: int) -> None:
         """Called once before the first epoch, ``done`` epochs having been trained before."""

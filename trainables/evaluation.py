@@ -25,7 +25,7 @@ from trainables.augment import AugmentConfig, SimCLRAugment, eval_transform
 from trainables.checkpoint import load_checkpoint
 from trainables.components import Components, build_components, encoder
 from trainables.config import ConfigError, PretrainConfig, coerce, from_dict
-from trainables.data import LabeledImages, TensorSplits
+from trainables.data import Images, Splits
 from trainables.distributed import world
 from trainables.features import split_features
 from trainables.knn import knn_predict
@@ -98,24 +98,18 @@ class Pretrained:
         return self.components.model
 
     @property
-    def data(self) -> TensorSplits:
-        return self.components.data  # type: ignore[return-value]  # checked by in_memory()
+    def data(self) -> Splits:
+        return self.components.data
 
     @property
     def aug_cfg(self) -> AugmentConfig:
         return self.components.aug_cfg
 
 
-def in_memory(c: Components, cfg: PretrainConfig) -> Components:
-    if not isinstance(c.data, TensorSplits):
-        raise ConfigError(f"dataset={cfg.dataset!r}: evaluation of folder datasets streams features; use mode=knn with study/train.py's monitor")
-    return c
-
-
 def load_pretrained(checkpoint: Path, eval_cfg: EvalConfig, device: torch.device) -> Pretrained:
     state = load_checkpoint(checkpoint, map_location=device)
     cfg = from_dict(state["config"] | ({"data_dir": eval_cfg.data_dir} if eval_cfg.data_dir else {}))
-    c = in_memory(build_components(cfg), cfg)
+    c = build_components(cfg)
     c.model.load_state_dict(state["model"])
     c.model.to(device)
     return Pretrained(c, cfg, int(state["epoch"]), str(state["mlflow_run_id"]))
@@ -205,14 +199,17 @@ def finetune(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> Selec
     network = nn.Sequential(copy.deepcopy(p.model.backbone), nn.Linear(p.model.feature_dim, p.data.spec.num_classes)).to(device)
     crop_flip = SimCLRAugment(dataclasses.replace(p.aug_cfg, crop_scale=(0.2, 1.0), jitter_prob=0.0, gray_prob=0.0, blur_prob=0.0))
     train = p.data.train
+    if not train.in_memory:
+        raise ConfigError(f"mode='finetune' holds the training images in memory; dataset={p.config.dataset!r} streams from its files (raise in_memory_gb)")
+    train_images = torch.cat(list(train.batches(len(train))))
 
     def batches(g: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        images = crop_flip.views(train.images.to(device), 1, g)[:, 0]
+        images = crop_flip.views(train_images.to(device), 1, g)[:, 0]
         return shuffled_batches(images, train.labels.to(device), eval_cfg.batch_size, g)
 
     @torch.no_grad()
-    def split_accuracy(split: LabeledImages) -> float:
-        logits = torch.cat([network(eval_transform(x.to(device), p.aug_cfg)) for x in split.images.split(eval_cfg.batch_size)])
+    def split_accuracy(split: Images) -> float:
+        logits = torch.cat([network(eval_transform(x.to(device), p.aug_cfg)) for x in split.batches(eval_cfg.batch_size)])
         return accuracy(logits, split.labels.to(device))
 
     return train_classifier(network, list(network.parameters()), batches, lambda: (split_accuracy(p.data.val), split_accuracy(p.data.test)), eval_cfg, device)
@@ -226,7 +223,7 @@ def knn_evaluation(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) ->
     bank = split_features(encode, p.data.train)
     bank_labels = p.data.train.labels.to(device)
 
-    def split_acc(split: LabeledImages) -> float:
+    def split_acc(split: Images) -> float:
         pred = knn_predict(bank, bank_labels, split_features(encode, split), k=eval_cfg.knn_k, temperature=eval_cfg.knn_temperature, num_classes=p.data.spec.num_classes)
         return (pred.cpu() == split.labels).float().mean().item()
 

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from trainables.data import FolderImages, LabeledImages
+from trainables.data import Images
 from trainables.distributed import world
 
 Encode = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _batches(split: LabeledImages | FolderImages, rows: slice, batch_size: int, num_workers: int) -> Iterator[torch.Tensor]:
-    """uint8 image batches of the split's rows ``rows``, in order."""
-    if isinstance(split, LabeledImages):
-        images = split.images[rows]
-        yield from images.split(batch_size)
-        return
-    part = FolderImages(split.folder, split.indices[rows])
-    for images, _labels in part.loader(batch_size, num_workers):
-        yield images
 
 
 def _gather_rows(local: torch.Tensor, share: int, total: int) -> torch.Tensor:
@@ -36,7 +25,7 @@ def _gather_rows(local: torch.Tensor, share: int, total: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def split_features(encode: Encode, split: LabeledImages | FolderImages, *, batch_size: int = 512, num_workers: int = 0, normalize: bool = True) -> torch.Tensor:
+def split_features(encode: Encode, split: Images, *, batch_size: int = 512, normalize: bool = True) -> torch.Tensor:
     """Features of every image of ``split``, identical on every worker.
 
     Shape:
@@ -44,7 +33,7 @@ def split_features(encode: Encode, split: LabeledImages | FolderImages, *, batch
     """
     rank, size = world()
     share = math.ceil(len(split) / size)
-    parts = [encode(images).float() for images in _batches(split, slice(rank * share, (rank + 1) * share), batch_size, num_workers)]
+    parts = [encode(images).float() for images in split.batches(batch_size, slice(rank * share, (rank + 1) * share))]
     feats = torch.cat(parts) if parts else torch.empty(0)
     feats = F.normalize(feats, dim=1) if normalize else feats
     return feats if size == 1 else _gather_rows(feats, share, len(split))

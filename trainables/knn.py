@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from trainables.data import FolderImages, LabeledImages
+from trainables.data import Images
 from trainables.features import Encode, split_features
 
 
@@ -28,7 +28,7 @@ def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Te
     return torch.cat(predictions)
 
 
-def knn_accuracy(encode: Encode, bank: LabeledImages | FolderImages, queries: LabeledImages | FolderImages, *, k: int, temperature: float, num_classes: int) -> float:
+def knn_accuracy(encode: Encode, bank: Images, queries: Images, *, k: int, temperature: float, num_classes: int) -> float:
     """Top-1 kNN accuracy of the queries against the bank, identical on every worker."""
     bank_feats = split_features(encode, bank)
     query_feats = split_features(encode, queries)

@@ -29,7 +29,7 @@ from trainables.augment import SimCLRAugment
 from trainables.checkpoint import load_latest_valid
 from trainables.components import Components, autocast, build_components, training_device, validation_knn
 from trainables.config import PretrainConfig
-from trainables.data import FolderSplits, TensorSplits, worker_batch_indices
+from trainables.data import Images, Splits, epoch_generator
 from trainables.distributed import world
 from trainables.epoch_end import EpochEnd
 from trainables.losses import CATALOG, build_loss
@@ -50,6 +50,7 @@ def pretrain(cfg: PretrainConfig, session: Session, end: EpochEnd | None = None)
     rank, world_size = session.rank, session.world_size
     device = training_device(cfg)
     c = build_components(cfg, download=cfg.download and rank == 0)
+    end.log_params({"data": c.data.describe()})  # what the config left to the data: resolution, statistics, classes
     c = replace(c, model=prepare_for_device(c.model, device, distributed=world_size > 1))
     forward: nn.Module = DistributedDataParallel(c.model, device_ids=[device] if device.type == "cuda" else None) if world_size > 1 else c.model
     if cfg.compile:
@@ -60,14 +61,14 @@ def pretrain(cfg: PretrainConfig, session: Session, end: EpochEnd | None = None)
     loss = build_loss(cfg.loss, gather_distributed=cfg.gather, **cfg.loss_hyperparameters())
     augment = SimCLRAugment(c.aug_cfg)
     done, best = restore(session, c.model, optimizer, schedule, device)
-    resident = c.data.pretrain.to(device) if isinstance(c.data, TensorSplits) else None
+    resident = c.data.pretrain.to(device)  # in memory: moved once; from files: batches moved as decoded
     injected = faults.from_environment(seed=cfg.seed, batch=cfg.batch_size, rank=rank)
     local = cfg.batch_size // world_size
     rows = slice(rank * local, (rank + 1) * local)  # this worker's rows of every global batch
     started, metrics, epoch = time.perf_counter(), {}, done
     end.start(done)
     for epoch in range(done + 1, cfg.epochs + 1):
-        batches, epoch_loss = injected.inject(epoch, local_batches(c.data, resident, cfg, epoch, rank, world_size, device), loss)
+        batches, epoch_loss = injected.inject(epoch, local_batches(resident, cfg, epoch, rank, world_size), loss)
         generator = augment_generator(cfg.seed, epoch, device)
         try:
             metrics = train_one_epoch(forward, epoch_loss, augment, optimizer, schedule, batches, cfg=cfg, epoch=epoch, rows=rows, generator=generator)
@@ -143,28 +144,19 @@ def train_one_epoch(
     }
 
 
-def local_batches(
-    data: TensorSplits | FolderSplits, resident: torch.Tensor | None, cfg: PretrainConfig, epoch: int, rank: int, world_size: int, device: torch.device
-) -> Iterator[torch.Tensor]:
+def local_batches(resident: Images, cfg: PretrainConfig, epoch: int, rank: int, world_size: int) -> Iterator[torch.Tensor]:
     """This worker's uint8 slice of each of the epoch's global batches, on the device."""
-    if resident is None:
-        loader = data.pretrain_loader(cfg.batch_size, epoch - 1, cfg.seed, rank, world_size, num_workers=4)  # type: ignore[union-attr]
-        for images in loader:
-            yield images.to(device, non_blocking=True)
-        return
-    indices = worker_batch_indices(len(resident), cfg.batch_size, epoch - 1, cfg.seed, rank, world_size).to(device)
-    for idx in indices:
-        yield resident[idx]
+    return resident.worker_batches(cfg.batch_size, epoch - 1, cfg.seed, rank, world_size)
 
 
 def augment_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
     """Seeded by (seed, epoch) alone, identically on every worker: a resumed run and a
     W-worker run draw exactly the views an uninterrupted 1-worker run draws."""
-    return torch.Generator(device).manual_seed(seed * 1_000_003 + epoch)
+    return epoch_generator(seed, epoch, "views", device)
 
 
-def steps_per_epoch(cfg: PretrainConfig, data: TensorSplits | FolderSplits) -> int:
-    images = len(data.pretrain) if isinstance(data, TensorSplits) else len(data.train)
+def steps_per_epoch(cfg: PretrainConfig, data: Splits) -> int:
+    images = len(data.pretrain)
     if images < cfg.batch_size:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the {images} pretraining images")
     return images // cfg.batch_size

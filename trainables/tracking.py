@@ -205,10 +205,16 @@ def create_run(tracking_uri: str, experiment: str, *, run_name: str, params: dic
     if parent_run_id:
         all_tags[rs.PARENT] = parent_run_id
     run = client.create_run(ensure_experiment(client, experiment), run_name=run_name and safe_value(run_name, secrets), tags=all_tags)
+    log_params(client, run.info.run_id, params)
+    return run.info.run_id
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, Any]) -> None:
+    """Params (nested dicts as dotted keys, None left out), secrets redacted; logging the same value again is allowed."""
+    secrets = secret_values()
     items = [Param(k, safe_value(v, secrets)) for k, v in flatten(params).items() if v is not None]
     for start in range(0, len(items), 100):  # log_batch takes at most 100 params a call
-        client.log_batch(run.info.run_id, params=items[start : start + 100])
-    return run.info.run_id
+        client.log_batch(run_id, params=items[start : start + 100])
 
 
 def end_run(tracking_uri: str, run_id: str, *, failed_reason: str | None = None, tags: dict[str, str] | None = None) -> None:

@@ -1,0 +1,47 @@
+"""Datasets for pretraining and evaluation, the splits every run shares, and their batch order.
+
+=============  =======  ==========  ================================================================
+name           classes  resolution  official splits
+=============  =======  ==========  ================================================================
+cifar10        10       32          train 50,000; test 10,000
+cifar100       100      32          train 50,000; test 10,000
+stl10          10       96          train 5,000; test 8,000; unlabeled 100,000 (pretraining only)
+imagefolder    counted  measured    ``DIR/train/<class>/*``; ``DIR/val/<class>/*`` is the test split
+digits         10       32          1,797 images; a fixed, stratified 20% is held out as test
+tinyimagenet   200      64          train 100,000; the official val 10,000 is the test split
+imagenet       1,000    224         ``DIR/train/<class>/*``; ``DIR/val/<class>/*`` is the test split
+=============  =======  ==========  ================================================================
+
+Modules, one concept each: ``specs`` (what is known of each dataset before reading it), ``order``
+(the (seed, epoch) seed rule and the batch order), ``images`` (the ``Images`` interface every split
+implements, in memory or from files), ``splits`` (the validation hold-out and ``Splits``),
+``builtin`` (CIFAR, STL-10, digits), ``folders`` (folder layouts, resolution and load size),
+``decode`` (files to uint8 squares, the decoded cache), ``statistics`` (mean and std from the data),
+``load`` (the entry point).
+"""
+
+from trainables.data.errors import DatasetNotFoundError, UnreadableImageError
+from trainables.data.images import FolderImages, Images, LabeledImages
+from trainables.data.load import DEFAULT_IN_MEMORY_GB, load_dataset, load_for
+from trainables.data.order import batch_indices, epoch_generator, epoch_seed, worker_batch_indices
+from trainables.data.specs import DATASETS, DatasetSpec, dataset_spec
+from trainables.data.splits import Splits
+
+__all__ = [
+    "DATASETS",
+    "DEFAULT_IN_MEMORY_GB",
+    "DatasetNotFoundError",
+    "DatasetSpec",
+    "FolderImages",
+    "Images",
+    "LabeledImages",
+    "Splits",
+    "UnreadableImageError",
+    "batch_indices",
+    "dataset_spec",
+    "epoch_generator",
+    "epoch_seed",
+    "load_dataset",
+    "load_for",
+    "worker_batch_indices",
+]

@@ -1,0 +1,136 @@
+"""Image files to uint8 squares: one file at a time, a folder's measured size, and the decoded cache.
+
+Each file is decoded to RGB, its shorter side resized to the load size L (only where it differs)
+and center-cropped to L x L. A folder small enough for memory is decoded once into a ``.npy`` file
+of uint8 [N, 3, L, L] in the cache folder, named by a digest of its file list (paths, sizes,
+modification times) and L, so any change to the folder makes a new cache and an old one is never
+read for new files. Concurrent workers wait on a lock while the first one writes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from filelock import FileLock
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from trainables.data.errors import UnreadableImageError
+
+CACHE_FORMAT = 1  # part of every cache key: bump when the decoding itself changes
+SIZE_SAMPLE = 1_000  # files whose header is read to measure a folder's resolution
+SIZE_SEED = 0
+
+
+def _unreadable(path: Path, err: BaseException) -> UnreadableImageError:
+    return UnreadableImageError(
+        f"image file {path} cannot be read ({type(err).__name__}: {err}); replace or remove it"
+    )
+
+
+class ImageFiles(Dataset[torch.Tensor]):
+    """Files decoded to uint8 [3, L, L] squares, one per index."""
+
+    def __init__(self, paths: Sequence[Path], load_size: int) -> None:
+        self.paths = list(paths)
+        self.load_size = load_size
+        self.square = transforms.Compose(
+            [transforms.Resize(load_size), transforms.CenterCrop(load_size), transforms.PILToTensor()]
+        )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        path = self.paths[index]
+        try:
+            with Image.open(path) as image:
+                rgb = image.convert("RGB")  # decodes the whole file: truncated data fails here
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            raise _unreadable(path, err) from err
+        return self.square(rgb)
+
+
+def native_size(paths: Sequence[Path]) -> int:
+    """The median shorter side of a seeded sample of ``paths``, in pixels, rounded half up.
+
+    Only the headers are read, so measuring even a large folder takes well under a second.
+    """
+    rng = np.random.default_rng(SIZE_SEED)
+    chosen = rng.choice(len(paths), size=min(SIZE_SAMPLE, len(paths)), replace=False)
+    sides = []
+    for index in sorted(chosen.tolist()):
+        try:
+            with Image.open(paths[index]) as image:
+                sides.append(min(image.size))
+        except (OSError, SyntaxError, ValueError) as err:
+            raise _unreadable(paths[index], err) from err
+    return int(np.floor(np.median(sides) + 0.5))
+
+
+def decoding_workers() -> int:
+    """Decoding processes for this process: the CPUs it was given, less one for the training loop.
+
+    Inside a Ray actor (a Train worker or a Tune trial) that is the actor's CPU share; elsewhere,
+    the CPUs this process may run on.
+    """
+    cpus = float(len(os.sched_getaffinity(0)))
+    import ray
+
+    if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", cpus)
+    return max(0, int(cpus) - 1)
+
+
+def files_key(paths: Sequence[Path], root: Path, load_size: int) -> str:
+    """A digest of the file list (path under ``root``, size, modification time) and the load size:
+    the name of everything cached about these files."""
+    digest = hashlib.sha256(f"{CACHE_FORMAT}:{load_size}:{len(paths)}".encode())
+    for path in paths:
+        stat = path.stat()
+        digest.update(f"\0{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:24]
+
+
+def _write_atomically(target: Path, files: ImageFiles, num_workers: int) -> None:
+    """Decode every file into ``target`` through a temporary file, renamed only once complete."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(files), 3, files.load_size, files.load_size))
+    start = 0
+    for batch in DataLoader(files, batch_size=256, num_workers=num_workers):
+        array[start : start + len(batch)] = batch.numpy()
+        start += len(batch)
+    array.flush()
+    del array
+    with open(partial, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(partial, target)
+    directory = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def decoded(files: ImageFiles, target: Path, num_workers: int) -> torch.Tensor:
+    """Every file of ``files`` as uint8 [N, 3, L, L], decoded into ``target`` once and read from it after.
+
+    The tensor maps the cache file copy-on-write: pages are shared between the processes that
+    read it, and nothing is written back.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(
+            f"cache_dir: {target.parent} cannot be created ({err}); allowed: a writable folder"
+        ) from err
+    with FileLock(str(target) + ".lock"):
+        if not target.is_file():
+            _write_atomically(target, files, num_workers)
+    return torch.from_numpy(np.load(target, mmap_mode="c"))
