@@ -54,7 +54,7 @@ from trainables.augment import AugmentConfig, SimCLRAugment, augment_config_for 
 from trainables.data import DATASETS  # noqa: E402
 from trainables.losses import CATALOG, build_loss  # noqa: E402
 from trainables.losses.base import ContrastiveLoss  # noqa: E402
-from trainables.losses.catalog import BASELINE  # noqa: E402
+from trainables.losses.catalog import BASELINE, HYPERPARAMETERS, hyperparameter_names  # noqa: E402
 from trainables.models import build_model, prepare_for_device  # noqa: E402
 from trainables.optim import build_optimizer  # noqa: E402
 
@@ -125,7 +125,7 @@ class Trainer:
         model = prepare_for_device(build_model("resnet18", "mlp", 32), device, distributed=False)
         self.model = model
         self.forward: nn.Module = torch.compile(model) if compile_model else model
-        given = {} if args.temperature is None else {"temperature": args.temperature}
+        given = {name: getattr(args, name) for name in CATALOG[loss_name].hyperparameters if getattr(args, name) is not None}
         self.loss: ContrastiveLoss = build_loss(loss_name, gather_distributed=False, **given)
         self.optimizer = build_optimizer(args.optimizer, model, args.lr, weight_decay=args.weight_decay, momentum=0.9, fused=device.type == "cuda")
         self.bf16 = device.type == "cuda" and not args.fp32
@@ -269,7 +269,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs after the warm-up epoch (default 3)")
     parser.add_argument("--limit", type=int, help="use only the first N training images (smoke tests)")
     parser.add_argument("--losses", nargs="+", default=[BASELINE], choices=list(CATALOG), help=f"default: {BASELINE}")
-    parser.add_argument("--temperature", type=float, help="default: each loss's own")
+    for name in hyperparameter_names():
+        parser.add_argument(f"--{name}", type=float, help=f"{HYPERPARAMETERS[name].meaning}, for the losses taking it (default: each loss's own)")
     parser.add_argument("--optimizer", choices=("sgd", "lars"), default="sgd")
     parser.add_argument("--lr", type=float, help="default: 0.06 x batch/128 for sgd (lightly's CIFAR-10 recipe), 0.3 x batch/256 for lars")
     parser.add_argument("--weight-decay", type=float, help="default: 5e-4 for sgd, 1e-6 for lars")
@@ -280,6 +281,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile-steps", type=int, default=10, help="steps profiled after the timed epochs (0: none)")
     parser.add_argument("--no-record", action="store_true", help="print only; write no JSON or RESULTS.md line")
     args = parser.parse_args(argv)
+    for name in hyperparameter_names():
+        if getattr(args, name) is not None and not any(name in CATALOG[loss].hyperparameters for loss in args.losses):
+            parser.error(f"--{name}={getattr(args, name)}: none of --losses {' '.join(args.losses)} takes it")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible")
     if args.lr is None:

@@ -43,10 +43,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import ProcessCpu, median, record, report_header  # noqa: E402
+from trainables.losses.catalog import BASELINE  # noqa: E402
 
 TRIALS = 8
 OVERRIDES = [
-    "loss=infonce", "batch_size=32", "limit_train=32", "epochs=1", f"seeds={TRIALS}",
+    f"loss={BASELINE}", "batch_size=32", "limit_train=32", "epochs=1", f"seeds={TRIALS}",
     "eval.mode=knn", "eval.knn_k=20",
 ]
 PATHS = {"in-process": ["workers=1", "cpus_per_worker=1.0"], "ddp": ["workers=2", "cpus_per_worker=0.5"], "ddp-floor": []}
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     loads = [r["load_average_before"] for runs in studies.values() for r in runs]
     settings = (
-        f"`{report['command']}`; quickstart preset, {TRIALS} trials of 1 step (infonce, batch 32, 32 digits images, kNN eval), "
+        f"`{report['command']}`; quickstart preset, {TRIALS} trials of 1 step ({BASELINE}, batch 32, 32 digits images, kNN eval), "
         f"{args.max_concurrent} at a time; {args.repeats} runs after a warm-up, median; load average before a study {min(loads):.1f}-{max(loads):.1f}"
     )
     result = f"baseline (same trials, one process) {base:.1f} s; " + "; ".join(

@@ -62,7 +62,8 @@ from trainables.mlflow_search import search_runs  # noqa: E402
 from trainables.augment import SimCLRAugment, augment_config_for  # noqa: E402
 from trainables.config import PretrainConfig, from_dict  # noqa: E402
 from trainables.data import epoch_generator, load_for  # noqa: E402
-from trainables.losses import build_loss  # noqa: E402
+from trainables.losses import CATALOG, build_loss  # noqa: E402
+from trainables.losses.catalog import BASELINE  # noqa: E402
 from trainables.models import build_model, prepare_for_device  # noqa: E402
 from trainables.optim import build_optimizer, build_schedule, scaled_lr  # noqa: E402
 
@@ -71,10 +72,10 @@ RAY_WORKER_NICENESS = 15
 
 
 def study_config(args: argparse.Namespace, cpus: int) -> PretrainConfig:
-    """The cifar10-cpu preset's settings (small backbone, LARS, cosine) on one worker."""
+    """The cifar10-cpu preset's settings (small backbone, LARS, cosine) on one worker; the loss's own temperature."""
     return from_dict({
         "dataset": "cifar10", "data_dir": str(args.data_dir), "limit_train": args.limit_train, "backbone": args.backbone,
-        "head": "mlp", "loss": args.loss, "views": 1, "temperature": 0.1, "optimizer": "lars", "lr": 0.075, "lr_scaling": "sqrt",
+        "head": "mlp", "loss": args.loss, "views": 1, "optimizer": "lars", "lr": 0.075, "lr_scaling": "sqrt",
         "schedule": "cosine", "warmup_epochs": 1, "weight_decay": 1e-6, "batch_size": args.batch_size, "epochs": args.epochs,
         "n_eval_epochs": NEVER, "n_save_epochs": NEVER, "workers": 1, "cpus_per_worker": float(cpus), "seed": 0,
     })
@@ -205,7 +206,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "cifar10", help="folder holding cifar-10-batches-py")
     parser.add_argument("--limit-train", type=int, default=5000, help="training images (default 5000, as the cifar10-cpu preset)")
     parser.add_argument("--backbone", default="small")
-    parser.add_argument("--loss", default="infonce")
+    parser.add_argument("--loss", default=BASELINE, choices=list(CATALOG))
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=7, help="epochs per full-stack run: 1 warm-up, epochs - 2 timed, 1 left out (default 7)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")

@@ -23,16 +23,17 @@ from trainables import run_schema as rs
 from trainables.checkpoint import load_latest_valid
 from trainables.config import ConfigError, PretrainConfig, from_dict, from_yaml
 from trainables.data import DatasetNotFoundError, load_for
+from trainables.losses.catalog import CATALOG
 from trainables.session import checkpoint_dir_name
 from trainables.tracking import TrackingUnavailableError, check_reachable, create_run, end_run, pretrain_params, resolve_tracking_uri
 
-CLR_ALIASES = {"simclr": "infonce", "flatclr": "flatnce"}
+CLR_ALIASES = {entry.clr: name for name, entry in CATALOG.items() if entry.clr}  # FlatCLR's --clr names
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="study/train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     parser.add_argument("--config", type=Path, help="YAML file of config fields; flags override it")
-    parser.add_argument("--clr", choices=sorted(CLR_ALIASES), help="FlatCLR's flag: simclr = --loss infonce, flatclr = --loss flatnce")
+    parser.add_argument("--clr", choices=sorted(CLR_ALIASES), help="FlatCLR's flag: " + ", ".join(f"{clr} = --loss {loss}" for clr, loss in CLR_ALIASES.items()))
     parser.add_argument("--resume", metavar="RUN_NAME", help="continue the run RUN_NAME (under --save_dir) from its last valid checkpoint")
     parser.add_argument("--max-failures", type=int, default=0, help="Ray Train restarts after a worker failure, from the last checkpoint")
     add_config_flags(parser, PretrainConfig)

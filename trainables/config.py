@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import yaml
 
 from trainables.data import DATASETS, DEFAULT_IN_MEMORY_GB
-from trainables.losses.catalog import CATALOG, HYPERPARAMETERS, hyperparameter_names, preset_names, takes
+from trainables.losses.catalog import BASELINE, CATALOG, HYPERPARAMETERS, hyperparameter_names, preset_names, takes
 from trainables.models import BACKBONES, HEADS
 from trainables.optim import LR_SCALING, OPTIMIZERS, SCHEDULES, scaled_lr
 
@@ -52,7 +52,7 @@ def with_loss_hyperparameters(cls: type) -> type:
 @with_loss_hyperparameters
 class PretrainConfig:
     # What is compared. The losses' hyperparameters follow views (see with_loss_hyperparameters).
-    loss: str = "infonce"
+    loss: str = BASELINE
     views: int = 1
     attention_preset: str | None = None  # a dataset name whose hyperparameters the loss's paper published
     # Data.

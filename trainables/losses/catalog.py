@@ -98,6 +98,7 @@ class LossEntry:
             (AttentionNCE), not all their views; the similarity matrix is then (B·anchor_views)².
         diagnostics: Metric names of (the mean probability the loss gives the positive, one minus it).
         presets: Published hyperparameters by dataset name (the config's ``attention_preset``).
+        clr: Its value of FlatCLR's ``--clr`` flag, which the training command accepts too.
     """
 
     name: str
@@ -109,6 +110,7 @@ class LossEntry:
     negatives_from_anchors: bool = False
     diagnostics: tuple[str, str] = (rs.M_POS_PROB, rs.M_GRAD_SCALE)
     presets: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    clr: str | None = None
 
     def views_per_image(self, views: int) -> int:
         """V, the encoder passes per image, for M = ``views`` positive views per anchor."""
@@ -132,8 +134,8 @@ class LossEntry:
 CATALOG: dict[str, LossEntry] = {
     e.name: e
     for e in (
-        LossEntry("infonce", "InfoNCE", "tab:blue", "trainables.losses.infonce:InfoNCELoss", "SimCLR's NT-Xent"),
-        LossEntry("flatnce", "FlatNCE", "tab:orange", "trainables.losses.flatnce:FlatNCELoss", "FlatCLR"),
+        LossEntry("infonce", "InfoNCE", "tab:blue", "trainables.losses.infonce:InfoNCELoss", "SimCLR's NT-Xent", clr="simclr"),
+        LossEntry("flatnce", "FlatNCE", "tab:orange", "trainables.losses.flatnce:FlatNCELoss", "FlatCLR", clr="flatclr"),
         LossEntry("dcl", "Debiased CL", "tab:green", "trainables.losses.debiased:DebiasedLoss", "Debiased CL"),
         LossEntry("hcl", "HCL", "tab:red", "trainables.losses.debiased:HardNegativeLoss", "hard negatives"),
         LossEntry(
