@@ -118,7 +118,7 @@ def conditions(trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL) -> lis
     """
     paper = PAPERS[paper_for(trials)]
     header = (
-        f"Compared with the {paper.name} recipe ({paper.source}), chosen by the evaluation recipe "
+        f"Compared with the recipe of {paper.name} ({paper.source}), chosen by the evaluation recipe "
         f"{distinct_text(trials, load.RECIPE)}. Listed: where the configs recorded in MLflow differ from it."
     )
     lines = [check(trials, paper) for check in _PRETRAINING + _EVALUATION]

@@ -39,6 +39,8 @@ class LossAxis:
         rows: Frame columns whose values label a row; the loss first.
         along_rows: Mark the best cell of each row (lr sensitivity) instead of each column.
         against_reference: Add a row per loss of its difference from ``REFERENCE_LOSS``.
+        against_baseline: Add a row per loss of its difference from the random-init baseline.
+        varied_rows_only: Keep only rows in which the column's value varied (a sensitivity table).
         spread: Add a column: best minus worst mean of the row.
         describe: Config columns every cell names in the footnotes even when they do not vary.
         hours: Name each cell's device-hours per trial in the footnotes.
@@ -53,6 +55,8 @@ class LossAxis:
     rows: tuple[str, ...] = (rs.P_LOSS,)
     along_rows: bool = False
     against_reference: bool = True
+    against_baseline: bool = True
+    varied_rows_only: bool = False
     spread: bool = False
     describe: tuple[str, ...] = ()
     hours: bool = False
@@ -84,6 +88,8 @@ AXES: dict[str, LossAxis] = {
         rows=(rs.P_LOSS, rs.P_BATCH_SIZE),
         along_rows=True,
         against_reference=False,
+        against_baseline=False,  # learning over random init is in the other tables; here it would repeat per lr
+        varied_rows_only=True,
         spread=True,
         best_note="best lr in each row",
     ),
@@ -120,7 +126,10 @@ def loss_axis_table(
     """
     baselines = load.empty_baselines() if baselines is None else baselines
     by = [*axis.rows, axis.column]
-    summary = summarize(trials, by, metric, axis.describe)
+    shown = trials
+    if axis.varied_rows_only:
+        shown = trials[trials.groupby(list(axis.rows))[axis.column].transform("nunique") > 1]
+    summary = summarize(shown, by, metric, axis.describe)
     present = summary[summary["n"] > 0]
     seeds = {_key(cell, axis): cell["seeds"] for _, cell in present.iterrows()}
     baseline = seed_values(baselines[baselines[metric].notna()], metric)
@@ -129,7 +138,8 @@ def loss_axis_table(
     checks = _best_checks(seeds, row_keys, columns, axis)
     differences = _reference_comparisons(seeds, row_keys, columns, axis) + [
         _Comparison(_labelled(row, f"− {RANDOM_INIT}"), column, seeds[(row, column)], baseline)
-        for row in row_keys for column in columns if (row, column) in seeds and not baseline.empty
+        for row in row_keys for column in columns
+        if (row, column) in seeds and not baseline.empty and axis.against_baseline
     ]
     family = [_pairs(comparison) for comparison in checks + differences if _pairs(comparison) >= MIN_SEEDS]
     level = bonferroni_level(LEVEL, len(family))
@@ -146,7 +156,7 @@ def loss_axis_table(
     footnotes = [
         f"Bold: {axis.best_note}, only where its paired difference to every other is resolved above zero.",
         notes.statistics_note(len(family), level, family),
-        notes.baseline_note(baselines, metric),
+        notes.baseline_note(baselines, metric, axis.against_baseline),
     ]
     if axis.spread:
         footnotes.append("Spread: best minus worst mean over the lrs tried, in percentage points (no interval).")
@@ -265,7 +275,7 @@ def _diff(comparison: _Comparison, level: float) -> Diff:
     if result.n_pairs == 0:
         return Diff(math.nan, note="no common seeds")
     if result.n_pairs < MIN_SEEDS:
-        note = f"no interval: {counted(result.n_pairs, 'common seed')}, needs {MIN_SEEDS}"
+        note = f"no interval: {counted(result.n_pairs, 'common seed')}"
         return Diff(result.difference, prob_improvement=result.prob_improvement, n_pairs=result.n_pairs, note=note)
     return Diff(result.difference, result.interval, result.prob_improvement, result.n_pairs)
 

@@ -46,14 +46,15 @@ def statistics_note(comparisons: int, level: float, pair_counts: list[int]) -> s
     """
     text = (
         f"Intervals: percentile bootstrap over seeds (scipy.stats.bootstrap, {N_RESAMPLES} resamples); "
-        f"cells at {100 * LEVEL:g} %. Differences are paired by seed (the seeds both sides ran): mean "
-        "difference in percentage points [interval], P = probability of improvement P(X > Y) over those seeds "
-        "(rliable's definition, ties count ½). "
+        f"cells at {100 * LEVEL:g} %. Differences are paired by seed (the seeds both sides ran; their number is "
+        "in the CSV): mean difference in percentage points [interval], P = probability of improvement P(X > Y) "
+        "over those seeds (rliable's definition, ties count ½). "
     )
     if comparisons:
         text += (
-            f"Bonferroni correction across the {comparisons} difference intervals of this table: each is a "
-            f"{100 * level:.3g} % interval, so that all hold together at {100 * LEVEL:g} %. "
+            f"Bonferroni correction across the {comparisons} difference intervals of this table (the differences "
+            f"shown and the checks behind bold cells): each is a {100 * level:.3g} % interval, so that all hold "
+            f"together at {100 * LEVEL:g} %. "
         )
     text += (
         f"A difference whose interval contains 0 reads “not resolved”; under {MIN_SEEDS} common seeds there is "
@@ -70,17 +71,18 @@ def statistics_note(comparisons: int, level: float, pair_counts: list[int]) -> s
     return text
 
 
-def baseline_note(baselines: pd.DataFrame, metric: str) -> str:
-    """What the random-init row is, or that the study recorded none."""
+def baseline_note(baselines: pd.DataFrame, metric: str, differences: bool = True) -> str:
+    """What the random-init row is (and the rows of differences from it), or that the study recorded none."""
     if baselines.empty or baselines[metric].notna().sum() == 0:
         return (
             "Random init: no random-init baseline runs with this evaluation were recorded for this study, "
             "so learning over an untrained encoder cannot be shown."
         )
-    return (
+    text = (
         "Random init: the same architecture, evaluation, split and seeds, without pretraining (the study's "
-        f"baseline runs); “− random init” rows are trained minus untrained over shared seeds ({_seeds(baselines)})."
+        f"baseline runs, {_seeds(baselines)})"
     )
+    return text + ("; “− random init” rows are trained minus untrained over shared seeds." if differences else ".")
 
 
 def _seeds(baselines: pd.DataFrame) -> str:

@@ -56,18 +56,19 @@ _LATEX_SPECIALS: dict[str, str] = {
 }
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 80rem; padding: 0 1rem; color: #222; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; margin: 0.5rem 0; font-variant-numeric: tabular-nums; font-size: 0.9rem; }
+table { border-collapse: collapse; margin: 0.5rem 0; font-variant-numeric: tabular-nums; font-size: 0.85rem; }
+p.caption { font-size: 0.9rem; color: #444; margin: 0.3rem 0; }
 dl.summary { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; font-size: 0.95rem; }
 dl.summary dt { color: #555; } dl.summary dd { margin: 0; }
 ul.conditions { font-size: 0.9rem; }
-caption { caption-side: top; text-align: left; font-size: 0.9rem; color: #444; padding-bottom: 0.4rem; }
-th, td { padding: 0.25rem 0.7rem; border-bottom: 1px solid #ddd; }
+th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #ddd; }
 thead th { border-bottom: 2px solid #222; }
-tbody th { font-weight: normal; }
+tbody th { font-weight: normal; text-align: left; white-space: nowrap; }
 .l { text-align: left; } .r { text-align: right; white-space: nowrap; }
 ul.notes { font-size: 0.85rem; color: #444; }
+td .d { font-size: 0.8rem; color: #555; white-space: normal; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; } figcaption { font-size: 0.9rem; color: #444; }
 """
 
@@ -88,7 +89,7 @@ class Figure:
 
 
 def cell_text(cell: Cell) -> str:
-    """A cell as plain text: ``81.23 [80.70, 81.60] (n=3)``, ``+1.20 [+0.40, +2.00] (P=0.89, n=3)``, or a dash."""
+    """A cell as plain text: ``81.23 [80.70, 81.60] (n=3)``, ``+1.20 [+0.40, +2.00] P=0.89``, or a dash."""
     if isinstance(cell, Stat):
         return _stat_text(cell)
     if isinstance(cell, Diff):
@@ -154,7 +155,7 @@ def to_latex(table: Table) -> str:
 
 
 def to_html(table: Table) -> str:
-    """One table as an HTML ``section``: heading, table with caption, the notes as a list."""
+    """One table as an HTML ``section``: heading, caption, the table (scrolling if wider than the page), notes."""
     sides = _alignments(table)
     data_sides = sides[table.grid.index.nlevels :]
     body = "".join(
@@ -168,8 +169,8 @@ def to_html(table: Table) -> str:
     head_cells = "".join(f'<th class="{side}">{html.escape(text)}</th>' for side, text in zip(sides, _header(table)))
     return (
         f'<section id="{html.escape(table.key)}"><h2>{html.escape(table.title)}</h2>'
-        f'<div class="scroll"><table><caption>{html.escape(table.caption)}</caption>'
-        f"<thead><tr>{head_cells}</tr></thead><tbody>{body}</tbody></table></div>"
+        f'<p class="caption">{html.escape(table.caption)}</p>'
+        f'<div class="scroll"><table><thead><tr>{head_cells}</tr></thead><tbody>{body}</tbody></table></div>'
         f'<ul class="notes">{notes}</ul></section>'
     )
 
@@ -247,14 +248,17 @@ def _is_missing(cell: object) -> bool:
 
 
 def _stat_text(
-    stat: Stat, emphasis: Callable[[str], str] = str, escape: Callable[[str], str] = str
+    stat: Stat, emphasis: Callable[[str], str] = str, escape: Callable[[str], str] = str, detail: str = " "
 ) -> str:
-    """Mean [interval] in percent and the seed count; ``emphasis`` marks the best cell's mean."""
+    """Mean [interval] in percent and the seed count; ``emphasis`` marks the best cell's mean.
+
+    ``detail`` goes between the mean and the rest (HTML puts the rest on a second, smaller line).
+    """
     if not stat.n:
         return escape(MISSING)
     mean = escape(f"{100 * stat.mean:.2f}")
-    interval = f" [{100 * stat.interval.low:.2f}, {100 * stat.interval.high:.2f}]" if stat.interval.exists else ""
-    return f"{emphasis(mean) if stat.best else mean}{escape(interval)} (n={stat.n})"
+    interval = f"[{100 * stat.interval.low:.2f}, {100 * stat.interval.high:.2f}] " if stat.interval.exists else ""
+    return f"{emphasis(mean) if stat.best else mean}{detail}{escape(f'{interval}(n={stat.n})')}"
 
 
 def _section(labels: list[str], cells: list[Cell]) -> str:
@@ -271,16 +275,22 @@ def _signed(value: float) -> str:
 
 
 def _diff_text(diff: Diff) -> str:
+    value, rest = _diff_parts(diff)
+    return f"{value} {rest}" if rest else value
+
+
+def _diff_parts(diff: Diff) -> tuple[str, str]:
+    """The difference itself, and what qualifies it (interval, P, verdict, or why there is none)."""
     if math.isnan(diff.value):
-        return f"{MISSING} ({diff.note})" if diff.note else MISSING
+        return MISSING, f"({diff.note})" if diff.note else ""
     if not diff.signed:
-        return f"{100 * diff.value:.2f}"
+        return f"{100 * diff.value:.2f}", ""
     value = _signed(diff.value)
     if diff.interval.exists:
         interval = f"[{_signed(diff.interval.low)}, {_signed(diff.interval.high)}]"
-        verdict = "" if diff.resolved else f" {NOT_RESOLVED}"
-        return f"{value} {interval}{verdict} (P={diff.prob_improvement:.2f}, n={diff.n_pairs})"
-    return f"{value} ({diff.note})" if diff.note else value
+        verdict = "" if diff.resolved else f", {NOT_RESOLVED}"
+        return value, f"{interval} P={diff.prob_improvement:.2f}{verdict}"
+    return value, f"({diff.note})" if diff.note else ""
 
 
 def _md_cell(cell: Cell) -> str:
@@ -300,8 +310,12 @@ def _latex_cell(cell: Cell) -> str:
 
 
 def _html_cell(cell: Cell) -> str:
-    if isinstance(cell, Stat):
-        return _stat_text(cell, lambda body: f"<b>{body}</b>", html.escape)
+    """Two lines where there is more than a number, so that wide tables still fit the page."""
+    if isinstance(cell, Stat) and cell.n:
+        return _stat_text(cell, lambda body: f"<b>{body}</b>", html.escape, '<br><span class="d">') + "</span>"
+    if isinstance(cell, Diff):
+        value, rest = _diff_parts(cell)
+        return html.escape(value) + (f'<br><span class="d">{html.escape(rest)}</span>' if rest else "")
     return html.escape(cell_text(cell))
 
 

@@ -25,6 +25,12 @@ COLUMNS = (
 )
 
 
+def has_counterparts(trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL) -> bool:
+    """Whether any reported number has a measured cell in this study (else the table is left out)."""
+    summary = summarize(trials, [rs.P_DATASET, rs.P_LOSS, rs.P_BATCH_SIZE, rs.P_EPOCHS], metric)
+    return any(_closest_match(entry, summary) is not None for entry in reported_entries(trials))
+
+
 def reported_entries(trials: pd.DataFrame) -> list[ReportedNumber]:
     """The published numbers for the study's datasets and losses."""
     datasets = {_normalized(name) for name in trials[rs.P_DATASET].dropna()}
@@ -44,14 +50,18 @@ def reported_table(trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL) ->
         metric: Accuracy column of the measured side.
 
     Returns:
-        One row per reported number, with the reported value, its provenance tag and source
-        (as a footnote reference), the measured value and measured − reported.
+        One row per reported number with a measured counterpart here: the reported value, its
+        provenance tag and source (as a footnote reference), the measured value and measured −
+        reported. Reported numbers without one are counted in a footnote, not listed.
     """
     by = [rs.P_DATASET, rs.P_LOSS, rs.P_BATCH_SIZE, rs.P_EPOCHS]
     summary = summarize(trials, by, metric)
-    entries = reported_entries(trials)
+    pairs = [(entry, _closest_match(entry, summary)) for entry in reported_entries(trials)]
+    matched = [(entry, match) for entry, match in pairs if match is not None]
+    unmatched = [entry for entry, match in pairs if match is None]
+    entries = [entry for entry, _ in matched]
     sources = list(dict.fromkeys(_source_note(entry) for entry in entries))
-    rows = [_reported_row(entry, summary, sources.index(_source_note(entry)) + 1) for entry in entries]
+    rows = [_reported_row(entry, match, sources.index(_source_note(entry)) + 1) for entry, match in matched]
     index = ["dataset", "loss"]
     grid = pd.DataFrame(rows, columns=[*index, *COLUMNS]).set_index(index).astype(object)
     tags = "; ".join(f"{tag}: {meaning}" for tag, meaning in PROVENANCE_TAGS.items())
@@ -60,8 +70,9 @@ def reported_table(trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL) ->
         f"{METRIC_LABELS[metric]}, this study. Tags: {tags}.",
         *(f"[{number}] {note}" for number, note in enumerate(sources, start=1)),
     ]
-    if not entries:
-        footnotes.append("No reported numbers are on file for this study's datasets and losses.")
+    if unmatched:
+        settings = ", ".join(sorted({f"{loss_label(entry.loss)} at B={entry.batch_size or '—'}" for entry in unmatched}))
+        footnotes.append(f"Not listed: {len(unmatched)} reported numbers with no measured cell here ({settings}).")
     return Table(
         key="reported",
         title="Reported numbers beside the measured ones",
@@ -73,12 +84,9 @@ def reported_table(trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL) ->
     )
 
 
-def _reported_row(entry: ReportedNumber, summary: pd.DataFrame, source_number: int) -> dict[str, object]:
-    match = _closest_match(entry, summary)
-    measured = None
-    if match is not None:
-        measured = Stat(float(match["mean"]), float(match["std"]), int(match["n"]), mean_interval(match["seeds"]))
-    difference = None if match is None else Diff(float(match["mean"]) - entry.percent / 100)
+def _reported_row(entry: ReportedNumber, match: pd.Series, source_number: int) -> dict[str, object]:
+    measured = Stat(float(match["mean"]), float(match["std"]), int(match["n"]), mean_interval(match["seeds"]))
+    difference = Diff(float(match["mean"]) - entry.percent / 100)
     return {
         "dataset": entry.dataset,
         "loss": loss_label(entry.loss),
@@ -89,7 +97,7 @@ def _reported_row(entry: ReportedNumber, summary: pd.DataFrame, source_number: i
         "tag": entry.tag,
         "source": f"[{source_number}]",
         "measured here (%)": measured,
-        "our setting": "not run" if match is None else _our_setting(match),
+        "our setting": _our_setting(match),
         "measured − reported (pp)": difference,
     }
 

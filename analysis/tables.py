@@ -11,7 +11,7 @@ import pandas as pd
 from analysis import load
 from analysis.cells import Table
 from analysis.loss_tables import AXES, loss_axis_table
-from analysis.reported_table import reported_entries, reported_table
+from analysis.reported_table import has_counterparts, reported_table
 from trainables import run_schema as rs
 
 
@@ -36,10 +36,10 @@ def all_tables(
         baselines: Frame from ``load_baselines`` for the random-init rows.
 
     Returns:
-        The loss-by-axis tables of ``varying_axes``, then the reported numbers where any are on
-        file for the study's datasets and losses.
+        The loss-by-axis tables of ``varying_axes``, then the reported numbers where any has a
+        measured counterpart in the study.
     """
     tables = {key: loss_axis_table(trials, AXES[key], metric, baselines) for key in varying_axes(trials)}
-    if reported_entries(trials):
+    if has_counterparts(trials, metric):
         tables["reported"] = reported_table(trials, metric)
     return tables

@@ -31,6 +31,8 @@ from analysis import (
     write_report,
 )
 from analysis.__main__ import main
+from analysis.conditions import conditions
+from analysis.labels import counted
 from analysis.reported import PROVENANCE_TAGS, REPORTED
 from analysis.cells import Diff, Stat
 from trainables import run_schema as rs
@@ -284,7 +286,7 @@ def test_difference_rows_pair_seeds_with_intervals_and_improvement(study: Study,
         assert cell.resolved == (differences.min() > 0 or differences.max() < 0)
     assert grid.at["FlatNCE − InfoNCE", 32].resolved and not grid.at["FlatNCE − InfoNCE", 256].resolved
     two_seeds = grid.at["FlatNCE − InfoNCE", 512]
-    assert not two_seeds.interval.exists and "2 common seeds, needs 3" in two_seeds.note
+    assert not two_seeds.interval.exists and "2 common seeds" in two_seeds.note
     means = study.truth.query("batch_size == 512").groupby("loss")["linear_test"].mean()
     assert two_seeds.value == pytest.approx(means["flatnce"] - means["infonce"])
     text = render.to_markdown(batch_size_table(trials))
@@ -321,12 +323,16 @@ def test_views_and_equal_compute_tables_match_pandas(study: Study, trials: pd.Da
 
 def test_lr_table_matches_pandas_with_spread(study: Study, trials: pd.DataFrame) -> None:
     table = lr_table(trials)
-    wanted = expected(study.truth, ["loss", "batch_size", "lr"])
+    # A sensitivity table: only (loss, batch size) rows that ran more than one lr.
+    swept = study.truth.groupby(["loss", "batch_size"])["lr"].nunique().loc[lambda counts: counts > 1].index
+    assert swept.tolist() == [("flatnce", 64), ("infonce", 64)]
+    wanted = {key: cell for key, cell in expected(study.truth, ["loss", "batch_size", "lr"]).items() if key[:2] in swept}
     assert_cells(table.grid, wanted, lambda key: (LABELS[key[0]], key[1]))
+    assert [row for row in table.grid.index if row[0] in LABELS.values()] == [("InfoNCE", 64), ("FlatNCE", 64)]
     infonce_64 = [wanted[("infonce", 64, lr)][0] for lr in (0.1, 0.3, 1.0)]
     spread = table.grid.at[("InfoNCE", 64), "spread (pp)"]
     assert isinstance(spread, Diff) and spread.value == pytest.approx(max(infonce_64) - min(infonce_64))
-    assert table.grid.at[("InfoNCE", 32), "spread (pp)"] is None
+    assert table.grid.at[("random init", ""), "spread (pp)"] is None
 
 
 def test_failed_and_early_stopped_trials_are_excluded_and_counted(trials: pd.DataFrame) -> None:
@@ -458,3 +464,88 @@ def test_a_study_where_nothing_completed_still_reports(tmp_path: Path, study: St
     assert "| InfoNCE | — |" in report.batch_size_markdown
     assert f"2 failed (reasons: {OOM} ×1; NaN loss ×1)" in report.batch_size_markdown
     assert all(path.is_file() for path in report.paths)
+
+
+# --- what the report shows around the tables ---------------------------------------------------
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567+dirty"
+
+
+@pytest.fixture(scope="module")
+def small_study(study: Study) -> str:
+    """A quickstart-like study in the same store: M = 1 and one lr only, a flatclr probe, bf16, a 40-char commit."""
+    specs = []
+    for loss, batch_size, seed in itertools.product(("infonce", "flatnce"), (32, 64), range(3)):
+        spec = synthetic_trial(
+            loss, batch_size, seed, test_acc=0.40 + 0.01 * seed + 0.02 * (loss == "flatnce"), epochs=3,
+            device_type="cuda", extra_params={"precision": "auto", "blur_prob": 0.5, "val_fraction": 0.1},
+        )
+        spec["evals"][0]["params"] |= {"recipe": "flatclr", "batch_size": 512, "epochs": 100}
+        specs.append(spec)
+    baselines = [synthetic_baseline(seed, test_acc=0.30 + 0.005 * seed) for seed in range(3)]
+    make_synthetic_study(study.uri, "small", specs, preset="quickstart", code_version=COMMIT, baselines=baselines)
+    return "small"
+
+
+def test_sections_and_plots_only_for_axes_that_vary(tmp_path: Path, study: Study, small_study: str) -> None:
+    report = write_report(small_study, study.uri, tmp_path, log_to_mlflow=False)
+    assert set(report.tables) == {"batch_size", "reported"}
+    assert set(report.plots) == {"accuracy_vs_batch_size", "training_curves"}
+    page = report.html.read_text()
+    assert "positive views" not in page and "equal compute" not in page.lower()
+    reported = (tmp_path / "tables" / "reported.md").read_text()
+    assert "not run" not in reported and "Not listed:" in reported
+
+
+def test_report_header_names_trials_wall_clock_run_and_short_commit(
+    tmp_path: Path, study: Study, small_study: str
+) -> None:
+    report = write_report(small_study, study.uri, tmp_path, log_to_mlflow=False)
+    summary = report.summary.read_text()
+    run_id = load_study(small_study, study.uri)["study_run_id"].iloc[0]
+    assert "- **Trials:** 12 (12 completed)" in summary
+    assert "- **Random-init baseline:** 3 runs recorded" in summary
+    assert f"run {run_id}" in summary and "- **Wall-clock:** " in summary
+    short = "0123456789ab+dirty"
+    assert f"- **Code:** {short}" in summary
+    for path in [*report.tables["batch_size"], report.html]:
+        text = path.read_text()
+        assert COMMIT.split("+")[0] not in text and f"code {short}" in text
+    assert '<section id="conditions"><h2>Conditions</h2>' in report.html.read_text()
+
+
+def test_conditions_list_what_departs_from_the_papers_recipe(study: Study, small_study: str) -> None:
+    lines = conditions(load_study(small_study, study.uri))
+    text = "\n".join(lines)
+    assert lines[0].startswith("Compared with the recipe of FlatCLR")
+    assert "Backbone: resnet18 (the paper: resnet50)." in text
+    assert "Pretraining epochs: 3 (the paper: 100)." in text
+    assert "Precision: bf16 autocast" in text  # precision auto on cuda
+    assert "blur probability 0.5 (the paper: no blur" in text
+    assert "validation split of 0.1" in text
+    assert "Linear probe: batch 512, lr 1.6 (the recipe's), 100 epochs" in text and "8× larger step" in text
+    assert "Evaluation input: frozen features of unaugmented images" in text
+    # The synthetic study runs the AttentionNCE lineage's recipe at τ 0.5 and batch sizes that include 256.
+    lineage = "\n".join(conditions(load_study(NAME, study.uri)))
+    assert "τ" not in lineage and "Precision" not in lineage and "Linear probe" not in lineage
+    assert "Optimiser and lr: sgd, lr 0.1, 0.3, 1, scaling linear (the paper: adam, lr 0.001)." in lineage
+
+
+def test_cli_html_needs_out_and_unknown_studies_are_listed(
+    tmp_path: Path, study: Study, small_study: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["tables", "--study", small_study, "--tracking-uri", study.uri, "--format", "html"])
+    assert refused.value.code == 2 and "--format html needs --out" in capsys.readouterr().err
+    assert main(["tables", "--study", small_study, "--tracking-uri", study.uri, "--format", "html", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "tables.html")
+    assert (tmp_path / "tables.html").read_text().startswith("<!doctype html>")
+    assert main(["report", "--study", "nope", "--tracking-uri", study.uri, "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "no study named 'nope'" in error and "studies there:" in error
+    assert f" {NAME}" in error and f" {small_study}" in error
+
+
+def test_counts_read_as_english() -> None:
+    assert counted(1, "common seed") == "1 common seed" and counted(2, "common seed") == "2 common seeds"
+    assert counted(0, "run") == "0 runs"
