@@ -23,6 +23,7 @@ from trainables import run_schema as rs
 
 _PARAM = load.EXTRA_PARAM_PREFIX
 _EVAL = load.EVAL_PARAM_PREFIX
+_PROBE = "probe_"  # how evaluation runs name their own settings, beside the encoder's dataset, batch size, ...
 
 
 @dataclass(frozen=True)
@@ -241,8 +242,7 @@ def _probe(trials: pd.DataFrame, paper: PaperRecipe) -> str:
 def _probe_recipe(trials: pd.DataFrame, paper: PaperRecipe) -> str:
     if set(_values(trials, load.EVAL_MODE)) - {"linear"}:
         return ""
-    batches, lrs = _values(trials, _EVAL + "batch_size"), _values(trials, _EVAL + "lr")
-    epochs = _values(trials, _EVAL + "epochs")
+    batches, lrs, epochs = (_values(trials, _probe_column(trials, name)) for name in ("batch_size", "lr", "epochs"))
     lr = _text(lrs) or f"{format_value(paper.probe_lr)} (the recipe's)"
     differs = _differs(batches, paper.probe_batch_size) or _differs(epochs, paper.probe_epochs) or _differs(lrs, paper.probe_lr)
     if not differs:
@@ -255,6 +255,15 @@ def _probe_recipe(trials: pd.DataFrame, paper: PaperRecipe) -> str:
         f"Linear probe: batch {_text(batches) or '—'}, lr {lr}, {_text(epochs) or '—'} epochs "
         f"(the paper: batch {paper.probe_batch_size}, lr {format_value(paper.probe_lr)}, {paper.probe_epochs} epochs{step})."
     )
+
+
+def _probe_column(trials: pd.DataFrame, name: str) -> str:
+    """The frame column of an evaluation setting: ``probe_<name>`` as evaluation runs log it, or the bare
+    name in stores written before the probe's settings had their own names (when no run has a probe_ one)."""
+    prefixed = f"{_EVAL}{_PROBE}{name}"
+    if prefixed in trials.columns or any(column.startswith(_EVAL + _PROBE) for column in trials.columns):
+        return prefixed
+    return _EVAL + name
 
 
 def _selection(metric: str) -> str:

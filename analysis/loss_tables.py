@@ -130,17 +130,15 @@ def loss_axis_table(
     if axis.varied_rows_only:
         shown = trials[trials.groupby(list(axis.rows))[axis.column].transform("nunique") > 1]
     summary = summarize(shown, by, metric, axis.describe)
-    present = summary[summary["n"] > 0]
-    seeds = {_key(cell, axis): cell["seeds"] for _, cell in present.iterrows()}
+    seeds = {_key(cell, axis): cell["seeds"] for _, cell in summary[summary["n"] > 0].iterrows()}
     baseline = seed_values(baselines[baselines[metric].notna()], metric)
     row_keys = list(dict.fromkeys(_row_key(cell, axis) for _, cell in summary.iterrows()))
     columns = sorted(summary[axis.column].dropna().unique().tolist())
+    # Size the Bonferroni family first: every interval of the table is drawn at its adjusted level.
     checks = _best_checks(seeds, row_keys, columns, axis)
-    differences = _reference_comparisons(seeds, row_keys, columns, axis) + [
-        _Comparison(_labelled(row, f"− {RANDOM_INIT}"), column, seeds[(row, column)], baseline)
-        for row in row_keys for column in columns
-        if (row, column) in seeds and not baseline.empty and axis.against_baseline
-    ]
+    differences = _reference_comparisons(seeds, row_keys, columns, axis) + _baseline_comparisons(
+        seeds, row_keys, columns, axis, baseline
+    )
     family = [_pairs(comparison) for comparison in checks + differences if _pairs(comparison) >= MIN_SEEDS]
     level = bonferroni_level(LEVEL, len(family))
     rows = _loss_rows(summary, axis, _resolved_best(checks, level))
@@ -152,19 +150,12 @@ def loss_axis_table(
     if axis.spread:
         for key, cells in rows.items():
             cells[SPREAD] = _spread(cells.values()) if key in row_keys else None
-    grid = _grid(rows, axis, [*columns, *([SPREAD] if axis.spread else [])])
-    footnotes = [
-        f"Bold: {axis.best_note}, only where its paired difference to every other is resolved above zero.",
-        notes.statistics_note(len(family), level, family),
-        notes.baseline_note(baselines, metric, axis.against_baseline),
-    ]
-    if axis.spread:
-        footnotes.append("Spread: best minus worst mean over the lrs tried, in percentage points (no interval).")
+    footnotes = _footnotes(axis, family, level, baselines, metric)
     unit = hours_unit(trials) if axis.hours else ""
     return Table(
         key=axis.key,
         title=axis.title,
-        grid=grid,
+        grid=_grid(rows, axis, [*columns, *([SPREAD] if axis.spread else [])]),
         column_name=axis.column_name,
         column_symbol=axis.column_symbol,
         caption=notes.caption(trials, metric),
@@ -237,6 +228,32 @@ def _reference_comparisons(
             if (row, column) in seeds and (base, column) in seeds
         ]
     return comparisons
+
+
+def _baseline_comparisons(
+    seeds: dict[tuple, pd.Series], row_keys: list[Hashable], columns: list, axis: LossAxis, baseline: pd.Series
+) -> list[_Comparison]:
+    """Each cell minus the random-init baseline: what pretraining learned."""
+    if baseline.empty or not axis.against_baseline:
+        return []
+    return [
+        _Comparison(_labelled(row, f"− {RANDOM_INIT}"), column, seeds[(row, column)], baseline)
+        for row in row_keys
+        for column in columns
+        if (row, column) in seeds
+    ]
+
+
+def _footnotes(axis: LossAxis, family: list[int], level: float, baselines: pd.DataFrame, metric: str) -> list[str]:
+    """What bold means, how the statistics were made, and what the random-init row is."""
+    footnotes = [
+        f"Bold: {axis.best_note}, only where its paired difference to every other is resolved above zero.",
+        notes.statistics_note(len(family), level, family),
+        notes.baseline_note(baselines, metric, axis.against_baseline),
+    ]
+    if axis.spread:
+        footnotes.append("Spread: best minus worst mean over the lrs tried, in percentage points (no interval).")
+    return footnotes
 
 
 def _best_checks(

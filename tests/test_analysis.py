@@ -480,7 +480,9 @@ def small_study(study: Study) -> str:
             loss, batch_size, seed, test_acc=0.40 + 0.01 * seed + 0.02 * (loss == "flatnce"), epochs=3,
             device_type="cuda", extra_params={"precision": "auto", "blur_prob": 0.5, "val_fraction": 0.1},
         )
-        spec["evals"][0]["params"] |= {"recipe": "flatclr", "batch_size": 512, "epochs": 100}
+        # As evaluation runs log them: the probe's settings under probe_ names, the encoder's under the trials' names.
+        probe = {"recipe": "flatclr", "probe_batch_size": 512, "probe_epochs": 100, "batch_size": batch_size}
+        spec["evals"][0]["params"] |= probe
         specs.append(spec)
     baselines = [synthetic_baseline(seed, test_acc=0.30 + 0.005 * seed) for seed in range(3)]
     make_synthetic_study(study.uri, "small", specs, preset="quickstart", code_version=COMMIT, baselines=baselines)
