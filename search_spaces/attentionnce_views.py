@@ -1,21 +1,29 @@
 """AttentionNCE against InfoNCE across positive views and batch sizes (AttentionNCE's recipe).
 
 ResNet-18 (CIFAR stem), the DCL/HCL/AttentionNCE head, Adam 1e-3 with wd 1e-6 and no
-schedule, temperature 0.5, (d_pos, d_neg) = (1, 10) as published for CIFAR-10. M positive
-views: infonce encodes M+1 views per image, attentionnce M+2 — compare at equal compute
-with the analysis' views table. 2 losses x 4 views x 3 batch sizes = 24 trials.
+schedule, temperature 0.5, (d_pos, d_neg) = (1, 10) as published for CIFAR-10, and the
+lineage's augmentation: FlatCLR's CIFAR pipeline plus a Gaussian blur with p = 0.5 (kernel 3
+at 32 px), as AttentionNCE's ``utils.py`` applies it to all six views.
+
+Equal compute: InfoNCE encodes V = M + 1 views per image, AttentionNCE V = M + 2. InfoNCE
+therefore runs M = 1..7 (V = 2..8) and AttentionNCE M in {1, 2, 4, 6} (V = 3, 4, 6, 8): the
+views table compares both at M in {1, 2, 4, 6}, and the equal-compute table at the same
+V x epochs for V in {3, 4, 6, 8}, so that no column is won by the only loss present.
+(7 + 4) views x 3 batch sizes x 3 seeds = 99 trials; 3 seeds are what a paired test needs.
 """
 
 from search_spaces.preset import Preset
 
 PRESET = Preset(
     name="attentionnce-views",
-    description="infonce vs attentionnce x M in {1,2,4,6} x batch {64,128,256} on CIFAR-10, Adam 1e-3",
+    description="infonce (M=1..7) vs attentionnce (M in {1,2,4,6}) x batch {64,128,256} on CIFAR-10, Adam 1e-3, blur, 3 seeds",
     fixed={
-        "dataset": "cifar10", "backbone": "resnet18", "head": "mlp_bn", "temperature": 0.5,
+        "dataset": "cifar10", "backbone": "resnet18", "head": "mlp_bn", "temperature": 0.5, "blur_prob": 0.5,
         "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-6, "schedule": "constant", "epochs": 400, "gpu": True,
     },
     grid={"loss": ("infonce", "attentionnce"), "views": (1, 2, 4, 6), "batch_size": (64, 128, 256)},
     per_loss={"attentionnce": {"d_pos": 1.0, "d_neg": 10.0}},
+    per_loss_axes={"infonce": {"views": (1, 2, 3, 4, 5, 6, 7)}},
+    seeds=(0, 1, 2),
     evaluation={"mode": "linear", "recipe": "attentionnce", "epochs": 100},
 )

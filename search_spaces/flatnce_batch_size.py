@@ -2,7 +2,9 @@
 
 ResNet-18 (CIFAR stem), FlatCLR's head, LARS with sqrt lr scaling (0.075 x sqrt(B), the
 SimCLR small-batch rule FlatCLR's README recommends), temperature 0.1, 10 warm-up epochs
-then cosine, one positive view. 2 losses x 6 batch sizes x 3 seeds = 36 trials.
+then cosine, one positive view. 2 losses x 6 batch sizes x 3 seeds = 36 trials. The linear
+probe is FlatCLR's ``train_fc.py``: SGD lr 1.6, momentum 0.9, cosine, 100 epochs, at its batch
+4096 (at a smaller probe batch the same lr would take a larger step per example).
 """
 
 from search_spaces.preset import Preset
@@ -17,5 +19,5 @@ PRESET = Preset(
     },
     grid={"loss": ("infonce", "flatnce"), "batch_size": (16, 32, 64, 128, 256, 512)},
     seeds=(0, 1, 2),
-    evaluation={"mode": "linear", "recipe": "flatclr", "epochs": 100},
+    evaluation={"mode": "linear", "recipe": "flatclr", "epochs": 100, "batch_size": 4096},
 )

@@ -1,18 +1,20 @@
 """The AttentionNCE table's losses at batch 256: infonce, dcl, hcl, attentionnce, flatnce.
 
 The shared DCL/HCL/AttentionNCE lineage setup: Adam 1e-3, wd 1e-6, temperature 0.5,
-batch 256, the 2048->512->128 BN head style, 400 epochs; each loss's published defaults
-(dcl/hcl tau+ 0.1, hcl beta 1, attentionnce d_pos 1, d_neg 10 with M = 4).
+batch 256, the 2048->512->128 BN head style, 400 epochs, and the lineage's augmentation
+(FlatCLR's CIFAR pipeline plus a Gaussian blur with p = 0.5, kernel 3 at 32 px); each loss's
+published defaults (dcl/hcl tau+ 0.1, hcl beta 1, attentionnce d_pos 1, d_neg 10 with M = 4).
 FlatNCE runs at the lineage's temperature 0.5 too, so every loss shares one setup.
+5 losses x 3 seeds = 15 trials: 3 seeds feed the paired differences against InfoNCE.
 """
 
 from search_spaces.preset import Preset
 
 PRESET = Preset(
     name="lineage-baselines",
-    description="infonce, dcl, hcl, attentionnce (M=4), flatnce at batch 256 on CIFAR-10, Adam 1e-3, tau 0.5",
+    description="infonce, dcl, hcl, attentionnce (M=4), flatnce at batch 256 on CIFAR-10, Adam 1e-3, tau 0.5, blur, 3 seeds",
     fixed={
-        "dataset": "cifar10", "backbone": "resnet18", "head": "mlp_bn", "batch_size": 256, "temperature": 0.5,
+        "dataset": "cifar10", "backbone": "resnet18", "head": "mlp_bn", "batch_size": 256, "temperature": 0.5, "blur_prob": 0.5,
         "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-6, "schedule": "constant", "epochs": 400, "gpu": True,
     },
     grid={"loss": ("infonce", "dcl", "hcl", "attentionnce", "flatnce")},
@@ -21,5 +23,6 @@ PRESET = Preset(
         "hcl": {"tau_plus": 0.1, "beta": 1.0},
         "attentionnce": {"views": 4, "d_pos": 1.0, "d_neg": 10.0},
     },
+    seeds=(0, 1, 2),
     evaluation={"mode": "linear", "recipe": "attentionnce", "epochs": 100},
 )

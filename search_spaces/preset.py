@@ -1,12 +1,60 @@
-"""What a study preset declares: fixed settings, the axes it crosses, seeds, and evaluation."""
+"""What a study preset declares: fixed settings, the axes it crosses, seeds, evaluation and tuning."""
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 SearchFunction = Callable[[Any], dict[str, Any]]  # an Optuna define-by-run space: trial -> constants
+TUNING_SAMPLERS = ("tpe", "random")
+TUNING_METRICS = ("val_knn_acc", "eval_best_val_acc")  # validation only: the test split never selects
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The fair tuning protocol: every (loss, batch size, ...) cell gets the same budget.
+
+    Each grid cell gets its own Optuna study of exactly ``samples`` trials over lr (log-uniform
+    in ``lr``) and, for losses that take a temperature, τ (log-uniform in ``temperature``). The
+    configuration with the best validation ``metric`` is then re-run with every seed of the
+    study; only those re-runs are the study's trials, so only they enter its tables. Equal
+    budgets per cell answer Bordes et al. 2023: a comparison across batch sizes in which one cell
+    was tuned harder than another measures the tuning, not the loss.
+
+    Attributes:
+        samples: Trials per cell (the budget, the same for every cell).
+        lr: (low, high) of the base lr searched (before the preset's lr_scaling).
+        temperature: (low, high) of τ, searched for losses that take one.
+        seed: Pretraining seed of the tuning trials; kept apart from the study's seeds so that the
+            runs that enter the table were not the ones the selection saw.
+        metric: Validation metric the selection maximises: the final validation kNN accuracy, or
+            the evaluation's best validation accuracy.
+        sampler: Optuna sampler of each cell's study.
+    """
+
+    samples: int = 4
+    lr: tuple[float, float] = (1e-2, 1.0)
+    temperature: tuple[float, float] = (0.05, 0.5)
+    seed: int = 1000
+    metric: str = "val_knn_acc"
+    sampler: str = "tpe"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.samples, int) or self.samples < 1:
+            problems.append(f"tuning.samples={self.samples!r} is not allowed; it must be an integer >= 1")
+        for name in ("lr", "temperature"):
+            low, high = getattr(self, name)
+            if not (0 < low < high < math.inf):
+                problems.append(f"tuning.{name}={getattr(self, name)!r} is not allowed; it must be (low, high) with 0 < low < high")
+        if self.metric not in TUNING_METRICS:
+            problems.append(f"tuning.metric={self.metric!r} is not allowed; allowed: {', '.join(TUNING_METRICS)}")
+        if self.sampler not in TUNING_SAMPLERS:
+            problems.append(f"tuning.sampler={self.sampler!r} is not allowed; allowed: {', '.join(TUNING_SAMPLERS)}")
+        if problems:
+            raise ValueError("; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -19,12 +67,17 @@ class Preset:
         fixed: PretrainConfig fields shared by every trial.
         grid: PretrainConfig fields crossed as a grid (a paper's table).
         per_loss: fields that apply to one loss only (AttentionNCE's d_pos, d_neg), by loss.
+        per_loss_axes: grid axes whose values differ for one loss, by loss: InfoNCE's views
+            chosen so that both losses of a views study meet at the same V (equal compute).
         seeds: every grid point is repeated once per seed.
-        evaluation: EvalConfig fields of the evaluation run after each pretraining.
+        evaluation: EvalConfig fields of the evaluation run after each pretraining. Its
+            ``recipe`` names the paper whose conditions the study follows (the report's
+            Conditions section compares the recorded configs with that paper's).
         search: a define-by-run Optuna space; when set, Optuna's TPE picks ``num_samples``
             trials instead of the grid.
         num_samples: trials of an Optuna search.
         scheduler: "none" or "asha" (early stopping on the validation kNN accuracy).
+        tuning: when set, every grid cell is tuned with the same budget before its seeds run.
     """
 
     name: str
@@ -32,14 +85,25 @@ class Preset:
     fixed: dict[str, Any]
     grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     per_loss: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_loss_axes: dict[str, dict[str, tuple[Any, ...]]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     evaluation: dict[str, Any] = field(default_factory=lambda: {"mode": "linear", "recipe": "attentionnce", "epochs": 100})
     search: SearchFunction | None = None
     num_samples: int = 0
     scheduler: str = "none"
+    tuning: Tuning | None = None
+
+    def cells(self) -> list[dict[str, Any]]:
+        """Every grid point (no seed), in table order. A loss's own axis values replace the
+        grid's for that loss's points, on the axes the grid still crosses."""
+        losses = self.grid.get("loss", (None,))
+        cells = []
+        for loss in losses:
+            own = self.per_loss_axes.get(loss, {}) if loss is not None else {}
+            axes = {a: (own.get(a, v) if a != "loss" else (loss,)) for a, v in self.grid.items()}
+            cells += [dict(zip(axes, point)) for point in itertools.product(*axes.values())]
+        return cells
 
     def grid_trials(self) -> list[dict[str, Any]]:
         """Every (grid point, seed) as config overrides, in table order (seeds innermost)."""
-        axes = list(self.grid)
-        points = itertools.product(*(self.grid[a] for a in axes)) if axes else [()]
-        return [dict(zip(axes, point)) | {"seed": seed} for point in points for seed in self.seeds]
+        return [cell | {"seed": seed} for cell in self.cells() for seed in self.seeds]

@@ -34,3 +34,21 @@ def gpu_hours(cfg: PretrainConfig) -> float | None:
     if rate is None or not cfg.gpu:
         return None
     return encoder_passes(cfg) / rate / 3600
+
+
+# Encoder passes per second of one CPU trial (one torch thread), keyed by (backbone, image size):
+# the small convnet at 32 px, two trials side by side on 2 cores, 5,000 CIFAR-10 images x 2
+# views in 11.5 s per epoch (the cifar10-cpu preset's measurement; search_spaces/cifar10_cpu.py).
+CPU_THROUGHPUT: dict[tuple[str, int], float] = {("small", 32): 870.0}
+TRIAL_OVERHEAD_S = 15.0  # per trial: start, validation kNN, the probe's feature extraction, MLflow
+
+
+def estimated_seconds(cfg: PretrainConfig) -> float | None:
+    """A trial's wall-clock from measured throughput (GPU or CPU), or None where none was measured."""
+    hours = gpu_hours(cfg)
+    if hours is not None:
+        return hours * 3600 / max(1, cfg.workers) + TRIAL_OVERHEAD_S
+    rate = CPU_THROUGHPUT.get((cfg.backbone, IMAGE_SIZE[cfg.dataset]))
+    if rate is None or cfg.gpu:
+        return None
+    return encoder_passes(cfg) / (rate * cfg.workers * cfg.cpus_per_worker) + TRIAL_OVERHEAD_S

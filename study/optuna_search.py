@@ -1,4 +1,4 @@
-"""Ray Tune's OptunaSearch, telling Optuna the truth about early-stopped trials.
+"""Ray Tune's OptunaSearch, telling Optuna the truth about early-stopped trials; per-cell tuning spaces.
 
 Tune's OptunaSearch reports a trial that ASHA stopped after 2 of 100 epochs as COMPLETE with
 its 2-epoch value, so TPE compares partial budgets with full ones. Here such a trial is told
@@ -8,6 +8,7 @@ between kNN evaluations) are not reported to Optuna at all.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from search_spaces.preset import SearchFunction
+from search_spaces.preset import SearchFunction, Tuning
 
 
 class StudyOptunaSearch(OptunaSearch):
@@ -38,14 +39,38 @@ class StudyOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
 
-def build_search(space: SearchFunction, *, study: str, journal: Path, metric: str, epochs: int, seed: int = 0) -> StudyOptunaSearch:
-    """TPE over a define-by-run space, its study kept in a journal file.
+@dataclass(frozen=True)
+class CellSpace:
+    """The define-by-run space of one tuned cell: lr, and τ when the cell's loss takes one.
+
+    A class, not a closure: Tune pickles the searcher with its space.
+    """
+
+    tuning: Tuning
+    with_temperature: bool
+
+    def __call__(self, trial: Any) -> dict[str, Any]:
+        trial.suggest_float("lr", *self.tuning.lr, log=True)
+        if self.with_temperature:
+            trial.suggest_float("temperature", *self.tuning.temperature, log=True)
+        return {}
+
+
+def sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+    if kind == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # multivariate + group: TPE models conditional parameters (d_pos only for attentionnce) jointly.
+    return optuna.samplers.TPESampler(multivariate=True, group=True, seed=seed)
+
+
+def build_search(
+    space: SearchFunction, *, study: str, journal: Path, metric: str, epochs: int, seed: int = 0, kind: str = "tpe"
+) -> StudyOptunaSearch:
+    """An Optuna sampler over a define-by-run space, its study kept in a journal file.
 
     A journal file (not SQLite) is safe for several processes and survives a killed driver,
     so a resumed sweep continues the same Optuna study.
     """
     journal.parent.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(journal)))
-    # multivariate + group: TPE models conditional parameters (d_pos only for attentionnce) jointly.
-    sampler = optuna.samplers.TPESampler(multivariate=True, group=True, seed=seed)
-    return StudyOptunaSearch(space=space, metric=metric, mode="max", sampler=sampler, study_name=study, storage=storage, epochs=epochs)
+    return StudyOptunaSearch(space=space, metric=metric, mode="max", sampler=sampler(kind, seed), study_name=study, storage=storage, epochs=epochs)

@@ -1,29 +1,64 @@
-"""Running a planned study on Ray Tune: trainable, search or grid, scheduler, restore."""
+"""Running a planned study on Ray Tune: baselines, tuning, the trials, scheduler, restore.
+
+A study runs in up to three steps, all recorded under its one MLflow study run:
+
+1. the random-init baseline: the trials' encoder, untrained, evaluated once per seed;
+2. with ``Preset.tuning``, each grid cell's own Optuna study of the same number of trials over
+   lr (and τ), selected on validation (these runs carry the study name + ``TUNING_SUFFIX``,
+   so the study's tables never read them);
+3. the study's trials: the grid (with each cell's selection, when tuned) x seeds, or an
+   Optuna search over the preset's space.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import ray
+from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from study.optuna_search import build_search
+from search_spaces.preset import Tuning
+from study.console import StudyConsole, quiet_ray
+from study.optuna_search import CellSpace, build_search
 from study.plan import Plan, max_concurrent, trial_resources
 from study.report import print_summary
 from study.study_run import TrialStatusCallback, create_study_run, find_study_run, reconcile
 from trainables import run_schema as rs
-from trainables.tracking import end_run
+from trainables.config import ConfigError, PretrainConfig, from_dict
+from trainables.losses import HYPERPARAMETERS
 from trainables.study_context import StudyContext
-from trainables.trial import run_trial
+from trainables.tracking import end_run
+from trainables.trial import run_trial, trial_name
 
 TPE_MAX_CONCURRENT = 4  # more trials in flight than this and TPE degrades towards random search
+TUNING_SUFFIX = "/tuning"  # tuning runs' study tag: the study's name + this, never the study's own
+TUNED_PARAMS = ("lr", "temperature")
 # Ray Train's controller polls its workers at this interval (default 2 s): every report and the
 # end of every run wait for a tick, so a short interval saves seconds per trial.
 RAY_ENV = {"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}}
+
+
+def run_grid_point(config: dict[str, Any], context: StudyContext) -> None:
+    """Tune's entry for a grid trial: the whole point (cell and seed) is one grid value, so that
+    a loss's own axis values (``Preset.per_loss_axes``) need no product grid."""
+    run_trial(config.get("point", config), context)
+
+
+def trial_folder(trial: Any, context: StudyContext) -> str:
+    """A trial's storage folder: its MLflow run name and Tune's trial id (unique, findable)."""
+    params = trial.config.get("point", trial.config)
+    try:
+        return f"{trial_name(from_dict(context.trial_config(params)))}_{trial.trial_id}"
+    except ConfigError:  # an Optuna suggestion Tune has not resolved yet
+        return trial.trial_id
 
 
 def trial_placement(plan: Plan, cluster: dict[str, float]) -> tune.PlacementGroupFactory:
@@ -34,10 +69,11 @@ def trial_placement(plan: Plan, cluster: dict[str, float]) -> tune.PlacementGrou
     return tune.PlacementGroupFactory([driver])
 
 
-def tune_config(args: argparse.Namespace, name: str, plan: Plan, concurrency: int) -> tune.TuneConfig:
+def tune_config(args: argparse.Namespace, context: StudyContext, plan: Plan, concurrency: int) -> tune.TuneConfig:
     """Search or grid, ASHA or none. Trial actors are reused: a fresh one per trial spends
     ~10 CPU-seconds importing torch, MLflow and Tune before the trial's first step."""
-    preset, epochs = plan.preset, int(plan.preset.fixed.get("epochs", 1))
+    preset, epochs, name = plan.preset, int(plan.preset.fixed.get("epochs", 1)), context.study
+    folders = functools.partial(trial_folder, context=context)
     scheduler = None
     if preset.scheduler == "asha":
         scheduler = ASHAScheduler(
@@ -46,47 +82,158 @@ def tune_config(args: argparse.Namespace, name: str, plan: Plan, concurrency: in
     if preset.search is None:
         # metric and mode live on the scheduler when there is one (Tune refuses them twice).
         objective = {} if scheduler else {"metric": rs.M_VAL_KNN, "mode": "max"}
-        return tune.TuneConfig(**objective, scheduler=scheduler, num_samples=1, max_concurrent_trials=concurrency, reuse_actors=True)
+        return tune.TuneConfig(
+            **objective, scheduler=scheduler, num_samples=1, max_concurrent_trials=concurrency, reuse_actors=True, trial_dirname_creator=folders
+        )
     search = build_search(preset.search, study=name, journal=args.storage_path.resolve() / name / "optuna.journal", metric=rs.M_VAL_KNN, epochs=epochs)
     return tune.TuneConfig(
-        search_alg=search, scheduler=scheduler, num_samples=preset.num_samples, max_concurrent_trials=min(concurrency, TPE_MAX_CONCURRENT), reuse_actors=True
+        search_alg=search, scheduler=scheduler, num_samples=preset.num_samples, max_concurrent_trials=min(concurrency, TPE_MAX_CONCURRENT),
+        reuse_actors=True, trial_dirname_creator=folders,
     )
 
 
-def param_space(plan: Plan) -> dict[str, Any]:
+def grid_points(plan: Plan, selections: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Every (cell, seed) of the grid, each cell with its tuned values when it was tuned."""
+    return [cell | selections.get(cell_label(cell), {}) | {"seed": seed} for cell in plan.preset.cells() for seed in plan.preset.seeds]
+
+
+def param_space(plan: Plan, selections: dict[str, dict[str, float]]) -> dict[str, Any]:
     if plan.preset.search is not None:
         return {}
-    grid = {axis: tune.grid_search(list(values)) for axis, values in plan.preset.grid.items()}
-    return grid | {"seed": tune.grid_search(list(plan.preset.seeds))}
+    return {"point": tune.grid_search(grid_points(plan, selections))}
 
 
-def run_study(args: argparse.Namespace, name: str, preset_name: str, plan: Plan, tracking_uri: str) -> int:
-    # val_knn_acc is reported on evaluation epochs only; ASHA and the searcher skip the others.
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+# --- the fair tuning protocol ---------------------------------------------------------------
+def cell_label(cell: dict[str, Any]) -> str:
+    """A cell's name in MLflow params, file names and the console: its values joined by '-'."""
+    return "-".join(str(v) for v in cell.values()) or "all"
+
+
+def cell_loss(plan: Plan, cell: dict[str, Any]) -> str:
+    return cell.get("loss", plan.preset.fixed.get("loss", PretrainConfig.loss))
+
+
+def tunes_temperature(loss: str) -> bool:
+    return "temperature" in HYPERPARAMETERS[loss]
+
+
+def check_tuning(plan: Plan, tuning: Tuning) -> None:
+    """Every cell's extreme suggestions validate, and no per-loss setting overrides a tuned value."""
+    for cell in plan.preset.cells():
+        loss = cell_loss(plan, cell)
+        clash = sorted(set(plan.preset.per_loss.get(loss, {})) & set(TUNED_PARAMS))
+        if clash:
+            raise ConfigError(f"tuning: per_loss[{loss!r}] fixes {', '.join(clash)}, which the tuning protocol tunes; remove one of the two")
+        for lr in tuning.lr:
+            corner = cell | {"seed": tuning.seed, "lr": lr} | ({"temperature": tuning.temperature[0]} if tunes_temperature(loss) else {})
+            try:
+                from_dict(plan.preset.fixed | corner | plan.preset.per_loss.get(loss, {}))
+            except ConfigError as err:
+                raise ConfigError(f"tuning cell {cell_label(cell)}: {err}") from None
+
+
+def tune_cell(args: argparse.Namespace, context: StudyContext, plan: Plan, cell: dict[str, Any], concurrency: int, console: StudyConsole) -> dict[str, float]:
+    """One cell's Optuna study of exactly ``tuning.samples`` trials; the best validation config."""
+    tuning, label = plan.preset.tuning, cell_label(cell)
+    assert tuning is not None
+    folder = args.storage_path.resolve() / context.study.removesuffix(TUNING_SUFFIX) / "tuning"
+    journal = folder / f"{label}.journal"
+    journal.unlink(missing_ok=True)  # an unfinished earlier attempt: start this cell's budget afresh
+    space = CellSpace(tuning, tunes_temperature(cell_loss(plan, cell)))
+    epochs = int(plan.preset.fixed.get("epochs", 1))
+    search = build_search(space, study=label, journal=journal, metric=tuning.metric, epochs=epochs, seed=tuning.seed, kind=tuning.sampler)
+    cell_context = dataclasses.replace(context, fixed=context.fixed | cell | {"seed": tuning.seed})
+    trainable = tune.with_resources(tune.with_parameters(run_trial, context=cell_context), trial_placement(plan, ray.cluster_resources()))
+    config = tune.TuneConfig(
+        search_alg=search, num_samples=tuning.samples, max_concurrent_trials=min(concurrency, tuning.samples), reuse_actors=True,
+        trial_dirname_creator=functools.partial(trial_folder, context=cell_context),
+    )
+    callbacks = [TrialStatusCallback(context.tracking_uri, context.experiment, context.study, epochs)]
+    run_config = tune.RunConfig(
+        name=label, storage_path=str(folder), callbacks=callbacks, progress_reporter=console.reporter(f"tuning {label}", cell | {"seed": tuning.seed}),
+        verbose=1,
+    )
+    results = tune.Tuner(trainable, tune_config=config, run_config=run_config).fit()
+    scored = [r for r in results if r.error is None and tuning.metric in (r.metrics or {})]
+    if not scored:
+        raise RuntimeError(f"tuning cell {label}: none of its {tuning.samples} trials reported {tuning.metric}; see {folder / label}")
+    best = max(scored, key=lambda r: r.metrics[tuning.metric])
+    return {k: best.config[k] for k in TUNED_PARAMS if k in best.config}
+
+
+def tune_cells(args: argparse.Namespace, context: StudyContext, plan: Plan, concurrency: int, console: StudyConsole) -> dict[str, dict[str, float]]:
+    """Each cell's selection, tuning the cells not yet selected (a resumed study keeps its own)."""
+    path = args.storage_path.resolve() / context.study / "tuning.json"
+    selections = json.loads(path.read_text()) if path.is_file() else {}
+    tuning_context = dataclasses.replace(context, study=context.study + TUNING_SUFFIX)
+    client = MlflowClient(context.tracking_uri)
+    for cell in plan.preset.cells():
+        label = cell_label(cell)
+        if label in selections:
+            continue
+        selections[label] = tune_cell(args, tuning_context, plan, cell, concurrency, console)
+        write_atomic(path, json.dumps(selections, indent=2))
+        for key, value in selections[label].items():
+            client.log_param(context.study_run_id, f"tuned/{label}/{key}", value)
+    return selections
+
+
+def write_atomic(path: Path, text: str) -> None:
+    staging = path.with_name(f".{path.name}.partial")
+    staging.write_text(text)
+    staging.replace(path)
+
+
+def record_baselines(context: StudyContext, plan: Plan) -> None:
+    pass  # wired once the evaluation of a random-init encoder lands
+
+
+# --- the study ------------------------------------------------------------------------------
+def study_context(args: argparse.Namespace, name: str, preset_name: str, plan: Plan, tracking_uri: str) -> StudyContext:
+    """The study run (found again on --resume) and what every trial is handed."""
     storage = args.storage_path.resolve()
-    ray.init(address=args.address, logging_level="WARNING", runtime_env=RAY_ENV)
-    cluster = ray.cluster_resources()
-    concurrency = args.max_concurrent or max_concurrent(plan.configs, cluster)
     study_run_id = find_study_run(tracking_uri, args.experiment, name) or create_study_run(
         tracking_uri, args.experiment, name, preset_name, plan.preset.description, plan.overrides
     )
     (storage / name).mkdir(parents=True, exist_ok=True)
-    (storage / name / "study.json").write_text(json.dumps({"preset": preset_name, "overrides": plan.overrides, "mlflow_run_id": study_run_id}, indent=2))
-    context = StudyContext(name, study_run_id, tracking_uri, args.experiment, str(storage / name / "train"), plan.preset.fixed, plan.preset.per_loss, plan.preset.evaluation, args.max_failures)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), trial_placement(plan, cluster))
+    write_atomic(storage / name / "study.json", json.dumps({"preset": preset_name, "overrides": plan.overrides, "mlflow_run_id": study_run_id}, indent=2))
+    return StudyContext(name, study_run_id, tracking_uri, args.experiment, str(storage / name / "train"), plan.preset.fixed, plan.preset.per_loss, plan.preset.evaluation, args.max_failures)
+
+
+def study_tuner(args: argparse.Namespace, context: StudyContext, plan: Plan, concurrency: int, selections: dict[str, dict[str, float]], console: StudyConsole) -> tune.Tuner:
+    storage = args.storage_path.resolve()
+    entry = run_trial if plan.is_search else run_grid_point
+    trainable = tune.with_resources(tune.with_parameters(entry, context=context), trial_placement(plan, ray.cluster_resources()))
+    if args.resume and tune.Tuner.can_restore(str(storage / context.study)):
+        return tune.Tuner.restore(str(storage / context.study), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
     epochs = int(plan.preset.fixed.get("epochs", 1))
-    callbacks = [TrialStatusCallback(tracking_uri, args.experiment, name, epochs)]
-    if args.resume:
-        tuner = tune.Tuner.restore(str(storage / name), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
-    else:
-        run_config = tune.RunConfig(name=name, storage_path=str(storage), callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=args.max_failures), verbose=1)
-        tuner = tune.Tuner(trainable, param_space=param_space(plan), tune_config=tune_config(args, name, plan, concurrency), run_config=run_config)
-    try:
-        results = tuner.fit()
-    except BaseException as err:
-        end_run(tracking_uri, study_run_id, failed_reason=f"{type(err).__name__}: {err}")
-        raise
-    reconcile(results, tracking_uri, args.experiment, name, epochs)
-    print_summary(name, study_run_id, tracking_uri, storage / name)
-    end_run(tracking_uri, study_run_id)
+    run_config = tune.RunConfig(
+        name=context.study, storage_path=str(storage), callbacks=[TrialStatusCallback(context.tracking_uri, args.experiment, context.study, epochs)],
+        failure_config=tune.FailureConfig(max_failures=args.max_failures), progress_reporter=console.reporter("trials"), verbose=1,
+    )
+    return tune.Tuner(trainable, param_space=param_space(plan, selections), tune_config=tune_config(args, context, plan, concurrency), run_config=run_config)
+
+
+def run_study(args: argparse.Namespace, name: str, preset_name: str, plan: Plan, tracking_uri: str) -> int:
+    if plan.preset.tuning is not None:
+        check_tuning(plan, plan.preset.tuning)
+    # val_knn_acc is reported on evaluation epochs only; ASHA and the searcher skip the others.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    storage = args.storage_path.resolve()
+    console = StudyConsole(name, plan, storage / name)
+    with quiet_ray(storage / name / "ray.log"):
+        ray.init(address=args.address, logging_level="WARNING", runtime_env=RAY_ENV, log_to_driver=False)
+        concurrency = args.max_concurrent or max_concurrent(plan.configs, ray.cluster_resources())
+        context = study_context(args, name, preset_name, plan, tracking_uri)
+        console.start(ray.cluster_resources(), concurrency)
+        try:
+            record_baselines(context, plan)
+            selections = tune_cells(args, context, plan, concurrency, console) if plan.preset.tuning else {}
+            results = study_tuner(args, context, plan, concurrency, selections, console).fit()
+        except BaseException as err:
+            end_run(tracking_uri, context.study_run_id, failed_reason=f"{type(err).__name__}: {err}")
+            raise
+        reconcile(results, tracking_uri, args.experiment, name, int(plan.preset.fixed.get("epochs", 1)))
+    print_summary(name, context.study_run_id, tracking_uri, storage / name)
+    end_run(tracking_uri, context.study_run_id)
     return 0
