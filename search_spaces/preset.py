@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from trainables.losses.catalog import HYPERPARAMETERS
+
 SearchFunction = Callable[[Any], dict[str, Any]]  # an Optuna define-by-run space: trial -> constants
 TUNING_SAMPLERS = ("tpe", "random")
 TUNING_METRICS = ("val_knn_acc", "eval_best_val_acc")  # validation only: the test split never selects
@@ -17,7 +19,8 @@ class Tuning:
     """The fair tuning protocol: every (loss, batch size, ...) cell gets the same budget.
 
     Each grid cell gets its own Optuna study of exactly ``samples`` trials over lr (log-uniform
-    in ``lr``) and, for losses that take a temperature, τ (log-uniform in ``temperature``). The
+    in ``lr``) and each of ``hyperparameters`` that the cell's loss takes, in the tuning range the
+    loss catalog gives it (``trainables/losses/catalog.py``; τ: 0.05 to 1, log scale). The
     configuration with the best validation ``metric`` is then re-run with every seed of the
     study; only those re-runs are the study's trials, so only they enter its tables. Equal
     budgets per cell answer Bordes et al. 2023: a comparison across batch sizes in which one cell
@@ -26,7 +29,7 @@ class Tuning:
     Attributes:
         samples: Trials per cell (the budget, the same for every cell).
         lr: (low, high) of the base lr searched (before the preset's lr_scaling).
-        temperature: (low, high) of τ, searched for losses that take one.
+        hyperparameters: Loss hyperparameters tuned too, in each loss that takes them.
         seed: Pretraining seed of the tuning trials; kept apart from the study's seeds so that the
             runs that enter the table were not the ones the selection saw.
         metric: Validation metric the selection maximises: the final validation kNN accuracy, or
@@ -36,7 +39,7 @@ class Tuning:
 
     samples: int = 4
     lr: tuple[float, float] = (1e-2, 1.0)
-    temperature: tuple[float, float] = (0.05, 0.5)
+    hyperparameters: tuple[str, ...] = ("temperature",)
     seed: int = 1000
     metric: str = "val_knn_acc"
     sampler: str = "tpe"
@@ -45,10 +48,12 @@ class Tuning:
         problems = []
         if not isinstance(self.samples, int) or self.samples < 1:
             problems.append(f"tuning.samples={self.samples!r} is not allowed; it must be an integer >= 1")
-        for name in ("lr", "temperature"):
-            low, high = getattr(self, name)
-            if not (0 < low < high < math.inf):
-                problems.append(f"tuning.{name}={getattr(self, name)!r} is not allowed; it must be (low, high) with 0 < low < high")
+        low, high = self.lr
+        if not (0 < low < high < math.inf):
+            problems.append(f"tuning.lr={self.lr!r} is not allowed; it must be (low, high) with 0 < low < high")
+        unknown = [h for h in self.hyperparameters if h not in HYPERPARAMETERS]
+        if unknown:
+            problems.append(f"tuning.hyperparameters: {', '.join(map(repr, unknown))} not allowed; allowed: {', '.join(HYPERPARAMETERS)}")
         if self.metric not in TUNING_METRICS:
             problems.append(f"tuning.metric={self.metric!r} is not allowed; allowed: {', '.join(TUNING_METRICS)}")
         if self.sampler not in TUNING_SAMPLERS:

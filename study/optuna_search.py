@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces.preset import SearchFunction, Tuning
+from trainables.losses.catalog import CATALOG, HYPERPARAMETERS
 
 
 class StudyOptunaSearch(OptunaSearch):
@@ -41,18 +42,24 @@ class StudyOptunaSearch(OptunaSearch):
 
 @dataclass(frozen=True)
 class CellSpace:
-    """The define-by-run space of one tuned cell: lr, and τ when the cell's loss takes one.
+    """The define-by-run space of one tuned cell: lr, and the tuned hyperparameters its loss takes,
+    each in the loss catalog's tuning range.
 
     A class, not a closure: Tune pickles the searcher with its space.
     """
 
-    tuning: Tuning
-    with_temperature: bool
+    lr: tuple[float, float]
+    hyperparameters: tuple[str, ...]
+
+    @classmethod
+    def of(cls, tuning: Tuning, loss: str) -> CellSpace:
+        return cls(tuning.lr, tuple(h for h in tuning.hyperparameters if h in CATALOG[loss].hyperparameters))
 
     def __call__(self, trial: Any) -> dict[str, Any]:
-        trial.suggest_float("lr", *self.tuning.lr, log=True)
-        if self.with_temperature:
-            trial.suggest_float("temperature", *self.tuning.temperature, log=True)
+        trial.suggest_float("lr", *self.lr, log=True)
+        for name in self.hyperparameters:
+            low, high, log = HYPERPARAMETERS[name].search
+            trial.suggest_float(name, low, high, log=log)
         return {}
 
 

@@ -33,14 +33,13 @@ from study.report import print_summary
 from study.study_run import TrialStatusCallback, create_study_run, find_study_run, reconcile
 from trainables import run_schema as rs
 from trainables.config import ConfigError, PretrainConfig, from_dict
-from trainables.losses import HYPERPARAMETERS
+from trainables.losses.catalog import HYPERPARAMETERS
 from trainables.study_context import StudyContext
 from trainables.tracking import end_run
 from trainables.trial import run_trial, trial_name
 
 TPE_MAX_CONCURRENT = 4  # more trials in flight than this and TPE degrades towards random search
 TUNING_SUFFIX = "/tuning"  # tuning runs' study tag: the study's name + this, never the study's own
-TUNED_PARAMS = ("lr", "temperature")
 # Ray Train's controller polls its workers at this interval (default 2 s): every report and the
 # end of every run wait for a tick, so a short interval saves seconds per trial.
 RAY_ENV = {"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}}
@@ -113,19 +112,17 @@ def cell_loss(plan: Plan, cell: dict[str, Any]) -> str:
     return cell.get("loss", plan.preset.fixed.get("loss", PretrainConfig.loss))
 
 
-def tunes_temperature(loss: str) -> bool:
-    return "temperature" in HYPERPARAMETERS[loss]
-
-
 def check_tuning(plan: Plan, tuning: Tuning) -> None:
     """Every cell's extreme suggestions validate, and no per-loss setting overrides a tuned value."""
     for cell in plan.preset.cells():
         loss = cell_loss(plan, cell)
-        clash = sorted(set(plan.preset.per_loss.get(loss, {})) & set(TUNED_PARAMS))
+        space = CellSpace.of(tuning, loss)
+        clash = sorted(set(plan.preset.per_loss.get(loss, {})) & {"lr", *space.hyperparameters})
         if clash:
             raise ConfigError(f"tuning: per_loss[{loss!r}] fixes {', '.join(clash)}, which the tuning protocol tunes; remove one of the two")
-        for lr in tuning.lr:
-            corner = cell | {"seed": tuning.seed, "lr": lr} | ({"temperature": tuning.temperature[0]} if tunes_temperature(loss) else {})
+        for corner_index in (0, 1):
+            hyperparameters = {h: HYPERPARAMETERS[h].search[corner_index] for h in space.hyperparameters}
+            corner = cell | {"seed": tuning.seed, "lr": tuning.lr[corner_index]} | hyperparameters
             try:
                 from_dict(plan.preset.fixed | corner | plan.preset.per_loss.get(loss, {}))
             except ConfigError as err:
@@ -139,7 +136,7 @@ def tune_cell(args: argparse.Namespace, context: StudyContext, plan: Plan, cell:
     folder = args.storage_path.resolve() / context.study.removesuffix(TUNING_SUFFIX) / "tuning"
     journal = folder / f"{label}.journal"
     journal.unlink(missing_ok=True)  # an unfinished earlier attempt: start this cell's budget afresh
-    space = CellSpace(tuning, tunes_temperature(cell_loss(plan, cell)))
+    space = CellSpace.of(tuning, cell_loss(plan, cell))
     epochs = int(plan.preset.fixed.get("epochs", 1))
     search = build_search(space, study=label, journal=journal, metric=tuning.metric, epochs=epochs, seed=tuning.seed, kind=tuning.sampler)
     cell_context = dataclasses.replace(context, fixed=context.fixed | cell | {"seed": tuning.seed})
@@ -158,7 +155,7 @@ def tune_cell(args: argparse.Namespace, context: StudyContext, plan: Plan, cell:
     if not scored:
         raise RuntimeError(f"tuning cell {label}: none of its {tuning.samples} trials reported {tuning.metric}; see {folder / label}")
     best = max(scored, key=lambda r: r.metrics[tuning.metric])
-    return {k: best.config[k] for k in TUNED_PARAMS if k in best.config}
+    return {k: best.config[k] for k in ("lr", *space.hyperparameters)}
 
 
 def tune_cells(args: argparse.Namespace, context: StudyContext, plan: Plan, concurrency: int, console: StudyConsole) -> dict[str, dict[str, float]]:

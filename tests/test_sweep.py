@@ -1,4 +1,5 @@
-"""study/run_sweep.py: dry runs, an Optuna search, and a study resumed after its driver is killed."""
+"""study/run_sweep.py: dry runs, the presets' conditions, an Optuna search, the fair tuning protocol,
+the study's console, and a study resumed after its driver is killed."""
 
 from __future__ import annotations
 
@@ -13,13 +14,18 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from search_spaces import PRESETS
+from search_spaces.preset import Preset, Tuning
 from study import run_sweep
+from study.console import StudyConsole
+from study.plan import make_plan
+from study.sweep import TUNING_SUFFIX
 from trainables import run_schema as rs
 from trainables.mlflow_search import search_runs
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP = str(REPO / "study" / "run_sweep.py")
-SMALL = ["--set", "epochs=2", "--set", "limit_train=256", "--set", "batch_size=[64]", "--set", "knn_k=10", "--set", "eval.mode=knn"]
+SMALL = ["--set", "seeds=1", "--set", "epochs=2", "--set", "limit_train=256", "--set", "batch_size=[64]", "--set", "knn_k=10", "--set", "eval.mode=knn"]
 
 
 def sweep(args: list[str], cwd: Path, timeout: int = 420) -> subprocess.CompletedProcess:
@@ -113,3 +119,103 @@ def test_killed_driver_resumes_with_each_trial_once(tmp_path: Path) -> None:
     sweep(["--preset", "quickstart", "--name", "killed", "--set", "loss=[infonce,flatnce,dcl]", *SMALL], fresh)
     table = lambda cwd: {r.data.params["loss"]: r.data.metrics[rs.M_FINAL_VAL_KNN] for r in trial_runs(cwd, "killed")}  # noqa: E731
     assert table(tmp_path) == table(fresh)
+
+
+# --- presets: their papers' conditions --------------------------------------------------------
+def test_every_grid_preset_runs_enough_seeds_for_a_paired_test() -> None:
+    for preset in PRESETS.values():
+        if preset.search is None:
+            assert len(preset.seeds) >= 3, preset.name
+
+
+def test_lineage_presets_blur_as_the_attentionnce_code_does() -> None:
+    for name in ("attentionnce-views", "lineage-baselines"):
+        cfg = make_plan(name, {}).configs[0]
+        assert cfg.blur_prob == 0.5, name  # kernel 3 at 32 px: the augmentation's 10 % rule
+
+
+def test_flatclr_probe_runs_at_flatclrs_batch() -> None:
+    evaluation = PRESETS["flatnce-batch-size"].evaluation
+    assert (evaluation["recipe"], evaluation["batch_size"]) == ("flatclr", 4096)
+
+
+def test_both_losses_of_the_views_study_meet_at_every_attentionnce_compute() -> None:
+    configs = make_plan("attentionnce-views", {}).configs
+    v = {loss: {(c.views + (2 if loss == "attentionnce" else 1), c.batch_size) for c in configs if c.loss == loss} for loss in ("infonce", "attentionnce")}
+    assert v["attentionnce"] <= v["infonce"]  # every AttentionNCE (V, batch) has its InfoNCE peer
+    m = {loss: {(c.views, c.batch_size) for c in configs if c.loss == loss} for loss in ("infonce", "attentionnce")}
+    assert m["attentionnce"] <= m["infonce"]  # and the views table compares them at the same M
+    assert len(configs) == (7 + 4) * 3 * 3
+
+
+def test_a_loss_own_axis_values_replace_the_grids_only_for_that_loss() -> None:
+    preset = Preset("p", "d", {}, grid={"loss": ("a", "b"), "views": (1, 2)}, per_loss_axes={"b": {"views": (3,)}}, seeds=(0, 1))
+    assert preset.cells() == [{"loss": "a", "views": 1}, {"loss": "a", "views": 2}, {"loss": "b", "views": 3}]
+    assert len(preset.grid_trials()) == 6
+
+
+def test_tuning_settings_are_checked() -> None:
+    for kwargs, field in (({"samples": 0}, "tuning.samples"), ({"lr": (0.1, 0.01)}, "tuning.lr"), ({"metric": "test_acc"}, "tuning.metric"),
+                          ({"hyperparameters": ("tau",)}, "tuning.hyperparameters"), ({"sampler": "grid"}, "tuning.sampler")):
+        with pytest.raises(ValueError, match=field):
+            Tuning(**kwargs)
+
+
+# --- the console ------------------------------------------------------------------------------
+class FakeTrial:
+    """What the reporter reads of a Tune trial."""
+
+    def __init__(self, trial_id: str, point: dict, status: str, result: dict | None = None) -> None:
+        self.trial_id, self.config, self.status, self.last_result, self.error_file = trial_id, {"point": point}, status, result or {}, None
+
+
+def test_console_prints_each_finished_trial_once_with_its_mlflow_name_and_a_final_table(tmp_path: Path) -> None:
+    import io
+
+    out = io.StringIO()
+    plan = make_plan("cifar10-cpu", {})
+    console = StudyConsole("s", plan, tmp_path, out=out)
+    console.concurrency = 2
+    reporter = console.reporter("trials")
+    reporter.setup(total_samples=4)
+    point = {"loss": "flatnce", "batch_size": 64, "seed": 2}
+    done = FakeTrial("t1", point, "TERMINATED", {"epoch": 8, rs.M_VAL_KNN: 0.375, f"eval_{rs.M_TEST_AT_BEST_VAL}": 0.4125, "time_total_s": 100.0})
+    running = FakeTrial("t2", point | {"seed": 0}, "RUNNING", {"epoch": 3})
+    pending = [FakeTrial(f"t{i}", point | {"seed": 1}, "PENDING") for i in (3, 4)]
+    assert reporter.should_report([done, running, *pending])
+    reporter.report([done, running, *pending], False)
+    assert not reporter.should_report([done, running, *pending])  # nothing new since
+    reporter.report([done, running, *pending], True)
+    lines = out.getvalue().splitlines()
+    rows = [line for line in lines if line.startswith("flatnce-b64-m1-lr0.075-s2")]
+    assert len(rows) == 2  # once when it finished, once in the final table
+    assert "37.50%" in rows[0] and "41.25%" in rows[0] and rows[0].rstrip().endswith("done")
+    assert any("1/4 done (0 failed), 1 running; ETA 2 min" in line for line in lines)  # 3 left x 100 s / 2 at once
+    assert lines[-1].startswith("flatnce-b64-m1-lr0.075-s1") and "pending" in lines[-1]  # the table is the last thing printed
+
+
+# --- the fair tuning protocol -----------------------------------------------------------------
+@pytest.mark.slow
+def test_every_cell_gets_the_same_tuning_budget_and_only_its_reruns_enter_the_table(tmp_path: Path) -> None:
+    from analysis.load import load_study
+
+    tiny = ["--set", "dataset=digits", "--set", "limit_train=256", "--set", "epochs=1", "--set", "warmup_epochs=0", "--set", "batch_size=[64]",
+            "--set", "loss=[infonce,flatnce]", "--set", "seeds=2", "--set", "knn_k=10", "--set", "eval.mode=knn", "--max-concurrent", "2"]
+    sweep(["--preset", "cifar10-cpu-tuned", "--name", "fair", *tiny], tmp_path, timeout=1200)
+    tuning = PRESETS["cifar10-cpu-tuned"].tuning
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tuned = search_runs(client, {rs.STUDY: "fair" + TUNING_SUFFIX, rs.KIND: rs.KIND_PRETRAIN})
+    cells = {(loss, "64") for loss in ("infonce", "flatnce")}
+    budget = {cell: [r for r in tuned if (r.data.params["loss"], r.data.params["batch_size"]) == cell] for cell in cells}
+    assert {cell: len(runs) for cell, runs in budget.items()} == {cell: tuning.samples for cell in cells}  # the same budget everywhere
+    assert all(r.data.params["seed"] == str(tuning.seed) for r in tuned)  # tuned apart from the study's seeds
+    finals = search_runs(client, {rs.STUDY: "fair", rs.KIND: rs.KIND_PRETRAIN})
+    assert len(finals) == len(cells) * 2 and {r.data.params["seed"] for r in finals} == {"0", "1"}
+    for run in finals:  # each re-run carries its cell's best configuration on validation
+        cell = budget[(run.data.params["loss"], run.data.params["batch_size"])]
+        best = max(r.data.metrics[rs.M_FINAL_VAL_KNN] for r in cell)
+        chosen = [r for r in cell if (r.data.params["lr"], r.data.params["temperature"]) == (run.data.params["lr"], run.data.params["temperature"])]
+        assert chosen and chosen[0].data.metrics[rs.M_FINAL_VAL_KNN] == best
+    trials = load_study("fair", f"sqlite:///{tmp_path / 'mlflow.db'}", eval_mode="knn")
+    assert sorted(trials["run_id"]) == sorted(r.info.run_id for r in finals)  # the table reads the re-runs only
+
