@@ -27,10 +27,9 @@ from study.plan import Plan
 from trainables import run_schema as rs
 from trainables.config import from_dict
 from trainables.study_context import trial_config
-from trainables.trial import trial_name
+from trainables.tracking import trial_run_name
 
 REPORT_EVERY_S = 60.0  # a progress line at most this often while nothing finishes
-EVAL_METRIC = f"eval_{rs.M_TEST_AT_BEST_VAL}"  # the evaluation's number, as the last report carries it
 AXIS_LABELS = {"batch_size": "batch", "views": "M", "temperature": "tau"}  # short column heads
 STATUS_WORDS = {Trial.PENDING: "pending", Trial.RUNNING: "running", Trial.PAUSED: "paused", Trial.TERMINATED: "done", Trial.ERROR: "FAILED"}
 
@@ -152,7 +151,7 @@ class StudyReporter(ProgressReporter):
             preset = self.console.plan.preset
             try:
                 cfg = from_dict(trial_config(preset.fixed, preset.per_loss, self.trial_params(trial)))
-                self.names[trial.trial_id] = trial_name(cfg)
+                self.names[trial.trial_id] = trial_run_name(cfg)
             except ValueError:
                 return trial.trial_id
         return self.names[trial.trial_id]
@@ -160,7 +159,7 @@ class StudyReporter(ProgressReporter):
     def row(self, trial: Trial) -> str:
         result, params = trial.last_result or {}, self.trial_params(trial)
         epochs = int(self.console.plan.preset.fixed.get("epochs", 0))
-        knn, acc = result.get(rs.M_VAL_KNN), result.get(EVAL_METRIC)
+        knn, acc = result.get(rs.M_VAL_KNN), result.get(rs.M_HEADLINE)
         axes = "  ".join(f"{params.get(a, '')!s:>{self.width(a)}}" for a in self.console.axes())
         cells = [
             f"{self.name(trial):<36}", axes, f"{int(result.get('epoch', 0)):>3}/{epochs:<3}",

@@ -34,9 +34,10 @@ from study.study_run import TrialStatusCallback, create_study_run, find_study_ru
 from trainables import run_schema as rs
 from trainables.config import ConfigError, PretrainConfig, from_dict
 from trainables.losses.catalog import HYPERPARAMETERS
+from trainables.mlflow_search import search_runs
 from trainables.study_context import StudyContext
-from trainables.tracking import end_run
-from trainables.trial import run_trial, trial_name
+from trainables.tracking import end_run, trial_run_name
+from trainables.trial import run_trial
 
 TPE_MAX_CONCURRENT = 4  # more trials in flight than this and TPE degrades towards random search
 TUNING_SUFFIX = "/tuning"  # tuning runs' study tag: the study's name + this, never the study's own
@@ -55,7 +56,7 @@ def trial_folder(trial: Any, context: StudyContext) -> str:
     """A trial's storage folder: its MLflow run name and Tune's trial id (unique, findable)."""
     params = trial.config.get("point", trial.config)
     try:
-        return f"{trial_name(from_dict(context.trial_config(params)))}_{trial.trial_id}"
+        return f"{trial_run_name(from_dict(context.trial_config(params)))}_{trial.trial_id}"
     except ConfigError:  # an Optuna suggestion Tune has not resolved yet
         return trial.trial_id
 
@@ -181,8 +182,60 @@ def write_atomic(path: Path, text: str) -> None:
     staging.replace(path)
 
 
-def record_baselines(context: StudyContext, plan: Plan) -> None:
-    pass  # wired once the evaluation of a random-init encoder lands
+# --- the random-init baseline -------------------------------------------------------------
+BASELINE_KEY = ("dataset", "data_dir", "limit_train", "val_fraction", "split_seed", "backbone", "head", "proj_dim", "gpu", "seed")
+
+
+def baseline_configs(plan: Plan) -> list[PretrainConfig]:
+    """One config per distinct (data, split, architecture, seed) among the study's trials: the
+    encoder a trial of that seed starts from is the same whatever its loss or batch size."""
+    distinct: dict[tuple, PretrainConfig] = {}
+    for cfg in plan.configs:
+        distinct.setdefault(tuple(getattr(cfg, k) for k in BASELINE_KEY), cfg)
+    return list(distinct.values())
+
+
+def random_init_run(cfg_fields: dict[str, Any], context: StudyContext) -> str:
+    """Evaluate the untrained encoder of ``cfg_fields`` (a Ray task) as the study's trials are
+    evaluated, into a baseline run under the study run; returns its run id."""
+    from trainables.components import build_components, training_device
+    from trainables.evaluation import EvalConfig, Pretrained, eval_params, in_memory, record
+    from trainables.tracking import create_run
+
+    cfg = from_dict(cfg_fields)
+    evaluation = EvalConfig(**context.evaluation)
+    device = training_device(cfg)
+    components = in_memory(build_components(cfg), cfg)
+    components.model.to(device)
+    pretrained = Pretrained(components, cfg, 0, "")
+    tags = {rs.KIND: rs.KIND_BASELINE, rs.BASELINE: rs.BASELINE_RANDOM_INIT, rs.STUDY: context.study}
+    name = f"random-init-{cfg.backbone}-s{cfg.seed}-{evaluation.mode}"
+    run_id = create_run(context.tracking_uri, context.experiment, run_name=name, params=eval_params(pretrained, evaluation), tags=tags, parent_run_id=context.study_run_id)
+    record(pretrained, evaluation, device, tracking_uri=context.tracking_uri, run_id=run_id)
+    return run_id
+
+
+def recorded_baselines(context: StudyContext) -> set[tuple[str, str, str, str]]:
+    """(dataset, backbone, seed, eval mode) of the study's finished baseline runs (a resumed study keeps them)."""
+    client = MlflowClient(context.tracking_uri)
+    runs = search_runs(client, {rs.STUDY: context.study, rs.KIND: rs.KIND_BASELINE})
+    keys = (rs.P_DATASET, rs.P_BACKBONE, rs.P_SEED, rs.P_EVAL_MODE)
+    return {tuple(r.data.params.get(k, "") for k in keys) for r in runs if r.info.status == "FINISHED"}  # type: ignore[misc]
+
+
+def record_baselines(context: StudyContext, plan: Plan, console: StudyConsole) -> None:
+    """The tables' "random init" row: each seed's untrained encoder, evaluated like the trials.
+
+    Ray tasks holding what a trial's evaluation holds (a CPU, or a GPU for GPU trials), run
+    before the trials so that they do not compete with them.
+    """
+    done, mode = recorded_baselines(context), context.evaluation.get("mode", "linear")
+    todo = [c for c in baseline_configs(plan) if (c.dataset, c.backbone, str(c.seed), mode) not in done]
+    task = ray.remote(random_init_run)
+    refs = [task.options(num_cpus=min(1.0, c.cpus_per_worker), num_gpus=1 if c.gpu else 0).remote(c.to_dict(), context) for c in todo]
+    if refs:
+        console.print(f"\nrandom-init baseline: {len(refs)} evaluation(s) of the untrained encoder (seeds {sorted({c.seed for c in todo})})")
+    ray.get(refs)
 
 
 # --- the study ------------------------------------------------------------------------------
@@ -224,7 +277,7 @@ def run_study(args: argparse.Namespace, name: str, preset_name: str, plan: Plan,
         context = study_context(args, name, preset_name, plan, tracking_uri)
         console.start(ray.cluster_resources(), concurrency)
         try:
-            record_baselines(context, plan)
+            record_baselines(context, plan, console)
             selections = tune_cells(args, context, plan, concurrency, console) if plan.preset.tuning else {}
             results = study_tuner(args, context, plan, concurrency, selections, console).fit()
         except BaseException as err:

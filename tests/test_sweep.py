@@ -179,7 +179,7 @@ def test_console_prints_each_finished_trial_once_with_its_mlflow_name_and_a_fina
     reporter = console.reporter("trials")
     reporter.setup(total_samples=4)
     point = {"loss": "flatnce", "batch_size": 64, "seed": 2}
-    done = FakeTrial("t1", point, "TERMINATED", {"epoch": 8, rs.M_VAL_KNN: 0.375, f"eval_{rs.M_TEST_AT_BEST_VAL}": 0.4125, "time_total_s": 100.0})
+    done = FakeTrial("t1", point, "TERMINATED", {"epoch": 8, rs.M_VAL_KNN: 0.375, rs.M_HEADLINE: 0.4125, "time_total_s": 100.0})
     running = FakeTrial("t2", point | {"seed": 0}, "RUNNING", {"epoch": 3})
     pending = [FakeTrial(f"t{i}", point | {"seed": 1}, "PENDING") for i in (3, 4)]
     assert reporter.should_report([done, running, *pending])
