@@ -560,3 +560,11 @@ def test_a_28px_folder_pretrains_at_28px_and_its_run_records_the_data(tmp_path: 
     stats = load_dataset("imagefolder", tmp_path / "data").spec
     assert (params["data.image_size"], params["data.load_size"], params["data.classes"]) == ("28", "28", "ant,bee,cat")
     assert params["data.mean"] == ",".join(f"{v:.6g}" for v in stats.mean or ()) and params["data.in_memory"] == "True"
+
+
+def test_an_unwritable_cache_dir_is_named(image_folder: Path) -> None:
+    blocked = image_folder / "a file"
+    blocked.write_text("not a folder")
+    for in_memory_gb in (4.0, 0.0):
+        with pytest.raises(ValueError, match=f"cache_dir: {re.escape(str(blocked / 'cache'))} cannot be created"):
+            load_dataset("imagefolder", image_folder, cache_dir=blocked / "cache", in_memory_gb=in_memory_gb)

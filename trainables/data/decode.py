@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -81,9 +82,8 @@ def decoding_workers() -> int:
     the CPUs this process may run on.
     """
     cpus = float(len(os.sched_getaffinity(0)))
-    import ray
-
-    if ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
+    ray = sys.modules.get("ray")  # a process that has not imported Ray is no Ray actor; importing it takes seconds
+    if ray is not None and ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None:
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", cpus)
     return max(0, int(cpus) - 1)
 
@@ -118,18 +118,22 @@ def _write_atomically(target: Path, files: ImageFiles, num_workers: int) -> None
         os.close(directory)
 
 
+def cache_folder(path: Path) -> Path:
+    """``path``, created if need be; a ValueError naming cache_dir where it cannot be."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cache_dir: {path} cannot be created ({err}); allowed: a writable folder") from err
+    return path
+
+
 def decoded(files: ImageFiles, target: Path, num_workers: int) -> torch.Tensor:
     """Every file of ``files`` as uint8 [N, 3, L, L], decoded into ``target`` once and read from it after.
 
     The tensor maps the cache file copy-on-write: pages are shared between the processes that
     read it, and nothing is written back.
     """
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(
-            f"cache_dir: {target.parent} cannot be created ({err}); allowed: a writable folder"
-        ) from err
+    cache_folder(target.parent)
     with FileLock(str(target) + ".lock"):
         if not target.is_file():
             _write_atomically(target, files, num_workers)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from trainables.data.builtin import BUILTIN_LOADERS
-from trainables.data.decode import ImageFiles, decoded, decoding_workers, files_key
+from trainables.data.decode import ImageFiles, cache_folder, decoded, decoding_workers, files_key
 from trainables.data.folders import FileList, resolve_sizes, scan
 from trainables.data.images import FolderImages, LabeledImages
 from trainables.data.specs import RGB, DatasetSpec, augment_defaults, dataset_spec
@@ -126,8 +126,7 @@ def _load_folder(
     if mean is None or std is None:
         mean, std = spec.mean, spec.std
     if mean is None or std is None:
-        cache.mkdir(parents=True, exist_ok=True)
-        mean, std = cached_stats(cache / f"{prefix}-{key}-stats.json", lambda: channel_stats(sample.batches(STATS_BATCH)))
+        mean, std = cached_stats(cache_folder(cache) / f"{prefix}-{key}-stats.json", lambda: channel_stats(sample.batches(STATS_BATCH)))
     resolved = replace(
         spec, num_classes=len(files.classes), image_size=image_size, load_size=load_size, mean=mean, std=std,
         train_images=len(train_paths), augment=spec.augment or augment_defaults(image_size),
