@@ -4,6 +4,9 @@
     NCE_FAULT="nan:epoch=2:step=0:seed=1"              make that step's loss NaN (runs with seed 1)
     NCE_FAULT="memcap:mb=60:batch=512"                 before the first step, cap the address space
                                                        60 MB above its size then (batch 512 runs)
+    NCE_FAULT="stall:epoch=2:step=0:seconds=600:once=/tmp/marker"
+                                                       before that step, sleep 600 s, once: holds a trial
+                                                       mid-run so a test can kill its node or its job
 
 Several faults are separated by ";". ``once`` names a marker file: the fault fires only if it
 does not exist yet (and creates it), so a restarted worker runs clean. ``seed`` and ``batch``
@@ -19,6 +22,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +32,7 @@ import torch
 from torch import nn
 
 VARIABLE = "NCE_FAULT"
-KINDS = ("kill", "nan", "memcap")
+KINDS = ("kill", "nan", "memcap", "stall")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Fault:
     batch: int | None = None
     once: str | None = None
     mb: int = 0
+    seconds: int = 0
 
     def claim(self) -> bool:
         """Whether the fault fires now: always, or for a ``once`` fault the first time only."""
@@ -73,9 +78,9 @@ class RunFaults:
         here = [f for f in self.faults if f.epoch == epoch]
         if not here:
             return batches, loss
-        caps = {f.step: f for f in here if f.kind == "memcap"}
+        before = {f.step: f for f in here if f.kind in ("memcap", "stall")}
         strikes = [f for f in here if f.kind in ("kill", "nan")]
-        return (_capped(batches, caps) if caps else batches), (FaultyLoss(loss, strikes, self.rank) if strikes else loss)
+        return (_before_steps(batches, before) if before else batches), (FaultyLoss(loss, strikes, self.rank) if strikes else loss)
 
 
 def from_environment(*, seed: int, batch: int, rank: int) -> RunFaults:
@@ -85,13 +90,17 @@ def from_environment(*, seed: int, batch: int, rank: int) -> RunFaults:
     return RunFaults(mine, rank)
 
 
-def _capped(batches: Iterable[torch.Tensor], caps: dict[int, Fault]) -> Iterator[torch.Tensor]:
-    """The batches; before the step of a memory cap, later allocations beyond it fail as a real out-of-memory would."""
+def _before_steps(batches: Iterable[torch.Tensor], faults: dict[int, Fault]) -> Iterator[torch.Tensor]:
+    """The batches; before a memory cap's step, later allocations beyond it fail as a real out-of-memory
+    would; before a stall's step, the run sleeps (the last checkpoint is written, the trial is held)."""
     for step, images in enumerate(batches):
-        fault = caps.get(step)
+        fault = faults.get(step)
         if fault is not None and fault.claim():
-            now = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
-            resource.setrlimit(resource.RLIMIT_AS, (now + fault.mb * 2**20, resource.RLIM_INFINITY))
+            if fault.kind == "memcap":
+                now = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+                resource.setrlimit(resource.RLIMIT_AS, (now + fault.mb * 2**20, resource.RLIM_INFINITY))
+            else:
+                time.sleep(fault.seconds)
         yield images
 
 

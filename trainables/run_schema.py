@@ -34,6 +34,7 @@ STATUS_FAILED = "failed"
 FAILURE_REASON = "nce.failure_reason"  # one line, on failed runs
 CODE_VERSION = "nce.code_version"  # git commit (with "+dirty" when the tree had changes)
 PRESET = "nce.preset"  # on study runs
+NODE_ID = "nce.node_id"  # the Ray node of world rank 0, on trial runs; a restart elsewhere rewrites it
 TRAIN_RUN = "nce.train_run"  # the Ray Train run name (storage folder) of a pretraining run, for --resume
 
 # --- params of a pretraining run (all config fields are logged; these are the ones read back) --

@@ -230,6 +230,13 @@ def end_run(tracking_uri: str, run_id: str, *, failed_reason: str | None = None,
     client.set_terminated(run_id, status="FAILED" if failed_reason is not None else "FINISHED")
 
 
+def ray_node_id() -> str | None:
+    """The Ray node this process runs on; None outside Ray (a script or a test without a cluster)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
 @dataclass
 class RunLogger:
     """Per-epoch metrics of one run, batched, from world rank 0.
@@ -251,6 +258,9 @@ class RunLogger:
         self.client = MlflowClient(self.tracking_uri)
         history = self.client.get_metric_history(self.run_id, rs.M_TRAIN_LOSS)
         self.last_epoch = max((m.step for m in history), default=0)
+        node = ray_node_id()
+        if node is not None:  # each attempt of a trial tags where it runs: a restart on another node shows
+            self.client.set_tag(self.run_id, rs.NODE_ID, node)
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         if epoch <= self.last_epoch:
