@@ -128,7 +128,7 @@ def trial_resources(cfg: PretrainConfig) -> tuple[dict[str, float], dict[str, fl
     """(what the Tune trial holds, what its Ray Train workers hold in total)."""
     if not uses_train_workers(cfg):
         return {"CPU": cfg.cpus_per_worker}, {}
-    workers = {"CPU": cfg.workers * cfg.cpus_per_worker} | ({"GPU": float(cfg.workers)} if cfg.gpu else {})
+    workers = {"CPU": cfg.workers * cfg.cpus_per_worker} | ({"GPU": cfg.workers * cfg.gpus_per_worker} if cfg.gpu else {})
     return {"CPU": DRIVER_CPU}, workers
 
 

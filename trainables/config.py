@@ -93,6 +93,7 @@ class PretrainConfig:
     workers: int = 1
     gpu: bool = False
     cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 1.0  # with gpu: a fraction lets several trials' workers share one GPU
     seed: int = 0
     precision: str = "auto"
     compile: bool = False
@@ -236,6 +237,7 @@ CHECKS = [
     at_least("workers", 1),
     in_range("seed", 0, 2**32),  # SeedSequence takes seeds >= 0 (trainables/data/order.py)
     at_least("cpus_per_worker", 0, strict=True),
+    in_range("gpus_per_worker", 0, 1, closed=True, open_low=True),  # one process drives one device
     at_least("jitter_strength", 0),
     in_range("blur_prob", 0, 1, closed=True),
     non_empty("experiment"),

@@ -24,8 +24,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
 
 def scaling_config(cfg: PretrainConfig) -> ray.train.ScalingConfig:
-    """W workers, each with ``cpus_per_worker`` CPUs and one GPU when ``gpu``."""
-    resources = {"CPU": cfg.cpus_per_worker} | ({"GPU": 1} if cfg.gpu else {})
+    """W workers, each with ``cpus_per_worker`` CPUs and, when ``gpu``, ``gpus_per_worker`` of a GPU."""
+    resources = {"CPU": cfg.cpus_per_worker} | ({"GPU": cfg.gpus_per_worker} if cfg.gpu else {})
     return ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu, resources_per_worker=resources)
 
 
