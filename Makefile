@@ -26,12 +26,14 @@ test: install
 test-slow: install
 	$(PY) -m pytest -m slow
 
-# Freeze the environment the tests ran in: every package, transitive ones too, at its exact version.
+# Freeze the environment the tests ran in: every package, transitive ones and setuptools (torch
+# requires it) too, at its exact version; pip itself is left to upgrade.
 lock: install
-	{ echo "# Exact versions CI tests; regenerate with make lock (docs/offline.md)."; $(PY) -m pip freeze --exclude-editable; } > requirements.lock.partial
+	{ echo "# Exact versions CI tests; regenerate with make lock (docs/cluster.md, section 11)."; \
+	  $(PY) -m pip freeze --all --exclude-editable --exclude pip; } > requirements.lock.partial
 	mv requirements.lock.partial requirements.lock
 
-# Wheels of what the project needs beyond an image that has IMAGE_HAS, at the locked versions (docs/offline.md).
+# Wheels of what the project needs beyond an image that has IMAGE_HAS, at the locked versions (docs/cluster.md, section 11).
 wheelhouse: install
 	$(PY) -m tools.wheelhouse --image-has $(IMAGE_HAS)
 

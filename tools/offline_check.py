@@ -15,6 +15,7 @@ Ray's parts were loaded: the dropped parts of tools/trim_ray_wheel.py must not b
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -71,10 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         image_site(args.image_has, work / "image")
         (site / "image.pth").write_text(str(work / "image") + "\n")
         python = venv / "bin" / "python"
+        # No pip configuration of this machine (an index or find-links there would not be offline);
+        # and the image's setuptools (torch requires it), not the older one venv bundles.
+        quiet = os.environ | {"PIP_CONFIG_FILE": os.devnull}
+        subprocess.run([str(python), "-m", "pip", "uninstall", "--quiet", "--yes", "setuptools"], check=True, env=quiet)
         wheelhouse = args.wheelhouse.resolve()
         started = time.monotonic()
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-index", f"--find-links={wheelhouse}", "-r", str(wheelhouse / "requirements.txt")],
-                       check=True)
+                       check=True, env=quiet)
         print(f"offline install: {time.monotonic() - started:.0f} s")
         logs, run_dir = work / "imports", work / "run"
         logs.mkdir(), run_dir.mkdir()

@@ -5,7 +5,7 @@
 Ray's wheel (79 MB) carries the Java workers' jars (32 MB), RLlib, Serve and Ray LLM. A study
 runs Ray Core, Tune, Train (which imports Ray Data) and the dashboard (whose State API cleans up
 stopped trials' placement groups, and whose job API runs ``ray job submit``); none of them
-imports the dropped parts. What a study imports was measured, not assumed: docs/offline.md says
+imports the dropped parts. What a study imports was measured, not assumed: docs/cluster.md (section 11) says
 how, and a study runs from the trimmed wheel in a fresh environment there.
 
 The repacked wheel is version ``2.60.0+trim``: a local version label, so ``ray==2.60.0`` pins and
