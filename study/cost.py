@@ -48,7 +48,8 @@ def estimated_seconds(cfg: PretrainConfig) -> float | None:
     hours = gpu_hours(cfg)
     if hours is not None:
         return hours * 3600 / max(1, cfg.workers) + TRIAL_OVERHEAD_S
-    rate = CPU_THROUGHPUT.get((cfg.backbone, IMAGE_SIZE[cfg.dataset]))
+    size = cfg.image_size or dataset_spec(cfg.dataset).image_size
+    rate = CPU_THROUGHPUT.get((cfg.backbone, size)) if size is not None else None
     if rate is None or cfg.gpu:
         return None
     return encoder_passes(cfg) / (rate * cfg.workers * cfg.cpus_per_worker) + TRIAL_OVERHEAD_S

@@ -169,6 +169,22 @@ class FakeTrial:
         self.trial_id, self.config, self.status, self.last_result, self.error_file = trial_id, {"point": point}, status, result or {}, None
 
 
+def test_console_starts_with_the_plan_and_a_wall_clock_from_measured_throughput(tmp_path: Path) -> None:
+    import io
+
+    from study.cost import CPU_THROUGHPUT, TRIAL_OVERHEAD_S
+
+    out = io.StringIO()
+    plan = make_plan("cifar10-cpu", {})
+    StudyConsole("s", plan, tmp_path, out=out).start({"CPU": 2.0}, 2)
+    cfg = plan.configs[0]
+    images = 5000  # limit_train: the pretraining images of an epoch
+    per_trial = [cfg.epochs * (images // c.batch_size) * c.batch_size * 2 / CPU_THROUGHPUT[("small", 32)] + TRIAL_OVERHEAD_S for c in plan.configs]
+    text = out.getvalue()
+    assert "plan: 24 trials, plus a random-init baseline per seed [0, 1, 2]" in text
+    assert f"estimated wall-clock: {sum(per_trial) / 2 / 60:.0f} min" in text
+
+
 def test_console_prints_each_finished_trial_once_with_its_mlflow_name_and_a_final_table(tmp_path: Path) -> None:
     import io
 
