@@ -59,12 +59,16 @@ from trainables.losses import catalog
 
 # 1. the module: toy_loss.py above.  2. the catalog line (and the new hyperparameter's line).
 catalog.HYPERPARAMETERS["margin"] = catalog.Hyperparameter("margin", "additive margin on the positive", "m", 0, search=(0.0, 1.0, False))
-catalog.CATALOG["margin_nce"] = catalog.LossEntry("margin_nce", "Margin NCE", "tab:brown", "toy_loss:MarginLoss", "InfoNCE with a margin")
+catalog.CATALOG["margin_nce"] = catalog.LossEntry(
+    "margin_nce", "Margin NCE", "tab:brown", "toy_loss:MarginLoss", "InfoNCE with a margin",
+    presets={"cifar10": {"margin": 0.3}, "digits": {"margin": 0.1}},
+)
 # 3. the reference line.
 def margin_reference(z, tau, m):
     return float(np.mean([-(sp - m / tau) + np.log(np.exp(sp - m / tau) + np.exp(n).sum()) for sp, n in ref.pairs(z, tau)]))
 test_losses.REFERENCES["margin_nce"] = test_losses.Reference(
-    lambda z, f, hp: margin_reference(z, hp["temperature"], hp["margin"]), [{"temperature": 0.2, "margin": 0.5}, {"temperature": 0.5, "margin": 0.1}]
+    lambda z, f, hp: margin_reference(z, hp["temperature"], hp["margin"]),
+    [{"temperature": 0.2, "margin": 0.5}, {"temperature": 0.5, "margin": 0.1}],
 )
 
 from analysis import labels, plots, selection
@@ -92,6 +96,15 @@ for values, message in (
     with pytest.raises(ConfigError, match=re.escape(message)):
         from_dict(values)
 assert from_dict({"loss": "margin_nce"} | plan.parse_overrides(["margin=0.25"])).margin == 0.25
+# published settings by dataset: its own, not another loss's, and a given value wins over them.
+assert from_dict({"loss": "margin_nce", "attention_preset": "digits"}).loss_hyperparameters() == {"margin": 0.1}
+assert from_dict({"loss": "margin_nce", "attention_preset": "digits", "margin": 0.2}).loss_hyperparameters() == {"margin": 0.2}
+for values, message in (
+    ({"loss": "margin_nce", "attention_preset": "stl10"}, "'stl10' is not published for loss='margin_nce'; allowed: cifar10, digits"),
+    ({"loss": "attentionnce", "attention_preset": "digits"}, "attention_preset='digits' is not published for loss='attentionnce'"),
+):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        from_dict(values)
 
 # the command line: listed in --help, a flag for the hyperparameter.
 parser = train.build_parser()
@@ -131,7 +144,8 @@ def test_a_throwaway_loss_needs_only_its_module_catalog_line_and_reference(tmp_p
     (tmp_path / "toy_loss.py").write_text(TOY_MODULE)
     (tmp_path / "driver.py").write_text(textwrap.dedent(DRIVER))
     path = os.pathsep.join([str(tmp_path), str(REPO), str(REPO / "tests")])
-    done = subprocess.run([sys.executable, str(tmp_path / "driver.py")], cwd=tmp_path, env=os.environ | {"PYTHONPATH": path}, capture_output=True, text=True)
+    env = os.environ | {"PYTHONPATH": path}
+    done = subprocess.run([sys.executable, str(tmp_path / "driver.py")], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stdout.strip().endswith("registered")
 
@@ -185,8 +199,8 @@ def named_outside_the_catalog(path: str, root: Path = REPO) -> list[str]:
         if token.type == tokenize.STRING and not docstring:
             names = [name for name in WORD.findall(token.string) if (path, name) not in OTHER_MEANINGS]
             hits += [f"{token.start[0]}: {name} in {token.string[:80]}" for name in names]
-        elif token.type == tokenize.NAME and token.string in NAMES and tokens[i - 1].string == "." and (path, token.string) not in OTHER_MEANINGS:
-            hits.append(f"{token.start[0]}: .{token.string}")
+        elif token.type == tokenize.NAME and token.string in NAMES and tokens[i - 1].string == ".":
+            hits += [] if (path, token.string) in OTHER_MEANINGS else [f"{token.start[0]}: .{token.string}"]
         if token.type not in (tokenize.COMMENT, tokenize.NL):
             previous = token.type
     return hits

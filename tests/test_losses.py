@@ -15,6 +15,7 @@ import loss_references as ref
 from trainables import run_schema as rs
 from trainables.losses import CATALOG, build_loss
 from trainables.losses.catalog import HYPERPARAMETERS
+from trainables.losses.dense import DENSE
 
 SHAPES = [(2, 2, 3), (4, 2, 8), (3, 3, 5), (5, 4, 16)]  # (B, V, D)
 Formula = Callable[[np.ndarray, np.ndarray, dict], float]  # (z, frozen, hyperparameters) -> loss value
@@ -37,10 +38,13 @@ class Reference:
 REFERENCES: dict[str, Reference] = {
     "infonce": Reference(lambda z, f, hp: ref.infonce(z, hp["temperature"]), [{"temperature": 0.1}, {"temperature": 0.5}]),
     "flatnce": Reference(
-        lambda z, f, hp: ref.infonce(z, hp["temperature"]), [{"temperature": 0.1}, {"temperature": 0.2}], lambda z, f, hp: ref.decoupled(z, hp["temperature"])
+        lambda z, f, hp: ref.infonce(z, hp["temperature"]),
+        [{"temperature": 0.1}, {"temperature": 0.2}],
+        lambda z, f, hp: ref.decoupled(z, hp["temperature"]),
     ),
     "dcl": Reference(
-        lambda z, f, hp: ref.dcl(z, hp["temperature"], hp["tau_plus"]), [{"temperature": 0.5, "tau_plus": 0.1}, {"temperature": 0.2, "tau_plus": 0.3}]
+        lambda z, f, hp: ref.dcl(z, hp["temperature"], hp["tau_plus"]),
+        [{"temperature": 0.5, "tau_plus": 0.1}, {"temperature": 0.2, "tau_plus": 0.3}],
     ),
     "hcl": Reference(
         lambda z, f, hp: ref.hcl(z, hp["temperature"], hp["tau_plus"], hp["beta"]),
@@ -294,3 +298,18 @@ def test_forward_and_backward_hold_less_than_one_similarity_matrix(name: str) ->
     unit = unit_matrix(name, batch, views) ** 2 * 4
     peak, held = cpu_peak(lambda: loss(z).backward(), unit)
     assert peak < unit, f"peak {peak / unit:.2f} matrices; blocks of a quarter or more: {held}"
+
+
+@pytest.mark.parametrize("name", sorted(DENSE))
+def test_dense_versions_agree_with_the_losses(name: str) -> None:
+    """The loss benchmark's baselines compute the same loss: value and gradient, in float64."""
+    z0 = torch.from_numpy(random_z(shape_for(name, (6, 3, 8)), seed=12))
+    loss = build_loss(name, gather_distributed=False)
+    grads = []
+    for fn in (loss, lambda z: DENSE[name].loss(z, loss)):
+        z = z0.clone().requires_grad_()
+        value = fn(z)
+        value.backward()
+        grads.append((value.item(), z.grad))
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-10)
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-8, atol=1e-12)
