@@ -215,7 +215,10 @@ def signature_defaults(location: str) -> dict[str, float]:
             raise ValueError(f"{location}: argument {arg.arg!r} has no default; every hyperparameter needs one")
         if arg.arg not in HYPERPARAMETERS:
             raise ValueError(f"{location}: argument {arg.arg!r} is not in catalog.HYPERPARAMETERS; add its range there")
-        found[arg.arg] = ast.literal_eval(default)
+        try:
+            found[arg.arg] = ast.literal_eval(default)
+        except ValueError:
+            raise ValueError(f"{location}: the default of {arg.arg!r} must be a number written out, not {ast.unparse(default)}") from None
     return found
 
 
