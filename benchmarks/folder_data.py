@@ -41,6 +41,7 @@ from benchmarks.common import median, record, report_header  # noqa: E402
 from trainables import run_schema as rs  # noqa: E402
 from trainables.config import PretrainConfig, from_dict  # noqa: E402
 from trainables.data import LabeledImages, load_dataset  # noqa: E402
+from trainables.losses.catalog import BASELINE  # noqa: E402
 from trainables.pretrain import pretrain  # noqa: E402
 from trainables.session import LocalSession  # noqa: E402
 
@@ -65,7 +66,7 @@ def write_pngs(cifar_root: Path, folder: Path, images: int) -> int:
 
 def config(args: argparse.Namespace, **data: Any) -> PretrainConfig:
     return from_dict({
-        "backbone": args.backbone, "head": "mlp", "loss": "infonce", "batch_size": args.batch, "epochs": args.epochs,
+        "backbone": args.backbone, "head": "mlp", "loss": BASELINE, "batch_size": args.batch, "epochs": args.epochs,
         "optimizer": "lars", "lr": 0.3, "val_fraction": VAL_FRACTION, "seed": 0, "knn_k": 20,
         "n_eval_epochs": NEVER, "n_save_epochs": NEVER, **data,
     })
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     settings = (
         f"`{report['command'].strip()}`; {train_images:,} CIFAR-10 PNGs (32 px) against cifar10 with limit_train {train_images:,}; "
-        f"{args.backbone} + mlp, infonce, batch {args.batch}, {args.threads} torch threads; epochs 2..{args.epochs} of "
+        f"{args.backbone} + mlp, {BASELINE}, batch {args.batch}, {args.threads} torch threads; epochs 2..{args.epochs} of "
         f"{args.rounds} alternating rounds, median; load average after {report['load_average'][0]:.1f}"
     )
     result = (

@@ -26,11 +26,12 @@ from study.cost import estimated_seconds
 from study.plan import Plan
 from trainables import run_schema as rs
 from trainables.config import from_dict
+from trainables.losses.catalog import HYPERPARAMETERS
 from trainables.study_context import trial_config
 from trainables.tracking import trial_run_name
 
 REPORT_EVERY_S = 60.0  # a progress line at most this often while nothing finishes
-AXIS_LABELS = {"batch_size": "batch", "views": "M", "temperature": "tau"}  # short column heads
+AXIS_LABELS = {"batch_size": "batch", "views": "M"} | {name: spec.symbol for name, spec in HYPERPARAMETERS.items()}  # short column heads
 STATUS_WORDS = {Trial.PENDING: "pending", Trial.RUNNING: "running", Trial.PAUSED: "paused", Trial.TERMINATED: "done", Trial.ERROR: "FAILED"}
 
 
