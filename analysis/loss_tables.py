@@ -150,7 +150,7 @@ def loss_axis_table(
     if axis.spread:
         for key, cells in rows.items():
             cells[SPREAD] = _spread(cells.values()) if key in row_keys else None
-    footnotes = _footnotes(axis, family, level, baselines, metric)
+    footnotes = _footnotes(axis, family, level, baselines, metric) + _never_met(seeds, row_keys, columns, axis)
     unit = hours_unit(trials) if axis.hours else ""
     return Table(
         key=axis.key,
@@ -254,6 +254,24 @@ def _footnotes(axis: LossAxis, family: list[int], level: float, baselines: pd.Da
     if axis.spread:
         footnotes.append("Spread: best minus worst mean over the lrs tried, in percentage points (no interval).")
     return footnotes
+
+
+def _never_met(seeds: dict[tuple, pd.Series], row_keys: list[Hashable], columns: list, axis: LossAxis) -> list[str]:
+    """A note naming the losses that never ran in a column beside the reference loss: nothing compares them."""
+    if not axis.against_reference:
+        return []
+    reference = loss_label(REFERENCE_LOSS)
+    alone = [
+        row for row in row_keys
+        if row != reference and not any((row, column) in seeds and (reference, column) in seeds for column in columns)
+    ]
+    if not alone or not any((reference, column) in seeds for column in columns):
+        return []
+    names = ", ".join(map(str, alone))
+    return [
+        f"Not compared: {names} never ran at the same {axis.column_symbol} as {reference}, so no column holds both; "
+        "a bold cell there was compared only with the losses beside it."
+    ]
 
 
 def _best_checks(

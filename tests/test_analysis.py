@@ -319,6 +319,9 @@ def test_views_and_equal_compute_tables_match_pandas(study: Study, trials: pd.Da
     assert_cells(compute.grid, expected(study.truth, ["loss", "passes"]), lambda key: LABELS[key[0]])
     assert list(compute.grid.columns) == [20, 30, 60]
     assert "AttentionNCE, V·epochs=60: M=4" in " ".join(compute.footnotes)
+    # InfoNCE ran at V·epochs 20 only, AttentionNCE at 30 and 60: the table must not suggest they were compared.
+    assert "Not compared: AttentionNCE never ran at the same V·epochs as InfoNCE" in " ".join(compute.footnotes)
+    assert "Not compared" not in " ".join(views.footnotes)
 
 
 def test_lr_table_matches_pandas_with_spread(study: Study, trials: pd.DataFrame) -> None:
