@@ -67,7 +67,8 @@ def _tables(args: argparse.Namespace) -> int:
 
 def _plots(args: argparse.Namespace) -> int:
     trials = load_study(args.study, args.tracking_uri, eval_mode=args.eval)
-    figures = plots.study_figures(trials, args.tracking_uri, args.metric, curve_runs=args.runs)
+    baselines = load_baselines(args.study, args.tracking_uri, eval_mode=args.eval)
+    figures = plots.study_figures(trials, args.tracking_uri, args.metric, curve_runs=args.runs, baselines=baselines)
     for stem, figure in figures.items():
         for path in plots.save(figure, args.out, stem):
             print(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -235,11 +236,13 @@ def study_figures(
 
 
 def save(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
-    """Write the figure as ``<stem>.png`` and ``<stem>.svg`` into ``out_dir``."""
+    """Write the figure as ``<stem>.png`` and ``<stem>.svg`` into ``out_dir``, each atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{stem}.{extension}" for extension in PLOT_FORMATS]
     for path in paths:
-        figure.savefig(path, dpi=PNG_DPI)
+        partial = path.with_name(f".{path.name}.tmp")
+        figure.savefig(partial, dpi=PNG_DPI, format=path.suffix[1:])
+        os.replace(partial, path)
     return paths
 
 
