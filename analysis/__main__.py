@@ -22,6 +22,7 @@ from analysis.load import EVAL_MODES, StudyNotFoundError, load_baselines, load_s
 from analysis.report import page, summary_items, write_report, write_table, write_text
 from analysis.tables import all_tables
 from trainables import run_schema as rs
+from trainables.tracking import TrackingUnavailableError, check_reachable
 
 _EPILOG = """examples:
   python -m analysis tables --study cifar10-batch --tracking-uri sqlite:///mlflow.db
@@ -40,10 +41,19 @@ def main(argv: list[str] | None = None) -> int:
         # The page embeds its plots (hundreds of kB): it belongs in a file, not on a terminal.
         parser.error("tables --format html needs --out DIR to write tables.html into")
     try:
+        _check_store(args.tracking_uri)
         return _COMMANDS[args.command](args)
-    except (StudyNotFoundError, ValueError) as error:
+    except (StudyNotFoundError, TrackingUnavailableError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _check_store(uri: str | None) -> None:
+    """A store that is not there is named, not created (reading must write nothing) or retried for minutes."""
+    if uri and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise TrackingUnavailableError(f"tracking_uri={uri!r}: no MLflow store at {uri.removeprefix('sqlite:///')}")
+    if uri:
+        check_reachable(uri)
 
 
 def _tables(args: argparse.Namespace) -> int:

@@ -11,12 +11,14 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from trainables.losses.catalog import field_help
 
 # The loss fields' help (loss, views, each loss hyperparameter) comes from the loss catalog.
-HELP: dict[str, str] = field_help() | {
+PRETRAIN_HELP: dict[str, str] = field_help() | {
     "dataset": "cifar10, cifar100, stl10, digits (bundled, offline), imagefolder (DIR/train/<class>/, DIR/val/<class>/), "
     "tinyimagenet (DIR/tiny-imagenet-200/) or imagenet (as imagefolder, at 224 px with ImageNet's statistics)",
     "data_dir": "folder holding the dataset (for cifar10: the folder containing cifar-10-batches-py/)",
@@ -30,18 +32,22 @@ HELP: dict[str, str] = field_help() | {
     "cache_dir": "where image folders' decoded images and statistics are cached (default: DATA_DIR/.nce-cache)",
     "backbone": "resnet18, resnet50 (CIFAR stem up to 96 px) or small (CPU-friendly)",
     "head": "projection head: mlp (FlatCLR: Linear-ReLU-Linear) or mlp_bn (DCL/HCL/AttentionNCE: Linear-BN-ReLU-Linear)",
+    "proj_dim": "output size of the projection head",
     "epochs": "pretraining epochs",
     "batch_size": "GLOBAL batch size, split evenly over the workers",
-    "lr": "base learning rate; the effective one is lr scaled by --lr-scaling",
+    "lr": "base learning rate; the optimiser's is lr scaled by --lr-scaling",
     "optimizer": "lars, sgd or adam",
     "lr_scaling": "linear (lr x B/256), sqrt (lr x sqrt(B)) or none",
     "weight_decay": "weight decay (biases and norm parameters excluded)",
+    "momentum": "momentum of lars and sgd (adam ignores it)",
     "schedule": "cosine (linear warm-up, then per-step cosine) or constant",
     "warmup_epochs": "warm-up epochs of the cosine schedule",
-    "jitter_strength": "colour-jitter strength s: (0.8s, 0.8s, 0.8s, 0.2s) (default: dataset's)",
-    "blur_prob": "Gaussian-blur probability (default: 0 for CIFAR, 0.5 for STL-10/ImageNet)",
+    "jitter_strength": "colour-jitter strength s: (0.8s, 0.8s, 0.8s, 0.2s) (None: the dataset's)",
+    "blur_prob": "Gaussian-blur probability (None: the dataset's, 0 for CIFAR, 0.5 for STL-10/ImageNet)",
     "n_eval_epochs": "kNN-monitor every N epochs on the validation split",
     "n_save_epochs": "checkpoint every N epochs (and at the end)",
+    "knn_k": "k of the validation kNN monitor",
+    "knn_temperature": "temperature of the validation kNN monitor's weights",
     "save_dir": "storage for Ray Train runs and checkpoints (a shared path or s3:// on clusters)",
     "workers": "W, Ray Train workers (DDP); each takes batch_size / W images",
     "gpu": "GPU workers (NCCL), each with --gpus-per-worker of a GPU; CPU workers use gloo",
@@ -51,10 +57,25 @@ HELP: dict[str, str] = field_help() | {
     "precision": "auto (bf16 on GPU, fp32 on CPU), fp32 or bf16",
     "compile": "torch.compile the model",
     "gather": "gather negatives across workers (keep on: without it each worker sees only its own negatives)",
-    "tracking_uri": "MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    "tracking_uri": "MLflow tracking URI (None: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
     "experiment": "MLflow experiment name",
-    "run_name": "name of the run (MLflow and the Ray Train storage folder)",
+    "run_name": "name of the run (MLflow and its folder under --save_dir; None: LOSS-mM-bB-TIME)",
 }
+
+
+EVAL_HELP: dict[str, str] = {
+    "mode": "linear (probe on frozen features), finetune (backbone trained too) or knn",
+    "recipe": "the probe's optimiser and lr: attentionnce (Adam 1e-3) or flatclr (SGD 1.6, cosine)",
+    "epochs": "epochs of the probe or fine-tuning",
+    "batch_size": "batch size of the probe or fine-tuning",
+    "lr": "learning rate of the probe (None: the recipe's)",
+    "data_dir": "folder holding the dataset (None: the pretraining run's data_dir)",
+    "knn_k": "k of the kNN classifier (mode knn)",
+    "knn_temperature": "temperature of the kNN classifier's weights (mode knn)",
+    "gpu": "evaluate on the GPU",
+    "seed": "seed of the probe's initial weights and batch order",
+}
+HELP = {"PretrainConfig": PRETRAIN_HELP, "EvalConfig": EVAL_HELP}
 
 
 def _flag_type(annotation: Any) -> Any:
@@ -71,21 +92,78 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false")
 
 
+def help_text(config_class: type, name: str, default: Any) -> str:
+    """A flag's help: what the field means, what its rule allows, and its default, each said once."""
+    from trainables import config
+
+    checks = {"PretrainConfig": config.PRETRAIN_CHECKS, "EvalConfig": config.EVAL_CHECKS}[config_class.__name__]
+    allowed = config.allowed_text(checks).get(name)
+    meaning = HELP[config_class.__name__][name]
+    said = "(default" in meaning  # the meaning already says what the default does
+    return f"{meaning}{f'; {allowed}' if allowed else ''}{'' if said else f' (default: {default})'}"
+
+
 def add_config_flags(parser: argparse.ArgumentParser, config_class: type, skip: tuple[str, ...] = ()) -> None:
     """One flag per field of ``config_class``; absent flags stay absent from the namespace."""
     hints = typing.get_type_hints(config_class)
-    group = parser.add_argument_group("configuration (also settable in --config YAML)")
+    group = parser.add_argument_group("configuration (also settable in --config YAML)" if config_class.__name__ == "PretrainConfig" else "evaluation")
     for f in dataclasses.fields(config_class):
         kind = _flag_type(hints[f.name])
-        if f.name in skip or kind is dict:
+        if f.name in skip or (typing.get_origin(kind) or kind) is dict:
             continue
         names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"{HELP.get(f.name, f.name)} (default: {default})"
+        text = help_text(config_class, f.name, default)
         if kind is bool:
-            group.add_argument(*names, dest=f.name, type=_bool, nargs="?", const=True, default=argparse.SUPPRESS, metavar="BOOL", help=help_text)
+            group.add_argument(*names, dest=f.name, type=_bool, nargs="?", const=True, default=argparse.SUPPRESS, metavar="BOOL", help=text)
         else:
-            group.add_argument(*names, dest=f.name, type=kind, default=argparse.SUPPRESS, help=help_text)
+            group.add_argument(*names, dest=f.name, type=typed(f.name, kind), default=argparse.SUPPRESS, metavar=kind.__name__.upper(), help=text)
+
+
+def typed(name: str, kind: type) -> Callable[[str], Any]:
+    """argparse's type for a field: the text as ``kind``, named after the field when it is not one."""
+
+    def convert(text: str) -> Any:
+        if "\0" in text:
+            raise argparse.ArgumentTypeError(f"{name}: a NUL byte is not allowed")
+        try:
+            return kind(text)
+        except (ValueError, OverflowError):
+            raise argparse.ArgumentTypeError(f"{name}={text[:80]!r} is not a{'n' if kind is int else ''} {kind.__name__}") from None
+
+    return convert
+
+
+def bounded_int(name: str, low: int, high: int) -> Callable[[str], int]:
+    """argparse's type for a flag that is an integer in [low, high]."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}={text[:80]!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{name}={value} is not allowed; it must be in [{low}, {high}]")
+        return value
+
+    return convert
+
+
+def text_arg(name: str, max_chars: int = 1000) -> Callable[[str], str]:
+    """argparse's type for free text (a path, a URI): non-empty, bounded, no NUL byte."""
+
+    def convert(text: str) -> str:
+        if not text.strip() or len(text) > max_chars or "\0" in text:
+            raise argparse.ArgumentTypeError(f"{name}={text[:80]!r} is not allowed; it must be non-empty text of at most {max_chars} characters")
+        return text
+
+    return convert
+
+
+def path_arg(name: str) -> Callable[[str], Path]:
+    """argparse's type for a path: text_arg's rules, as a Path."""
+    text = text_arg(name)
+    return lambda value: Path(text(value))
 
 
 def given_fields(args: argparse.Namespace, config_class: type) -> dict[str, Any]:

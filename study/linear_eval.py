@@ -16,62 +16,76 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
+from study.cli import add_config_flags, given_fields, text_arg
+from trainables.config import ConfigError, EvalConfig, eval_from_dict, problem
 
-from study.cli import add_config_flags, given_fields
-from trainables import run_schema as rs
-from trainables.checkpoint import STATE_FILE, CorruptCheckpointError
-from trainables.config import ConfigError
-from trainables.data import DatasetNotFoundError
-from trainables.evaluation import EvalConfig, evaluate_and_record, load_pretrained
-from trainables.tracking import TrackingUnavailableError, check_reachable, resolve_tracking_uri
+STATE_FILE = "state.pt"  # trainables.checkpoint's, named here so that a bad path is refused without torch
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="study/linear_eval.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--model_path", "--model-path", type=Path, help="a checkpoint directory (epoch_NNNNN) or its state.pt")
-    where.add_argument("--checkpoint_dir", "--checkpoint-dir", type=Path, help="a run's folder: evaluate every checkpoint in it")
-    parser.add_argument("--log_dir", "--log-dir", type=Path, default=Path("logs"), help="where a JSON summary per evaluation is written (default: logs)")
-    parser.add_argument("--tracking_uri", "--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
+    where.add_argument("--model_path", "--model-path", type=text_arg("model_path"), help="a checkpoint directory (epoch_NNNNN) or its state.pt")
+    where.add_argument("--checkpoint_dir", "--checkpoint-dir", type=text_arg("checkpoint_dir"), help="a run's folder: evaluate every checkpoint in it")
+    parser.add_argument("--log_dir", "--log-dir", type=text_arg("log_dir"), default="logs", help="where a JSON summary per evaluation is written (default: logs)")
+    parser.add_argument("--tracking_uri", "--tracking-uri", type=text_arg("tracking_uri"), help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
     add_config_flags(parser, EvalConfig)
     return parser
 
 
 def checkpoints_to_evaluate(args: argparse.Namespace) -> list[Path]:
     if args.model_path is not None:
-        path = args.model_path.parent if args.model_path.name == STATE_FILE else args.model_path
+        path = Path(args.model_path)
+        path = path.parent if path.name == STATE_FILE else path
+        if not (path / STATE_FILE).is_file():
+            raise ConfigError(problem("model_path", args.model_path, f"it must be a checkpoint folder holding {STATE_FILE}"))
         return [path]
-    found = sorted(p for p in args.checkpoint_dir.glob("epoch_*") if p.is_dir())
+    folder = Path(args.checkpoint_dir)
+    found = sorted(p for p in folder.glob("epoch_*") if p.is_dir()) if folder.is_dir() else []
     if not found:
-        raise ConfigError(f"checkpoint_dir={str(args.checkpoint_dir)!r} holds no epoch_* checkpoint folders")
+        raise ConfigError(problem("checkpoint_dir", args.checkpoint_dir, "it must be a run's folder holding epoch_* checkpoint folders"))
     return found
 
 
 def evaluate_one(checkpoint: Path, eval_cfg: EvalConfig, tracking_uri: str, log_dir: Path) -> dict[str, float]:
+    import torch
+
+    from trainables.evaluation import evaluate_and_record, load_pretrained
+    from trainables.files import write_atomically
+
     device = torch.device("cuda" if eval_cfg.gpu else "cpu")
     p = load_pretrained(checkpoint, eval_cfg, device)
     result = evaluate_and_record(p, eval_cfg, device, tracking_uri=tracking_uri, checkpoint=str(checkpoint))
     log_dir.mkdir(parents=True, exist_ok=True)
     summary = log_dir / f"{eval_cfg.mode}-{checkpoint.parent.name}-{checkpoint.name}.json"
-    summary.write_text(json.dumps({"checkpoint": str(checkpoint)} | result, indent=2))
+    write_atomically(summary, json.dumps({"checkpoint": str(checkpoint)} | result, indent=2))
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        eval_cfg = EvalConfig(**given_fields(args, EvalConfig))
+        eval_cfg = eval_from_dict(given_fields(args, EvalConfig))
+        checkpoints = checkpoints_to_evaluate(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from tqdm import tqdm
+
+    from trainables import run_schema as rs
+    from trainables.checkpoint import CorruptCheckpointError
+    from trainables.data import DatasetNotFoundError
+    from trainables.tracking import TrackingUnavailableError, check_reachable, resolve_tracking_uri
+
+    try:
         tracking_uri = resolve_tracking_uri(args.tracking_uri)
         check_reachable(tracking_uri)
-        checkpoints = checkpoints_to_evaluate(args)
-    except (ConfigError, TrackingUnavailableError, TypeError) as err:
+    except TrackingUnavailableError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for checkpoint in tqdm(checkpoints, desc="checkpoints", disable=len(checkpoints) == 1):
         try:
-            result = evaluate_one(checkpoint, eval_cfg, tracking_uri, args.log_dir)
+            result = evaluate_one(checkpoint, eval_cfg, tracking_uri, Path(args.log_dir))
         except (CorruptCheckpointError, DatasetNotFoundError, ConfigError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -8,40 +8,58 @@ evaluation field (``eval.epochs=20``). Values are read as YAML (``lr=1e-3``, ``b
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import optuna
-import yaml
-
 from search_spaces import PRESETS, Preset
-from trainables.config import ConfigError, PretrainConfig, from_dict, load_yaml
-from trainables.evaluation import EvalConfig
+from trainables.config import ConfigError, EvalConfig, PretrainConfig, Problem, eval_from_dict, from_dict, load_yaml, problem
 from trainables.study_context import trial_config
 
 STUDY_KEYS = ("seeds", "num_samples", "scheduler")
 SCHEDULERS = ("none", "asha")
+MAX_SEEDS = 100  # seeds per grid point; each one repeats every trial of the grid
+MAX_NUM_SAMPLES = 10_000  # trials of an Optuna search
 TPE_VALIDATION_SAMPLES = 50  # suggestions drawn from a search space to check they all validate
 DRIVER_CPU = 0.5  # a Tune trial that only drives a TorchTrainer
+# A field that, given on the command line, replaces these per-loss settings of a preset: an
+# AttentionNCE dataset preset is a (d_pos, d_neg) pair, which explicit values would otherwise beat.
+SUPERSEDES = {"attention_preset": ("d_pos", "d_neg")}
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    overrides = {}
+def join_split_values(items: list[str]) -> list[str]:
+    """``--set`` items with the pieces a shell split off put back: ``batch_size=[64,`` ``256]``.
+
+    A piece without ``=`` (or one that opens no new key, as in ``256]``) continues the item before it.
+    """
+    joined: list[str] = []
     for item in items:
+        key = item.partition("=")[0]
+        if joined and ("=" not in item or not key.strip() or any(c in key for c in "[]{},")):
+            joined[-1] = f"{joined[-1]} {item}"
+        else:
+            joined.append(item)
+    return joined
+
+
+def parse_overrides(items: list[str], source: str = "--set") -> dict[str, Any]:
+    overrides = {}
+    for item in join_split_values(items):
         key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r} is not key=value")
-        try:
-            overrides[key.strip()] = load_yaml(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"--set {key.strip()}: {text!r} is not a YAML value ({str(err).splitlines()[0]})") from None
+        if not sep or not key.strip():
+            raise ConfigError(f"{source} {item!r} is not key=value")
+        overrides[key.strip()] = load_yaml(text, source=f"{source} {key.strip()}")
     return overrides
 
 
 def preset_named(name: str) -> Preset:
     if name not in PRESETS:
-        raise ConfigError(f"preset={name!r} is not known; allowed: {', '.join(PRESETS)}")
+        close = difflib.get_close_matches(name, PRESETS, 1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(problem("preset", name, f"allowed: {', '.join(PRESETS)}{hint}"))
     return PRESETS[name]
 
 
@@ -50,6 +68,7 @@ class Plan:
     preset: Preset  # with the overrides applied
     overrides: dict[str, Any]
     configs: list[PretrainConfig]  # one per grid trial; sampled suggestions for a search
+    notes: list[str] = field(default_factory=list)  # what the overrides changed beyond the obvious
 
     @property
     def is_search(self) -> bool:
@@ -60,38 +79,85 @@ class Plan:
         return self.preset.num_samples if self.is_search else len(self.configs)
 
 
-def apply_overrides(preset: Preset, overrides: dict[str, Any]) -> Preset:
-    fixed, grid, evaluation, study = dict(preset.fixed), dict(preset.grid), dict(preset.evaluation), {}
-    config_fields = {f.name for f in dataclasses.fields(PretrainConfig)}
-    eval_fields = {f.name for f in dataclasses.fields(EvalConfig)}
+def unknown_key(key: str, source: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(key, known, 1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(Problem((key,), f"{source} {key}: not a config field, a grid axis, eval.<field> or one of {', '.join(STUDY_KEYS)}{hint}"))
+
+
+def study_value(key: str, value: Any) -> Any:
+    """A study-level override (seeds, num_samples, scheduler), checked and bounded."""
+    if key == "seeds":
+        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SEEDS:
+            return tuple(range(value))
+        if isinstance(value, list) and 1 <= len(value) <= MAX_SEEDS and len(set(map(repr, value))) == len(value):
+            if all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**32 for x in value):
+                return tuple(value)
+        raise ConfigError(problem("seeds", value, f"use a count in [1, {MAX_SEEDS}] or a list of at most {MAX_SEEDS} distinct seeds in [0, 2^32)"))
+    if key == "num_samples":
+        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_NUM_SAMPLES:
+            return value
+        raise ConfigError(problem("num_samples", value, f"it must be an integer in [1, {MAX_NUM_SAMPLES}]"))
+    if value not in SCHEDULERS:
+        raise ConfigError(problem("scheduler", value, f"allowed: {', '.join(SCHEDULERS)}"))
+    return value
+
+
+def without_overridden(per_loss: dict[str, dict[str, Any]], key: str, value: Any, notes: list[str]) -> dict[str, dict[str, Any]]:
+    """The preset's per-loss settings, less those the override of ``key`` replaces, each one noted."""
+    replaced = (key, *SUPERSEDES.get(key, ()))
+    kept = {}
+    for loss, settings in per_loss.items():
+        dropped = {k: v for k, v in settings.items() if k in replaced}
+        if dropped:
+            was = ", ".join(f"{k}={v!r}" for k, v in dropped.items())
+            notes.append(f"override {key}={value!r} replaces the preset's setting for loss {loss!r}: {was}")
+        kept[loss] = {k: v for k, v in settings.items() if k not in replaced}
+    return kept
+
+
+def apply_overrides(preset: Preset, overrides: dict[str, Any], sources: dict[str, str] | None = None) -> tuple[Preset, list[str]]:
+    """The preset with the overrides applied, and notes on the preset settings they replaced.
+
+    A config field given on the command line wins over the preset's per-loss setting of the same
+    field (and of the fields it supersedes); each such replacement is a note printed with the plan.
+    """
+    fixed, grid, evaluation, per_loss, study = dict(preset.fixed), dict(preset.grid), dict(preset.evaluation), dict(preset.per_loss), {}
+    config_fields = [f.name for f in dataclasses.fields(PretrainConfig)]
+    eval_fields = [f.name for f in dataclasses.fields(EvalConfig)]
+    notes: list[str] = []
     for key, value in overrides.items():
+        source = (sources or {}).get(key, "--set")
         if key.startswith("eval."):
             if key[5:] not in eval_fields:
-                raise ConfigError(f"--set {key}: {key[5:]!r} is not an evaluation field; allowed: {', '.join(sorted(eval_fields))}")
+                close = difflib.get_close_matches(key[5:], eval_fields, 1)
+                hint = f" (did you mean 'eval.{close[0]}'?)" if close else ""
+                raise ConfigError(Problem((key,), f"{source} {key}: {key[5:]!r} is not an evaluation field{hint}; allowed: {', '.join(eval_fields)}"))
             evaluation[key[5:]] = value
         elif key in STUDY_KEYS:
-            study[key] = tuple(range(value)) if key == "seeds" and isinstance(value, int) else tuple(value) if key == "seeds" and isinstance(value, list) else value
+            study[key] = study_value(key, value)
         elif key == "seed":
-            raise ConfigError("--set seed: every trial's seed comes from seeds; use --set seeds=N (seeds 0..N-1) or seeds=[3,7]")
+            raise ConfigError(Problem(("seed",), f"{source} seed: every trial's seed comes from seeds; use seeds=N (seeds 0..N-1) or seeds=[3,7]"))
         elif key in grid and isinstance(value, list):
             if not value:
-                raise ConfigError(f"--set {key}=[]: a grid axis needs at least one value")
+                raise ConfigError(Problem((key,), f"{source} {key}=[]: a grid axis needs at least one value"))
             grid[key] = tuple(value)
+            per_loss = without_overridden(per_loss, key, value, notes)
         elif key in config_fields:
             grid.pop(key, None)
             fixed[key] = value
+            per_loss = without_overridden(per_loss, key, value, notes)
         else:
-            raise ConfigError(f"--set {key}: not a config field, a grid axis, eval.<field> or one of {', '.join(STUDY_KEYS)}")
-    seeds = study.get("seeds", preset.seeds)
-    if not isinstance(seeds, tuple) or not seeds or not all(isinstance(x, int) and x >= 0 for x in seeds):
-        raise ConfigError(f"seeds={overrides.get('seeds')!r} is not allowed; use a count >= 1 or a list of seeds >= 0")
+            raise unknown_key(key, source, [*config_fields, *grid, *STUDY_KEYS, *(f"eval.{f}" for f in eval_fields)])
     if study.get("scheduler", preset.scheduler) not in SCHEDULERS:
-        raise ConfigError(f"scheduler={study['scheduler']!r} is not allowed; allowed: {', '.join(SCHEDULERS)}")
-    return dataclasses.replace(preset, fixed=fixed, grid=grid, evaluation=evaluation, **study)
+        raise ConfigError(problem("scheduler", study.get("scheduler", preset.scheduler), f"allowed: {', '.join(SCHEDULERS)}"))
+    return dataclasses.replace(preset, fixed=fixed, grid=grid, evaluation=evaluation, per_loss=per_loss, **study), notes
 
 
 def sampled_suggestions(preset: Preset) -> list[dict[str, Any]]:
     """Suggestions from the preset's Optuna space (random sampling), to validate before Ray."""
+    import optuna  # only search presets need it
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     suggestions = []
@@ -103,20 +169,39 @@ def sampled_suggestions(preset: Preset) -> list[dict[str, Any]]:
     return suggestions
 
 
-def make_plan(preset_name: str, overrides: dict[str, Any]) -> Plan:
+def make_plan(preset_name: str, overrides: dict[str, Any], sources: dict[str, str] | None = None) -> Plan:
     """The validated plan; any bad value raises ConfigError naming the trial and the field."""
-    preset = apply_overrides(preset_named(preset_name), overrides)
+    preset, notes = apply_overrides(preset_named(preset_name), overrides, sources)
     if preset.search is not None and preset.num_samples < 1:
-        raise ConfigError(f"num_samples={preset.num_samples} is not allowed for an Optuna search; it must be >= 1")
-    EvalConfig(**preset.evaluation)
+        raise ConfigError(problem("num_samples", preset.num_samples, "an Optuna search needs it >= 1"))
+    try:
+        eval_from_dict(preset.evaluation)
+    except ConfigError as err:
+        raise ConfigError([Problem(tuple(f"eval.{f}" for f in p.fields), p.message) for p in err.problems], header="invalid evaluation configuration") from None
     params = sampled_suggestions(preset) if preset.search else preset.grid_trials()
     configs = []
     for trial in params:
         try:
             configs.append(from_dict(trial_config(preset.fixed, preset.per_loss, trial)))
         except ConfigError as err:
-            raise ConfigError(f"trial {trial}: {err}") from None
-    return Plan(preset, overrides, configs)
+            raise err.within(f"trial {trial}") from None
+    return Plan(preset, overrides, configs, notes)
+
+
+def machine_resources() -> dict[str, float]:
+    """What a Ray instance started on this machine would offer: its CPUs and NVIDIA GPUs.
+
+    Read without importing Ray or torch: the CPUs this process may run on, and the GPUs in
+    CUDA_VISIBLE_DEVICES or, without it, those the NVIDIA driver lists.
+    """
+    cpus = float(len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else float(os.cpu_count() or 1)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    else:
+        driver = Path("/proc/driver/nvidia/gpus")
+        gpus = len(list(driver.iterdir())) if driver.is_dir() else 0
+    return {"CPU": cpus, "GPU": float(gpus)}
 
 
 def uses_train_workers(cfg: PretrainConfig) -> bool:
@@ -132,7 +217,7 @@ def trial_resources(cfg: PretrainConfig) -> tuple[dict[str, float], dict[str, fl
     return {"CPU": DRIVER_CPU}, workers
 
 
-def max_concurrent(configs: list[PretrainConfig], cluster: dict[str, float]) -> int:
+def max_concurrent(configs: list[PretrainConfig], cluster: dict[str, float], where: str = "the cluster") -> int:
     """How many of the largest trial fit on the cluster at once (driver and workers together)."""
     need: dict[str, float] = {}
     for cfg in configs:
@@ -142,5 +227,6 @@ def max_concurrent(configs: list[PretrainConfig], cluster: dict[str, float]) -> 
     missing = [f"{need[k]:g} {k}" for k in need if cluster.get(k, 0.0) < need[k]]
     if missing:
         have = ", ".join(f"{cluster.get(k, 0):g} {k}" for k in need)
-        raise ConfigError(f"one trial needs {', '.join(missing)} but the cluster has {have}; lower workers or cpus_per_worker")
+        fields = ("workers", "cpus_per_worker", "gpu")
+        raise ConfigError(Problem(fields, f"one trial needs {', '.join(missing)} but {where} has {have}; lower workers or cpus_per_worker, or drop gpu"))
     return max(1, min(math.floor(cluster[k] / need[k] + 1e-9) for k in need if need[k] > 0))

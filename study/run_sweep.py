@@ -14,82 +14,149 @@ before Ray starts; --dry-run prints the trials and what they cost without starti
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from study.plan import Plan, make_plan, max_concurrent, parse_overrides, trial_resources, uses_train_workers
-from study.report import describe_plan, print_summary
-from trainables import run_schema as rs
-from trainables.config import ConfigError, load_yaml
-from trainables.data import DatasetNotFoundError, load_for
-from trainables.tracking import TrackingUnavailableError, check_reachable, end_run, resolve_tracking_uri
-
-PLAN_FILE = "study.json"  # the preset and overrides of a study, beside Tune's state, for --resume
+from study.cli import bounded_int, path_arg, text_arg
+from study.plan import Plan, machine_resources, make_plan, max_concurrent, parse_overrides, preset_named
+from study.report import describe_plan
+from study.study_file import PLAN_FILE, read_plan_file
+from trainables.config import NAME_CHARS, ConfigError, from_file, problem, read_yaml_file
+from trainables.files import under
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from search_spaces import PRESETS
+
     parser = argparse.ArgumentParser(prog="study/run_sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--preset", help="a named study from search_spaces/ (quickstart, cifar10-cpu, flatnce-batch-size, attentionnce-views, lineage-baselines, tpe-lr)")
-    what.add_argument("--resume", metavar="NAME", help="continue the study NAME from --storage-path: finished trials are kept, interrupted ones continue")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config field, grid axis (list), seeds, num_samples, scheduler or eval.<field>")
-    parser.add_argument("--config", type=Path, help="YAML mapping of overrides (as --set), applied before --set")
-    parser.add_argument("--name", help="study name (default: PRESET-YYYYmmdd-HHMMSS); the MLflow tree and storage folder use it")
-    parser.add_argument("--storage-path", type=Path, default=Path("nce_runs"), help="Tune and Train storage (shared storage or s3:// on a cluster; default: nce_runs)")
-    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
-    parser.add_argument("--experiment", default="nce-study", help="MLflow experiment (default: nce-study)")
-    parser.add_argument("--max-concurrent", type=int, help="trials at once (default: as many as the cluster fits)")
-    parser.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial can be stopped (default: 1)")
-    parser.add_argument("--reduction-factor", type=int, default=2, help="ASHA: keep 1/N of trials at each rung (default: 2)")
-    parser.add_argument("--max-failures", type=int, default=0, help="restarts of a failed trial from its last checkpoint (default: 0)")
-    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a running local cluster, else a new one)")
-    parser.add_argument("--dry-run", action="store_true", help="print the trials, their resources and cost; start nothing")
+    what.add_argument("--preset", help=f"a named study from search_spaces/: {', '.join(PRESETS)}")
+    what.add_argument("--resume", metavar="NAME", help="continue the study NAME, a folder directly under --storage-path: finished trials are kept, interrupted ones continue")
+    parser.add_argument(
+        "--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+        help="override a config field, a grid axis (a list: batch_size=[64, 256]), seeds, num_samples, scheduler or eval.<field>; values are YAML",
+    )
+    parser.add_argument("--config", type=path_arg("config"), help="YAML mapping of overrides (as --set), applied before --set")
+    parser.add_argument("--data-dir", "--data_dir", type=text_arg("data_dir"), help="folder holding the dataset: the same as --set data_dir=DIR")
+    parser.add_argument("--name", help=f"study name (default: PRESET-YYYYmmdd-HHMMSS), made of {NAME_CHARS}; the MLflow tree and storage folder use it")
+    parser.add_argument("--storage-path", type=path_arg("storage_path"), default="nce_runs", help="Tune and Train storage (a shared path on a cluster; default: nce_runs)")
+    parser.add_argument("--tracking-uri", type=text_arg("tracking_uri"), help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
+    parser.add_argument("--experiment", default="nce-study", help=f"MLflow experiment, made of {NAME_CHARS} (default: nce-study)")
+    parser.add_argument("--max-concurrent", type=bounded_int("max_concurrent", 1, 10_000), help="trials at once (default: as many as the cluster fits)")
+    parser.add_argument("--grace-period", type=bounded_int("grace_period", 1, 100_000), default=1, help="ASHA: epochs before a trial can be stopped (default: 1)")
+    parser.add_argument("--reduction-factor", type=bounded_int("reduction_factor", 2, 1000), default=2, help="ASHA: keep 1/N of trials at each rung (default: 2)")
+    parser.add_argument("--max-failures", type=bounded_int("max_failures", 0, 100), default=0, help="restarts of a failed trial from its last checkpoint (default: 0)")
+    parser.add_argument("--address", type=text_arg("address"), help="Ray cluster address (default: RAY_ADDRESS, else a running local cluster, else a new one)")
+    parser.add_argument("--dry-run", action="store_true", help="print the trials, their resources and cost, check that the datasets are there; start nothing")
     return parser
 
 
-def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
-    from_file = load_yaml(args.config.read_text(encoding="utf-8")) if args.config else {}
-    if not isinstance(from_file, dict):
-        raise ConfigError(f"config={str(args.config)!r} must hold a mapping of key: value")
-    return from_file | parse_overrides(args.overrides)
+def overrides_from(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """(overrides, where each came from): the --config file, then --data-dir, then --set."""
+    from_file = read_yaml_file(args.config) if args.config else {}
+    sources = {key: f"in config={str(args.config)!r}:" for key in from_file}
+    given = ({"data_dir": args.data_dir} if args.data_dir else {}) | parse_overrides(args.overrides)
+    sources |= {key: "--data-dir" if key == "data_dir" and args.data_dir and key not in parse_overrides(args.overrides) else "--set" for key in given}
+    return from_file | given, sources
 
 
 def study_plan(args: argparse.Namespace) -> tuple[str, str, Plan]:
     """(study name, preset name, plan), from the flags or, on --resume, from the study's own file."""
     if args.resume:
-        plan_file = args.storage_path / args.resume / PLAN_FILE
+        folder = under(args.storage_path, args.resume, "resume")
+        plan_file = folder / PLAN_FILE
         if not plan_file.is_file():
-            raise ConfigError(f"resume={args.resume!r}: no study at {plan_file.parent} (see --storage-path)")
-        saved = json.loads(plan_file.read_text())
-        return args.resume, saved["preset"], make_plan(saved["preset"], saved["overrides"])
-    name = args.name or f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return name, args.preset, make_plan(args.preset, overrides_from(args))
+            raise ConfigError(problem("resume", args.resume, f"it must name a study under --storage-path; {plan_file} does not exist"))
+        saved = read_plan_file(plan_file)
+        try:
+            return args.resume, saved["preset"], make_plan(saved["preset"], saved["overrides"], dict.fromkeys(saved["overrides"], f"in {plan_file}:"))
+        except ConfigError as err:
+            raise err.within(str(plan_file)) from None
+    name = args.name if args.name is not None else f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    under(args.storage_path, name, "name")
+    preset_named(args.preset)  # an unknown preset is named before anything is read
+    overrides, sources = overrides_from(args)
+    try:
+        return name, args.preset, make_plan(args.preset, overrides, sources)
+    except ConfigError as err:
+        if args.config:
+            from_config = {k for k, v in sources.items() if v.startswith("in config=")}
+            raise ConfigError(from_file(err.problems, args.config, from_config), header=err.header) from None
+        raise
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    """The flags that are not part of the plan: the experiment's name and the Ray address."""
+    from trainables.config import NAME_PATTERN
+
+    if not NAME_PATTERN.fullmatch(args.experiment):
+        raise ConfigError(problem("experiment", args.experiment, f"a name is made of {NAME_CHARS}"))
 
 
 def check_data(plan: Plan) -> None:
     """Every dataset the trials use loads (and an image folder's decoded cache is built), before any trial starts."""
+    from trainables.data import load_for
+
     fields = ("dataset", "data_dir", "download", "image_size", "load_size", "in_memory_gb", "cache_dir")
     for cfg in {tuple(getattr(c, f) for f in fields): c for c in plan.configs}.values():
         load_for(cfg)
 
 
+def check_resources(args: argparse.Namespace, plan: Plan) -> None:
+    """Where Ray will start on this machine, every trial must fit it (a cluster is checked once joined)."""
+    if not (args.address or os.environ.get("RAY_ADDRESS")):
+        max_concurrent(plan.configs, machine_resources(), "this machine")
+
+
+def print_plan(name: str, plan: Plan) -> None:
+    print(describe_plan(name, plan))
+    for note in plan.notes:
+        print(f"note: {note}")
+
+
+def validated(args: argparse.Namespace) -> tuple[str, str, Plan]:
+    """Everything that can be checked without Ray or MLflow: flags, plan, datasets, and, unless this is
+    a dry run (which may plan for a cluster elsewhere), that the trials fit this machine."""
+    from trainables.data import DatasetNotFoundError, UnreadableImageError
+
+    check_flags(args)
+    name, preset_name, plan = study_plan(args)
+    if args.dry_run:
+        print_plan(name, plan)
+        try:
+            check_resources(args, plan)
+        except ConfigError as err:
+            print(f"note: not on this machine: {err}; a cluster's --address is checked when the study starts")
+    else:
+        check_resources(args, plan)
+    try:
+        check_data(plan)
+    except (DatasetNotFoundError, UnreadableImageError) as err:
+        raise ConfigError(str(err)) from None
+    return name, preset_name, plan
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        name, preset_name, plan = study_plan(args)
-        if args.dry_run:
-            print(describe_plan(name, plan))
-            return 0
-        tracking_uri = resolve_tracking_uri(args.tracking_uri)
-        check_reachable(tracking_uri)
-        check_data(plan)
-    except (ConfigError, DatasetNotFoundError, TrackingUnavailableError, ValueError) as err:
+        name, preset_name, plan = validated(args)
+    except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        return 0
+    from trainables.tracking import TrackingUnavailableError, check_reachable, resolve_tracking_uri
+
+    try:
+        tracking_uri = resolve_tracking_uri(args.tracking_uri)
+        check_reachable(tracking_uri)
+    except TrackingUnavailableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print_plan(name, plan)
     from study.sweep import run_study
 
     try:

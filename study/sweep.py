@@ -30,12 +30,14 @@ from study.console import StudyConsole, quiet_ray
 from study.optuna_search import CellSpace, build_search
 from study.plan import Plan, max_concurrent, trial_resources
 from study.report import print_summary
+from study.study_file import write_plan_file
 from study.study_run import TrialStatusCallback, create_study_run, find_study_run, reconcile
 from trainables import run_schema as rs
 from trainables.config import ConfigError, PretrainConfig, from_dict
 from trainables.losses.catalog import HYPERPARAMETERS
 from trainables.mlflow_search import search_runs
 from trainables.study_context import StudyContext
+from trainables.files import write_atomically
 from trainables.tracking import end_run, trial_run_name
 from trainables.trial import run_trial
 
@@ -170,16 +172,10 @@ def tune_cells(args: argparse.Namespace, context: StudyContext, plan: Plan, conc
         if label in selections:
             continue
         selections[label] = tune_cell(args, tuning_context, plan, cell, concurrency, console)
-        write_atomic(path, json.dumps(selections, indent=2))
+        write_atomically(path, json.dumps(selections, indent=2))
         for key, value in selections[label].items():
             client.log_param(context.study_run_id, f"tuned/{label}/{key}", value)
     return selections
-
-
-def write_atomic(path: Path, text: str) -> None:
-    staging = path.with_name(f".{path.name}.partial")
-    staging.write_text(text)
-    staging.replace(path)
 
 
 # --- the random-init baseline -------------------------------------------------------------
@@ -245,8 +241,7 @@ def study_context(args: argparse.Namespace, name: str, preset_name: str, plan: P
     study_run_id = find_study_run(tracking_uri, args.experiment, name) or create_study_run(
         tracking_uri, args.experiment, name, preset_name, plan.preset.description, plan.overrides
     )
-    (storage / name).mkdir(parents=True, exist_ok=True)
-    write_atomic(storage / name / "study.json", json.dumps({"preset": preset_name, "overrides": plan.overrides, "mlflow_run_id": study_run_id}, indent=2))
+    write_plan_file(storage / name, preset_name, plan.overrides, study_run_id)
     return StudyContext(name, study_run_id, tracking_uri, args.experiment, str(storage / name / "train"), plan.preset.fixed, plan.preset.per_loss, plan.preset.evaluation, args.max_failures)
 
 

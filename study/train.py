@@ -13,29 +13,28 @@ starts or an MLflow run is created.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from study.cli import add_config_flags, given_fields
-from trainables import run_schema as rs
-from trainables.checkpoint import load_latest_valid
-from trainables.config import ConfigError, PretrainConfig, from_dict, from_yaml
-from trainables.data import DatasetNotFoundError, load_for
+from study.cli import add_config_flags, bounded_int, given_fields, text_arg
+from study.plan import machine_resources, max_concurrent
+from trainables.config import ConfigError, PretrainConfig, from_dict, from_yaml, problem
+from trainables.files import under
 from trainables.losses.catalog import CATALOG
-from trainables.session import checkpoint_dir_name
-from trainables.tracking import TrackingUnavailableError, check_reachable, create_run, end_run, pretrain_params, resolve_tracking_uri
 
 CLR_ALIASES = {entry.clr: name for name, entry in CATALOG.items() if entry.clr}  # FlatCLR's --clr names
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="study/train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
-    parser.add_argument("--config", type=Path, help="YAML file of config fields; flags override it")
+    parser.add_argument("--config", type=text_arg("config"), help="YAML file of config fields; flags override it")
     parser.add_argument("--clr", choices=sorted(CLR_ALIASES), help="FlatCLR's flag: " + ", ".join(f"{clr} = --loss {loss}" for clr, loss in CLR_ALIASES.items()))
-    parser.add_argument("--resume", metavar="RUN_NAME", help="continue the run RUN_NAME (under --save_dir) from its last valid checkpoint")
-    parser.add_argument("--max-failures", type=int, default=0, help="Ray Train restarts after a worker failure, from the last checkpoint")
+    parser.add_argument("--resume", metavar="RUN_NAME", help="continue the run RUN_NAME (a folder directly under --save_dir) from its last valid checkpoint")
+    parser.add_argument("--max-failures", type=bounded_int("max_failures", 0, 100), default=0, help="Ray Train restarts after a worker failure, from the last checkpoint (default: 0)")
+    parser.add_argument("--address", type=text_arg("address"), help="Ray cluster address (default: RAY_ADDRESS, else a new Ray instance on this machine)")
     add_config_flags(parser, PretrainConfig)
     return parser
 
@@ -53,25 +52,41 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
 
 
 def resumed_config(args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
-    folder = Path(given.get("save_dir", PretrainConfig.save_dir)) / args.resume
+    from trainables.checkpoint import load_latest_valid
+
+    folder = under(given.get("save_dir", PretrainConfig.save_dir), args.resume, "resume")
     found = load_latest_valid(sorted(folder.glob("epoch_*")))
     if found is None:
-        raise ConfigError(f"resume={args.resume!r}: no valid checkpoint under {folder}")
+        raise ConfigError(problem("resume", args.resume, f"it must name a run with a valid checkpoint; there is none under {folder}"))
     return found[0]["config"]
 
 
-def check_before_start(cfg: PretrainConfig, tracking_uri: str) -> None:
-    """Everything that can be wrong without starting Ray: data and tracking server."""
-    check_reachable(tracking_uri)
+def ray_address(args: argparse.Namespace) -> str:
+    """--address, else RAY_ADDRESS, else a Ray instance of this run's own (never another study's)."""
+    return args.address or os.environ.get("RAY_ADDRESS") or "local"
+
+
+def check_before_start(args: argparse.Namespace, cfg: PretrainConfig, name: str) -> None:
+    """Everything that can be wrong without starting Ray: the run's folder, resources, data."""
+    from trainables.data import DatasetNotFoundError, UnreadableImageError, load_for
+
+    under(cfg.save_dir, name, "run_name")
+    if ray_address(args) == "local":
+        max_concurrent([cfg], machine_resources(), "this machine")
     if cfg.dataset != "digits":
-        load_for(cfg)
+        try:
+            load_for(cfg)
+        except (DatasetNotFoundError, UnreadableImageError) as err:
+            raise ConfigError(str(err)) from None
 
 
 def mlflow_run(cfg: PretrainConfig, tracking_uri: str, name: str, resume: bool) -> str:
     """The run's MLflow id: the resumed run's own, else a new run."""
     from mlflow.tracking import MlflowClient
 
+    from trainables import run_schema as rs
     from trainables.mlflow_search import find_run
+    from trainables.tracking import create_run, pretrain_params
 
     client = MlflowClient(tracking_uri)
     if resume:
@@ -87,19 +102,33 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        tracking_uri = resolve_tracking_uri(cfg.tracking_uri)
-        check_before_start(cfg, tracking_uri)
-    except (ConfigError, DatasetNotFoundError, TrackingUnavailableError, ValueError) as err:
+        name = cfg.run_name or f"{cfg.loss}-m{cfg.views}-b{cfg.batch_size}-{time.strftime('%Y%m%d-%H%M%S')}"
+        check_before_start(args, cfg, name)
+    except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    name = cfg.run_name or f"{cfg.loss}-m{cfg.views}-b{cfg.batch_size}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from trainables.tracking import TrackingUnavailableError, check_reachable, resolve_tracking_uri
+
+    try:
+        tracking_uri = resolve_tracking_uri(cfg.tracking_uri)
+        check_reachable(tracking_uri)
+    except TrackingUnavailableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return train(args, cfg, name, tracking_uri)
+
+
+def train(args: argparse.Namespace, cfg: PretrainConfig, name: str, tracking_uri: str) -> int:
     import ray
 
+    from trainables import run_schema as rs
     from trainables.ray_train import build_trainer
+    from trainables.session import checkpoint_dir_name
+    from trainables.tracking import end_run
 
-    ray.init(logging_level="WARNING", log_to_driver=True)
+    ray.init(address=ray_address(args), logging_level="WARNING", log_to_driver=True)
     run_id = mlflow_run(cfg, tracking_uri, name, resume=bool(args.resume))
-    trainer = build_trainer(cfg, name=name, storage_path=cfg.save_dir, run_id=run_id, tracking_uri=tracking_uri, max_failures=args.max_failures)
+    trainer = build_trainer(cfg, name=name, storage_path=str(Path(cfg.save_dir).resolve()), run_id=run_id, tracking_uri=tracking_uri, max_failures=args.max_failures)
     try:
         result = trainer.fit()
     except BaseException as err:  # any failure, Ctrl-C included, ends the MLflow run FAILED with its reason

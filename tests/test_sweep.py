@@ -39,8 +39,8 @@ def trial_runs(cwd: Path, study: str) -> list:
     return search_runs(MlflowClient(f"sqlite:///{cwd / 'mlflow.db'}"), {rs.STUDY: study, rs.KIND: rs.KIND_PRETRAIN})
 
 
-def test_dry_run_of_the_flatnce_grid_prints_36_trials(capsys: pytest.CaptureFixture) -> None:
-    assert run_sweep.main(["--preset", "flatnce-batch-size", "--dry-run"]) == 0
+def test_dry_run_of_the_flatnce_grid_prints_36_trials(capsys: pytest.CaptureFixture, cifar10_root: Path) -> None:
+    assert run_sweep.main(["--preset", "flatnce-batch-size", "--dry-run", "--data-dir", str(cifar10_root)]) == 0
     out = capsys.readouterr().out
     assert "36 trials" in out
     rows = [line for line in out.splitlines() if line.strip()[:1].isdigit() and ("infonce" in line or "flatnce" in line)]

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
+from trainables.config import MAX_JITTER_STRENGTH  # the config refuses what this module would
+
 if TYPE_CHECKING:  # the augmentation imports only torch and torchvision at run time
     from trainables.data.specs import DatasetSpec
 
@@ -37,8 +39,6 @@ HUE_SECTOR_OFFSETS = (5.0, 3.0, 1.0)  # R, G, B offsets of the closed-form HSV -
 # cache and below the size that the allocator maps fresh (and page-faults) at every call.
 CPU_CHUNK_BYTES = 4 * 2**20
 
-# Hue jitter is 0.2 s and torchvision's hue shift must stay within [-0.5, 0.5].
-MAX_JITTER_STRENGTH = 2.5
 
 
 def _fail(field: str, value: object, allowed: str) -> NoReturn:

@@ -1,7 +1,14 @@
-"""The one typed configuration of a pretraining run, validated before anything starts.
+"""The typed configurations of a run (pretraining, evaluation), validated before anything starts.
 
 Defaults follow the AttentionNCE seed's command line (``--epochs 400 --batch_size 256
 --lr 1e-3``, Adam, no schedule). ``views`` is M, the positive views per anchor.
+
+One validation path: every config dataclass runs :func:`validate` in ``__post_init__``, which
+coerces each field to its annotated type and applies the class's checks. A check returns
+:class:`Problem` objects that carry the offending fields as data; :class:`ConfigError` holds
+them all and renders one bounded message. The driver refuses here whatever a worker would
+refuse later (ranges the augmentation, the losses and the data need), and bounds what has no
+natural bound (views, batch, epochs, names, tags), so a typo cannot start Ray or exhaust memory.
 """
 
 from __future__ import annotations
@@ -10,24 +17,199 @@ import dataclasses
 import difflib
 import math
 import re
+import reprlib
 import types
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
-from trainables.data import DATASETS, DEFAULT_IN_MEMORY_GB
+from trainables.data.specs import DATASETS, DEFAULT_IN_MEMORY_GB
 from trainables.losses.catalog import BASELINE, CATALOG, HYPERPARAMETERS, hyperparameter_names, preset_names, takes
-from trainables.models import BACKBONES, HEADS
-from trainables.optim import LR_SCALING, OPTIMIZERS, SCHEDULES, scaled_lr
 
 PRECISION_NAMES = ("auto", "fp32", "bf16")
+# Registry names of the torch modules (trainables/models.py, trainables/optim.py), kept here so that
+# validation and --help never import torch; tests/test_config.py checks they equal the registries.
+BACKBONE_NAMES = ("resnet18", "resnet50", "small")
+HEAD_NAMES = ("mlp", "mlp_bn")
+OPTIMIZER_NAMES = ("lars", "sgd", "adam")
+LR_SCALING_NAMES = ("linear", "sqrt", "none")
+SCHEDULE_NAMES = ("cosine", "constant")
+
+# Bounds on what has no natural bound: far beyond any paper's setting, small enough that a typo
+# fails here instead of exhausting memory inside a worker.
+MAX_VIEWS = 64  # M; the papers go to M = 8 (AttentionNCE) and every view is an encoder pass
+MAX_BATCH_SIZE = 1 << 17  # SimCLR's largest batch is 8,192
+MAX_EPOCHS = 100_000
+MAX_WORKERS = 4096
+MAX_PROJ_DIM = 1 << 16
+MAX_IMAGE_SIZE = 4096  # pixels a side; ImageNet trains at 224
+MAX_KNN_K = 100_000
+MAX_TAGS = 100
+MAX_TEXT = 1000  # characters of a free-text value (paths, URIs, tag values)
+# Hue jitter is 0.2 s and torchvision's hue shift must stay within [-0.5, 0.5]; trainables/augment.py
+# reads the same bound, so the driver refuses what the augmentation would.
+MAX_JITTER_STRENGTH = 2.5
+
+# Run, study and experiment names: one character set, safe as a folder name, inside an MLflow
+# filter string and in Ray's metric names. Starts with a letter or digit, so never "." or "..".
+NAME_CHARS = "letters, digits, '.', '_', '-' (starting with a letter or digit, at most 100 characters)"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+TAG_KEY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,249}")
+
+MAX_MESSAGE_CHARS = 4000  # an error message stays readable, whatever the input
+_VALUE_REPR = reprlib.Repr()
+_VALUE_REPR.maxstring, _VALUE_REPR.maxother, _VALUE_REPR.maxlevel = 80, 80, 3
+_VALUE_REPR.maxlist = _VALUE_REPR.maxtuple = _VALUE_REPR.maxdict = _VALUE_REPR.maxset = 8
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, shortened: a value from a file or a flag can be arbitrarily large."""
+    return _VALUE_REPR.repr(value)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input: the fields it involves, the value, and the sentence that says so.
+
+    Attributes:
+        fields: the offending fields (two for a rule between fields, e.g. batch_size and workers).
+        message: the full sentence, naming field, value and what is allowed.
+    """
+
+    fields: tuple[str, ...]
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def problem(name: str, value: Any, allowed: str) -> Problem:
+    """The usual problem: ``name=value is not allowed; allowed``."""
+    return Problem((name,), f"{name}={shown(value)} is not allowed; {allowed}")
 
 
 class ConfigError(ValueError):
-    """Bad configuration; the message names every bad field, its value and what is allowed."""
+    """Bad configuration; ``problems`` names every bad field as data, the message says the rest.
+
+    ``ConfigError("text")`` is one problem without a field (a missing file, a flag clash).
+    """
+
+    def __init__(self, problems: str | Problem | Iterable[Problem], *, header: str = "invalid configuration") -> None:
+        if isinstance(problems, str):
+            problems = [Problem((), problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems: list[Problem] = list(problems)
+        self.header = header
+        super().__init__(self._text())
+
+    @property
+    def fields(self) -> set[str]:
+        return {name for p in self.problems for name in p.fields}
+
+    def within(self, context: str) -> ConfigError:
+        """The same problems, with ``context`` (a file, a trial) in front of the message."""
+        return ConfigError(self.problems, header=f"{context}: {self.header}" if self.header else context)
+
+    def _text(self) -> str:
+        lines = [p.message for p in self.problems]
+        if len(lines) == 1 and not lines[0].startswith(self.header):
+            text = f"{self.header}: {lines[0]}" if self.header and self.problems[0].fields else lines[0]
+        else:
+            text = f"{self.header}:\n  - " + "\n  - ".join(lines)
+        if len(text) > MAX_MESSAGE_CHARS:
+            text = text[: MAX_MESSAGE_CHARS - 40] + f" ... ({len(text):,} characters in all)"
+        return text
+
+
+# --- checks: each returns the problems of one rule ------------------------------------------------
+
+Check = Callable[[Any], list[Problem]]
+
+
+def one_of(name: str, registry: Iterable[str], *, optional: bool = False) -> Check:
+    """The field's value must be a name in ``registry``, read at check time (registries may grow)."""
+
+    def check(cfg: Any) -> list[Problem]:
+        value, allowed = getattr(cfg, name), tuple(registry)
+        if value in allowed or (optional and value is None):
+            return []
+        close = difflib.get_close_matches(value, allowed, 1) if isinstance(value, str) else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return [problem(name, value, f"allowed: {', '.join(allowed)}{hint}")]
+
+    check.field, check.allowed = name, lambda: f"one of {', '.join(registry)}"  # type: ignore[attr-defined]
+    return check
+
+
+def finite(value: float) -> bool:
+    return isinstance(value, int) or math.isfinite(value)  # ints are finite, however large
+
+
+def _bounded(value: float, low: float | None, high: float | None, low_open: bool, high_open: bool) -> bool:
+    above = low is None or (value > low if low_open else value >= low)
+    below = high is None or (value < high if high_open else value <= high)
+    return finite(value) and above and below
+
+
+def between(name: str, low: float | None, high: float | None = None, *, low_open: bool = False, high_open: bool = False) -> Check:
+    """low <= value <= high (either end open or absent); None passes (the field's own default)."""
+    if high is None:
+        allowed = f"it must be a finite number {'>' if low_open else '>='} {low}"
+    else:
+        allowed = f"it must be in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def check(cfg: Any) -> list[Problem]:
+        value = getattr(cfg, name)
+        if value is None or _bounded(value, low, high, low_open, high_open):
+            return []
+        return [problem(name, value, allowed)]
+
+    check.field, check.allowed = name, lambda: allowed.removeprefix("it must be ")  # type: ignore[attr-defined]
+    return check
+
+
+def at_least(name: str, low: float, *, strict: bool = False) -> Check:
+    return between(name, low, low_open=strict)
+
+
+def a_name(name: str, *, optional: bool = False) -> Check:
+    """A run, study or experiment name: NAME_CHARS, so it is safe as a folder and in a query."""
+
+    def check(cfg: Any) -> list[Problem]:
+        value = getattr(cfg, name)
+        if (value is None and optional) or NAME_PATTERN.fullmatch(value):
+            return []
+        return [problem(name, value, f"a name is made of {NAME_CHARS}")]
+
+    check.field, check.allowed = name, lambda: f"a name of {NAME_CHARS}"  # type: ignore[attr-defined]
+    return check
+
+
+def a_text(name: str) -> Check:
+    """Free text (a path, a URI): bounded, and without the NUL byte that no file system accepts."""
+
+    def check(cfg: Any) -> list[Problem]:
+        value = getattr(cfg, name)
+        if value is None or (len(value) <= MAX_TEXT and "\0" not in value and value.strip()):
+            return []
+        return [problem(name, value, f"it must be non-empty text of at most {MAX_TEXT} characters without NUL bytes")]
+
+    return check
+
+
+def tags_are_bounded(cfg: Any) -> list[Problem]:
+    bad = [k for k, v in cfg.tags.items() if not TAG_KEY_PATTERN.fullmatch(k) or len(v) > MAX_TEXT]
+    if len(cfg.tags) <= MAX_TAGS and not bad:
+        return []
+    return [problem("tags", cfg.tags, f"at most {MAX_TAGS} tags; keys of letters, digits, '._/-', values of at most {MAX_TEXT} characters")]
+
+
+# --- the pretraining config --------------------------------------------------------------------------
 
 
 def with_loss_hyperparameters(cls: type) -> type:
@@ -105,9 +287,7 @@ class PretrainConfig:
     tags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        problems = [p for check in CHECKS for p in check(self)]
-        if problems:
-            raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+        validate(self, PRETRAIN_CHECKS)
 
     @property
     def views_per_image(self) -> int:
@@ -117,6 +297,8 @@ class PretrainConfig:
     @property
     def effective_lr(self) -> float:
         """The learning rate after the lr_scaling rule, as the optimiser sees it."""
+        from trainables.optim import scaled_lr  # the optimiser module imports torch; validation does not
+
         return scaled_lr(self.lr, self.batch_size, self.lr_scaling)
 
     def loss_hyperparameters(self) -> dict[str, float]:
@@ -133,126 +315,93 @@ class PretrainConfig:
         return from_dict(self.to_dict() | changes)
 
 
-def one_of(name: str, registry: Iterable[str], *, optional: bool = False):
-    """The field's value must be a name in ``registry``, read at check time (registries may grow)."""
-
-    def check(cfg: PretrainConfig) -> list[str]:
-        value, allowed = getattr(cfg, name), tuple(registry)
-        if value in allowed or (optional and value is None):
-            return []
-        return [f"{name}={value!r} is not allowed; allowed: {', '.join(allowed)}"]
-
-    return check
-
-
-def _finite(value: float) -> bool:
-    return isinstance(value, int) or math.isfinite(value)  # ints are finite, however large
-
-
-def at_least(name: str, low: float, *, strict: bool = False):
-    def check(cfg: PretrainConfig) -> list[str]:
-        value = getattr(cfg, name)
-        if value is None or (_finite(value) and (value > low if strict else value >= low)):
-            return []
-        finite = "" if _finite(value) else "a finite number "
-        return [f"{name}={value!r} is not allowed; it must be {finite}{'>' if strict else '>='} {low}"]
-
-    return check
-
-
-def in_range(name: str, low: float, high: float, *, closed: bool = False, open_low: bool = False):
-    def check(cfg: PretrainConfig) -> list[str]:
-        value = getattr(cfg, name)
-        if value is None or (low < value if open_low else low <= value) and (value <= high if closed else value < high):
-            return []
-        return [f"{name}={value!r} is not allowed; it must be in {'(' if open_low else '['}{low}, {high}{']' if closed else ')'}"]
-
-    return check
-
-
-def non_empty(name: str):
-    def check(cfg: PretrainConfig) -> list[str]:
-        value = getattr(cfg, name)
-        return [] if value.strip() else [f"{name}={value!r} is not allowed; it must be a non-empty name"]
-
-    return check
-
-
-def hyperparameters_in_range(cfg: PretrainConfig) -> list[str]:
+def hyperparameters_in_range(cfg: PretrainConfig) -> list[Problem]:
     """Each loss hyperparameter within the range the catalog allows every loss taking it."""
-    problems = (HYPERPARAMETERS[name].problem(getattr(cfg, name)) for name in hyperparameter_names())
-    return [problem for problem in problems if problem]
+    found = ((name, HYPERPARAMETERS[name].problem(getattr(cfg, name))) for name in hyperparameter_names())
+    return [Problem((name,), message) for name, message in found if message]
 
 
-def hyperparameters_fit_the_loss(cfg: PretrainConfig) -> list[str]:
+def hyperparameters_fit_the_loss(cfg: PretrainConfig) -> list[Problem]:
     if cfg.loss not in CATALOG:
         return []
     entry = CATALOG[cfg.loss]
     given = [n for n in hyperparameter_names() if getattr(cfg, n) is not None and n not in entry.hyperparameters]
     if cfg.attention_preset is not None and not entry.presets:
         given.append("attention_preset")
-    problems = [f"{n}={getattr(cfg, n)!r} does not apply to loss={cfg.loss!r}, which takes: {takes(cfg.loss)}" for n in given]
+    problems = [Problem((n,), f"{n}={shown(getattr(cfg, n))} does not apply to loss={cfg.loss!r}, which takes: {takes(cfg.loss)}") for n in given]
     if entry.presets and cfg.attention_preset in set(preset_names()) - set(entry.presets):  # published for another loss only
         allowed = ", ".join(entry.presets)
-        problems.append(f"attention_preset={cfg.attention_preset!r} is not published for loss={cfg.loss!r}; allowed: {allowed}")
+        problems.append(problem("attention_preset", cfg.attention_preset, f"it is not published for loss={cfg.loss!r}; allowed: {allowed}"))
     return problems
 
 
-def workers_divide_batch(cfg: PretrainConfig) -> list[str]:
+def workers_divide_batch(cfg: PretrainConfig) -> list[Problem]:
     if cfg.workers >= 1 and cfg.batch_size % cfg.workers:
-        return [f"batch_size={cfg.batch_size} is not divisible by workers={cfg.workers}: each worker takes batch_size / workers images"]
+        message = f"batch_size={cfg.batch_size} is not divisible by workers={cfg.workers}: each worker takes batch_size / workers images"
+        return [Problem(("batch_size", "workers"), message)]
     return []
 
 
-def warmup_fits(cfg: PretrainConfig) -> list[str]:
+def warmup_fits(cfg: PretrainConfig) -> list[Problem]:
     if cfg.warmup_epochs >= cfg.epochs >= 1 and cfg.schedule == "cosine":
-        return [f"warmup_epochs={cfg.warmup_epochs} is not allowed; it must be < epochs={cfg.epochs}"]
+        return [problem("warmup_epochs", cfg.warmup_epochs, f"it must be < epochs={cfg.epochs}")]
     return []
 
 
-CHECKS = [
+PRETRAIN_CHECKS: list[Check] = [
     one_of("loss", CATALOG),
     one_of("dataset", DATASETS),
-    one_of("backbone", BACKBONES),
-    one_of("head", HEADS),
-    one_of("optimizer", OPTIMIZERS),
-    one_of("lr_scaling", LR_SCALING),
-    one_of("schedule", SCHEDULES),
+    one_of("backbone", BACKBONE_NAMES),
+    one_of("head", HEAD_NAMES),
+    one_of("optimizer", OPTIMIZER_NAMES),
+    one_of("lr_scaling", LR_SCALING_NAMES),
+    one_of("schedule", SCHEDULE_NAMES),
     one_of("precision", PRECISION_NAMES),
     one_of("attention_preset", preset_names(), optional=True),
-    at_least("views", 1),
-    at_least("batch_size", 2),
-    at_least("epochs", 1),
+    between("views", 1, MAX_VIEWS),
+    between("batch_size", 2, MAX_BATCH_SIZE),
+    between("epochs", 1, MAX_EPOCHS),
     at_least("lr", 0, strict=True),
     hyperparameters_in_range,
     at_least("limit_train", 1),
-    in_range("val_fraction", 0, 1, open_low=True),  # both train and val need images
-    at_least("image_size", 1),
-    at_least("load_size", 1),
+    between("val_fraction", 0, 1, low_open=True, high_open=True),  # both train and val need images
+    at_least("split_seed", 0),
+    between("image_size", 1, MAX_IMAGE_SIZE),
+    between("load_size", 1, MAX_IMAGE_SIZE),
     at_least("in_memory_gb", 0),
-    at_least("proj_dim", 1),
+    a_text("cache_dir"),
+    between("proj_dim", 1, MAX_PROJ_DIM),
     at_least("weight_decay", 0),
-    in_range("momentum", 0, 1),
+    between("momentum", 0, 1, high_open=True),
     at_least("warmup_epochs", 0),
     at_least("n_eval_epochs", 1),
     at_least("n_save_epochs", 1),
-    at_least("knn_k", 1),
+    between("knn_k", 1, MAX_KNN_K),
     at_least("knn_temperature", 0, strict=True),
-    at_least("workers", 1),
-    in_range("seed", 0, 2**32),  # SeedSequence takes seeds >= 0 (trainables/data/order.py)
-    at_least("cpus_per_worker", 0, strict=True),
-    in_range("gpus_per_worker", 0, 1, closed=True, open_low=True),  # one process drives one device
-    at_least("jitter_strength", 0),
-    in_range("blur_prob", 0, 1, closed=True),
-    non_empty("experiment"),
+    between("workers", 1, MAX_WORKERS),
+    between("seed", 0, 2**32, high_open=True),  # SeedSequence takes seeds >= 0 (trainables/data/order.py)
+    between("cpus_per_worker", 0, MAX_WORKERS, low_open=True),
+    between("gpus_per_worker", 0, 1, low_open=True),  # one process drives one device
+    between("jitter_strength", 0, MAX_JITTER_STRENGTH),
+    between("blur_prob", 0, 1),
+    a_text("data_dir"),
+    a_text("save_dir"),
+    a_text("tracking_uri"),
+    a_name("experiment"),
+    a_name("run_name", optional=True),
+    tags_are_bounded,
     hyperparameters_fit_the_loss,
     workers_divide_batch,
     warmup_fits,
 ]
 
 
-def _types() -> dict[str, Any]:
-    return typing.get_type_hints(PretrainConfig)
+def allowed_text(checks: list[Check]) -> dict[str, str]:
+    """Field -> what its single-field rule allows, in words (for --help, from the rules themselves)."""
+    return {check.field: check.allowed() for check in checks if hasattr(check, "field")}
+
+
+# --- types and the one validation path --------------------------------------------------------------
 
 
 def coerce(name: str, value: Any, annotation: Any) -> Any:
@@ -268,49 +417,137 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
             return value
         if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             try:
-                return float(value)
+                number = float(value)
             except OverflowError:  # an int beyond any float (e.g. 400 digits in a YAML file)
-                raise ConfigError(f"{name}={value!r} is not allowed; it must be a finite number") from None
+                number = math.inf
+            if not math.isfinite(number):
+                raise ConfigError(problem(name, value, "it must be a finite number"))
+            return number
         if base is str and isinstance(value, str):
             return value
         if base is dict and isinstance(value, dict):
             if all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
                 return value
-            raise ConfigError(f"{name}={value!r} is not allowed; its keys and values must be strings (quote numbers in YAML)")
+            raise ConfigError(problem(name, value, "its keys and values must be strings (quote numbers in YAML)"))
     names = " or ".join("None" if k is type(None) else getattr(typing.get_origin(k) or k, "__name__", str(k)) for k in allowed)
-    raise ConfigError(f"{name}={value!r} has type {type(value).__name__}; expected {names}")
+    raise ConfigError(Problem((name,), f"{name}={shown(value)} has type {type(value).__name__}; expected {names}"))
 
 
-def _defaults() -> dict[str, Any]:
-    return {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default for f in fields(PretrainConfig)}  # type: ignore[misc]
+def type_problems(config_class: type, values: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    """(the values coerced to their fields' types, the problems of those that could not be)."""
+    hints, typed, problems = typing.get_type_hints(config_class), {}, []
+    for key, value in values.items():
+        try:
+            typed[key] = coerce(key, value, hints[key])
+        except ConfigError as err:
+            problems += err.problems
+    return typed, problems
+
+
+def validate(instance: Any, checks: list[Check]) -> None:
+    """The one validation path of every config dataclass: types first, then every check at once."""
+    typed, problems = type_problems(type(instance), {f.name: getattr(instance, f.name) for f in fields(instance)})
+    if problems:
+        raise ConfigError(problems)
+    for name, value in typed.items():
+        object.__setattr__(instance, name, value)  # ints widened to floats where the field is a float
+    problems = [p for check in checks for p in check(instance)]
+    if problems:
+        raise ConfigError(problems)
+
+
+def unknown_keys(values: dict[Any, Any], known: Iterable[str], kind: str = "config key") -> list[Problem]:
+    """A problem per unknown key, with the closest known one when there is one."""
+    known = sorted(known)
+    problems = []
+    for key in sorted(set(values) - set(known), key=str):
+        close = difflib.get_close_matches(key, known, 1) if isinstance(key, str) else []
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(Problem((str(key),), f"unknown {kind} {shown(key)}{hint}; allowed: {', '.join(known)}"))
+    return problems
+
+
+def build(config_class: type, values: dict[str, Any], checks: list[Check]) -> Any:
+    """A validated ``config_class`` from plain values; every problem (unknown key, wrong type, range) at once."""
+    known = {f.name for f in fields(config_class)}
+    problems = unknown_keys(values, known)
+    typed, type_errors = type_problems(config_class, {k: v for k, v in values.items() if k in known})
+    problems += type_errors
+    if not problems:
+        return config_class(**typed)
+    # Check the well-typed values too, leaving out what involves a field already reported.
+    mistyped = {k for k in values if k in known and k not in typed}
+    defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default for f in fields(config_class)}  # type: ignore[misc]
+    given = types.SimpleNamespace(**(defaults | typed))
+    problems += [p for check in checks for p in check(given) if not mistyped & set(p.fields)]
+    raise ConfigError(problems)
 
 
 def from_dict(values: dict[str, Any]) -> PretrainConfig:
-    """A validated config from plain values; unknown keys and wrong types are errors.
+    """A validated pretraining config from plain values; unknown keys and wrong types are errors."""
+    return build(PretrainConfig, values, PRETRAIN_CHECKS)
 
-    The message names every bad field at once: unknown keys, wrong types, and the values out
-    of range among the rest.
-    """
-    known = {f.name for f in fields(PretrainConfig)}
-    problems = []
-    unknown = sorted(set(values) - known, key=str)
-    if unknown:
-        hints = [f"{k!r}" + (f" (did you mean {close[0]!r}?)" if isinstance(k, str) and (close := difflib.get_close_matches(k, known, 1)) else "") for k in unknown]
-        problems.append(f"unknown config key(s): {', '.join(hints)}")
-    hints_by_field, typed = _types(), {}
-    for key, value in values.items():
-        if key in known:
-            try:
-                typed[key] = coerce(key, value, hints_by_field[key])
-            except ConfigError as err:
-                problems.append(str(err))
-    if not problems:
-        return PretrainConfig(**typed)
-    # Check the well-typed values too, leaving out what involves a field already reported.
-    mistyped = [re.compile(rf"\b{re.escape(k)}=") for k in values if k in known and k not in typed]
-    given = types.SimpleNamespace(**(_defaults() | typed))
-    problems += [p for check in CHECKS for p in check(given) if not any(m.search(p) for m in mistyped)]  # type: ignore[arg-type]
-    raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+# --- evaluation ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the classifier is trained, from a seed's evaluation script."""
+
+    optimizer: str
+    lr: float
+    weight_decay: float
+    momentum: float = 0.0
+    schedule: str = "constant"
+
+
+RECIPES: dict[str, Recipe] = {
+    "attentionnce": Recipe("adam", lr=1e-3, weight_decay=1e-6),  # linear.py of the AttentionNCE lineage
+    "flatclr": Recipe("sgd", lr=1.6, weight_decay=0.0, momentum=0.9, schedule="cosine"),  # train_fc.py
+}
+EVAL_MODES = ("linear", "finetune", "knn")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    mode: str = "linear"
+    recipe: str = "attentionnce"
+    epochs: int = 100
+    batch_size: int = 512
+    lr: float | None = None  # None: the recipe's
+    data_dir: str | None = None  # None: the pretraining run's
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    gpu: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        validate(self, EVAL_CHECKS)
+
+
+EVAL_CHECKS: list[Check] = [
+    one_of("mode", EVAL_MODES),
+    one_of("recipe", RECIPES),
+    between("epochs", 1, MAX_EPOCHS),
+    between("batch_size", 1, MAX_BATCH_SIZE),
+    at_least("lr", 0, strict=True),
+    a_text("data_dir"),
+    between("knn_k", 1, MAX_KNN_K),
+    at_least("knn_temperature", 0, strict=True),
+    between("seed", 0, 2**32, high_open=True),
+]
+
+
+def eval_from_dict(values: dict[str, Any]) -> EvalConfig:
+    """A validated evaluation config from plain values; unknown keys and wrong types are errors."""
+    return build(EvalConfig, values, EVAL_CHECKS)
+
+
+# --- YAML ---------------------------------------------------------------------------------------------
+
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few hundred bytes; a larger one is not a config
+MAX_YAML_VALUES = 10_000  # values after alias expansion: a 270-byte alias bomb expands to millions
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -323,20 +560,67 @@ _YamlLoader.add_implicit_resolver(
 )
 
 
-def load_yaml(text: str) -> Any:
-    """YAML as config values: safe (no Python objects), with 1e-3 read as a number."""
-    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+def _expanded_size(value: Any, budget: int) -> int:
+    """How many values ``value`` holds once aliases are expanded, counting no further than ``budget``."""
+    count, stack = 0, [value]
+    while stack and count <= budget:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, (list, tuple)):
+            stack += item
+    return count
 
 
-def from_yaml(path: str | Path, overrides: dict[str, Any] | None = None) -> PretrainConfig:
-    """A config from a YAML mapping, with ``overrides`` (e.g. from flags) on top."""
+def load_yaml(text: str, source: str = "YAML") -> Any:
+    """YAML as config values: safe (no Python objects), 1e-3 read as a number, sizes bounded.
+
+    Raises:
+        ConfigError: naming ``source``, for text that is too long, not YAML, or expands beyond
+            MAX_YAML_VALUES values through aliases.
+    """
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: {len(text):,} characters; a configuration holds at most {MAX_CONFIG_BYTES:,}")
+    try:
+        value = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+    except (yaml.YAMLError, RecursionError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"{source} is not valid YAML: {first[:200]}") from None
+    if _expanded_size(value, MAX_YAML_VALUES) > MAX_YAML_VALUES:
+        raise ConfigError(f"{source} expands to more than {MAX_YAML_VALUES:,} values (YAML aliases?); a configuration is smaller")
+    return value
+
+
+def read_yaml_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML file, or a ConfigError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config={str(path)!r}: no such file")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config={str(path)!r}: {path.stat().st_size:,} bytes; a configuration holds at most {MAX_CONFIG_BYTES:,}")
     try:
-        loaded = load_yaml(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ConfigError(f"config={str(path)!r} is not valid YAML: {err}") from err
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config={str(path)!r} is not UTF-8 text") from None
+    loaded = load_yaml(text, source=f"config={str(path)!r}")
+    if loaded is None:
+        return {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"config={str(path)!r} must hold a mapping of field: value, not {type(loaded).__name__}")
-    return from_dict(loaded | (overrides or {}))
+    return loaded
+
+
+def from_file(problems: list[Problem], path: str | Path, keys: Iterable[str]) -> list[Problem]:
+    """``problems``, those that involve only ``keys`` read from the file at ``path`` said to be that file's."""
+    keys = set(keys)
+    return [Problem(p.fields, f"in config={str(path)!r}: {p.message}") if p.fields and set(p.fields) <= keys else p for p in problems]
+
+
+def from_yaml(path: str | Path, overrides: dict[str, Any] | None = None) -> PretrainConfig:
+    """A config from a YAML mapping, with ``overrides`` (e.g. from flags) on top; a bad key names the file."""
+    loaded, overrides = read_yaml_file(path), overrides or {}
+    try:
+        return from_dict(loaded | overrides)
+    except ConfigError as err:
+        raise ConfigError(from_file(err.problems, path, set(loaded) - set(overrides))) from None

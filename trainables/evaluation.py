@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -24,7 +23,7 @@ from trainables import run_schema as rs
 from trainables.augment import AugmentConfig, SimCLRAugment, eval_transform
 from trainables.checkpoint import load_checkpoint
 from trainables.components import Components, build_components, encoder
-from trainables.config import ConfigError, PretrainConfig, coerce, from_dict
+from trainables.config import RECIPES, ConfigError, EvalConfig, PretrainConfig, Recipe, from_dict
 from trainables.data import Images, Splits
 from trainables.distributed import world
 from trainables.features import split_features
@@ -32,55 +31,6 @@ from trainables.knn import knn_predict
 from trainables.models import ContrastiveModel
 from trainables.optim import build_schedule
 from trainables.tracking import RunLogger, create_run, end_run, trial_run_name
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How the classifier is trained, from a seed's evaluation script."""
-
-    optimizer: str
-    lr: float
-    weight_decay: float
-    momentum: float = 0.0
-    schedule: str = "constant"
-
-
-RECIPES: dict[str, Recipe] = {
-    "attentionnce": Recipe("adam", lr=1e-3, weight_decay=1e-6),  # linear.py of the AttentionNCE lineage
-    "flatclr": Recipe("sgd", lr=1.6, weight_decay=0.0, momentum=0.9, schedule="cosine"),  # train_fc.py
-}
-MODES = ("linear", "finetune", "knn")
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    mode: str = "linear"
-    recipe: str = "attentionnce"
-    epochs: int = 100
-    batch_size: int = 512
-    lr: float | None = None  # None: the recipe's
-    data_dir: str | None = None  # None: the pretraining run's
-    knn_k: int = 200
-    knn_temperature: float = 0.1
-    gpu: bool = False
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        hints = typing.get_type_hints(EvalConfig)
-        for f in dataclasses.fields(self):  # wrong types first: comparisons below assume the right ones
-            object.__setattr__(self, f.name, coerce(f.name, getattr(self, f.name), hints[f.name]))
-        problems = []
-        if self.mode not in MODES:
-            problems.append(f"mode={self.mode!r} is not allowed; allowed: {', '.join(MODES)}")
-        if self.recipe not in RECIPES:
-            problems.append(f"recipe={self.recipe!r} is not allowed; allowed: {', '.join(RECIPES)}")
-        for name in ("epochs", "batch_size", "knn_k"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name}={getattr(self, name)!r} is not allowed; it must be >= 1")
-        if self.lr is not None and not self.lr > 0:
-            problems.append(f"lr={self.lr!r} is not allowed; it must be > 0")
-        if problems:
-            raise ConfigError("invalid evaluation configuration:\n  - " + "\n  - ".join(problems))
 
 
 @dataclass(frozen=True)

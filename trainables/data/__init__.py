@@ -20,28 +20,35 @@ implements, in memory or from files), ``splits`` (the validation hold-out and ``
 ``load`` (the entry point).
 """
 
-from trainables.data.errors import DatasetNotFoundError, UnreadableImageError
-from trainables.data.images import FolderImages, Images, LabeledImages
-from trainables.data.load import DEFAULT_IN_MEMORY_GB, load_dataset, load_for
-from trainables.data.order import batch_indices, epoch_generator, epoch_seed, worker_batch_indices
-from trainables.data.specs import DATASETS, DatasetSpec, dataset_spec
-from trainables.data.splits import Splits
+from __future__ import annotations
 
-__all__ = [
-    "DATASETS",
-    "DEFAULT_IN_MEMORY_GB",
-    "DatasetNotFoundError",
-    "DatasetSpec",
-    "FolderImages",
-    "Images",
-    "LabeledImages",
-    "Splits",
-    "UnreadableImageError",
-    "batch_indices",
-    "dataset_spec",
-    "epoch_generator",
-    "epoch_seed",
-    "load_dataset",
-    "load_for",
-    "worker_batch_indices",
-]
+import importlib
+from typing import Any
+
+# Name -> submodule. Imported on first use, so that ``trainables.data.specs`` (and config validation
+# and --help with it) is read without importing torch.
+_EXPORTS = {
+    "DATASETS": "specs",
+    "DEFAULT_IN_MEMORY_GB": "specs",
+    "DatasetNotFoundError": "errors",
+    "DatasetSpec": "specs",
+    "FolderImages": "images",
+    "Images": "images",
+    "LabeledImages": "images",
+    "Splits": "splits",
+    "UnreadableImageError": "errors",
+    "batch_indices": "order",
+    "dataset_spec": "specs",
+    "epoch_generator": "order",
+    "epoch_seed": "order",
+    "load_dataset": "load",
+    "load_for": "load",
+    "worker_batch_indices": "order",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'trainables.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"trainables.data.{_EXPORTS[name]}"), name)

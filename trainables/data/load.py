@@ -19,14 +19,13 @@ from trainables.data.builtin import BUILTIN_LOADERS
 from trainables.data.decode import ImageFiles, cache_folder, decoded, decoding_workers, files_key
 from trainables.data.folders import FileList, resolve_sizes, scan
 from trainables.data.images import FolderImages, LabeledImages
-from trainables.data.specs import RGB, DatasetSpec, augment_defaults, dataset_spec
+from trainables.data.specs import DEFAULT_IN_MEMORY_GB, RGB, DatasetSpec, augment_defaults, dataset_spec
 from trainables.data.splits import Official, Splits, check_val_fraction, split_folder, split_in_memory
 from trainables.data.statistics import cached_stats, channel_stats, sample_rows
 
 if TYPE_CHECKING:
     from trainables.config import PretrainConfig
 
-DEFAULT_IN_MEMORY_GB = 4.0
 CACHE_FOLDER = ".nce-cache"  # under the data folder, unless cache_dir says otherwise
 STATS_BATCH = 256
 

@@ -23,6 +23,7 @@ RGB = tuple[float, float, float]
 SMALL_IMAGES = MappingProxyType({"jitter_strength": 0.5, "blur_prob": 0.0})
 LARGE_IMAGES = MappingProxyType({"jitter_strength": 1.0, "blur_prob": 0.5})
 SMALL_IMAGE_MAX_SIZE = 32
+DEFAULT_IN_MEMORY_GB = 4.0  # image folders up to this size are decoded once and held in memory
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
