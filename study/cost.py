@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainables.config import PretrainConfig
-from trainables.data import dataset_spec
-from trainables.data.folders import scan
+from trainables.data.specs import dataset_spec
 
 # Encoder passes (view images, forward + backward) per second on one GPU, keyed by
 # (backbone, image size). Measured by benchmarks/gpu_pretrain.py (benchmarks/RESULTS.md):
@@ -18,7 +17,11 @@ GPU_THROUGHPUT: dict[tuple[str, int], float] = {("resnet18", 32): 39_672.0}
 def pretrain_images(cfg: PretrainConfig) -> int:
     """Images of one pretraining epoch, as the dataset's spec counts them (an image folder's files are counted)."""
     spec = dataset_spec(cfg.dataset)
-    official = spec.train_images if spec.train_images is not None else len(scan(spec, Path(cfg.data_dir).expanduser()).train)
+    if spec.train_images is not None:
+        return spec.pretrain_images(cfg.val_fraction, cfg.limit_train)
+    from trainables.data.folders import scan  # reads torchvision's file rules; the built-in datasets need no torch here
+
+    official = len(scan(spec, Path(cfg.data_dir).expanduser()).train)
     return spec.pretrain_images(cfg.val_fraction, cfg.limit_train, official)
 
 

@@ -22,10 +22,11 @@ from typing import Any
 
 from study.cli import bounded_int, path_arg, text_arg
 from study.plan import Plan, machine_resources, make_plan, max_concurrent, parse_overrides, preset_named
-from study.report import describe_plan
 from study.study_file import PLAN_FILE, read_plan_file
 from trainables.config import NAME_CHARS, ConfigError, from_file, problem, read_yaml_file
 from trainables.files import under
+
+BUNDLED = "digits"  # scikit-learn's digits ship with the package: nothing to check on disk
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,11 +98,13 @@ def check_flags(args: argparse.Namespace) -> None:
 
 
 def check_data(plan: Plan) -> None:
-    """Every dataset the trials use loads (and an image folder's decoded cache is built), before any trial starts."""
+    """Every dataset the trials use loads (and an image folder's decoded cache is built), before any trial starts.
+
+    The bundled digits need no check, which keeps a quickstart dry run free of torch."""
     from trainables.data import load_for
 
     fields = ("dataset", "data_dir", "download", "image_size", "load_size", "in_memory_gb", "cache_dir")
-    for cfg in {tuple(getattr(c, f) for f in fields): c for c in plan.configs}.values():
+    for cfg in {tuple(getattr(c, f) for f in fields): c for c in plan.configs if c.dataset != BUNDLED}.values():
         load_for(cfg)
 
 
@@ -112,6 +115,8 @@ def check_resources(args: argparse.Namespace, plan: Plan) -> None:
 
 
 def print_plan(name: str, plan: Plan) -> None:
+    from study.report import describe_plan
+
     print(describe_plan(name, plan))
     for note in plan.notes:
         print(f"note: {note}")
@@ -120,8 +125,6 @@ def print_plan(name: str, plan: Plan) -> None:
 def validated(args: argparse.Namespace) -> tuple[str, str, Plan]:
     """Everything that can be checked without Ray or MLflow: flags, plan, datasets, and, unless this is
     a dry run (which may plan for a cluster elsewhere), that the trials fit this machine."""
-    from trainables.data import DatasetNotFoundError, UnreadableImageError
-
     check_flags(args)
     name, preset_name, plan = study_plan(args)
     if args.dry_run:
@@ -132,10 +135,13 @@ def validated(args: argparse.Namespace) -> tuple[str, str, Plan]:
             print(f"note: not on this machine: {err}; a cluster's --address is checked when the study starts")
     else:
         check_resources(args, plan)
-    try:
-        check_data(plan)
-    except (DatasetNotFoundError, UnreadableImageError) as err:
-        raise ConfigError(str(err)) from None
+    if any(c.dataset != BUNDLED for c in plan.configs):
+        from trainables.data import DatasetNotFoundError, UnreadableImageError
+
+        try:
+            check_data(plan)
+        except (DatasetNotFoundError, UnreadableImageError) as err:
+            raise ConfigError(str(err)) from None
     return name, preset_name, plan
 
 

@@ -73,7 +73,7 @@ def check_before_start(args: argparse.Namespace, cfg: PretrainConfig, name: str)
     under(cfg.save_dir, name, "run_name")
     if ray_address(args) == "local":
         max_concurrent([cfg], machine_resources(), "this machine")
-    if cfg.dataset != "digits":
+    if cfg.dataset != "digits":  # bundled with scikit-learn
         try:
             load_for(cfg)
         except (DatasetNotFoundError, UnreadableImageError) as err:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from study import train
+from trainables import config
 from trainables.config import ConfigError, PretrainConfig, from_dict, from_yaml
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
@@ -86,3 +92,46 @@ def test_cli_rejects_bad_input_before_ray_or_mlflow(tmp_path: Path, capsys: pyte
     assert train.main(["--dataset", "digits", "--tracking-uri", "http://127.0.0.1:9"]) == 2
     assert "does not answer" in capsys.readouterr().err
     assert not (tmp_path / "mlflow.db").exists()  # no MLflow store was touched
+
+
+def test_the_registry_names_the_config_checks_are_the_registries() -> None:
+    from trainables.models import BACKBONES, HEADS
+    from trainables.optim import LR_SCALING, OPTIMIZERS, SCHEDULES
+
+    assert (config.BACKBONE_NAMES, config.HEAD_NAMES) == (tuple(BACKBONES), tuple(HEADS))
+    assert (config.OPTIMIZER_NAMES, config.LR_SCALING_NAMES, config.SCHEDULE_NAMES) == (tuple(OPTIMIZERS), tuple(LR_SCALING), tuple(SCHEDULES))
+
+
+def test_every_jitter_the_config_accepts_the_augmentation_accepts() -> None:
+    from trainables.augment import AugmentConfig, augment_config_for
+    from trainables.data import dataset_spec
+
+    for strength in (0.0, config.MAX_JITTER_STRENGTH):
+        assert isinstance(augment_config_for(dataset_spec("cifar10"), jitter_strength=from_dict({"jitter_strength": strength}).jitter_strength), AugmentConfig)
+    with pytest.raises(ConfigError, match="jitter_strength"):
+        from_dict({"jitter_strength": config.MAX_JITTER_STRENGTH + 0.01})
+
+
+CHECK_WITHOUT_TORCH = """
+import sys
+from study import linear_eval, run_sweep, train
+codes = [
+    run_sweep.main(["--preset", "quickstart", "--dry-run"]),
+    run_sweep.main(["--preset", "quickstrat"]),
+    train.main(["--lr", "inf"]),
+    linear_eval.main(["--model_path", "nowhere", "--mode", "svm"]),
+]
+for flag in ("--help",):
+    for main in (run_sweep.main, train.main, linear_eval.main):
+        try:
+            main([flag])
+        except SystemExit as exit:
+            codes.append(exit.code)
+print(codes, sorted(m for m in ("torch", "torchvision", "mlflow", "ray", "sklearn", "optuna") if m in sys.modules))
+"""
+
+
+def test_help_dry_run_and_validation_errors_import_no_torch(tmp_path: Path) -> None:
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", CHECK_WITHOUT_TORCH], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == "[0, 2, 2, 2, 0, 0, 0] []", done.stdout[-2000:] + done.stderr[-2000:]
