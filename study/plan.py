@@ -17,6 +17,7 @@ from typing import Any
 
 from search_spaces import PRESETS, Preset
 from trainables.config import ConfigError, EvalConfig, PretrainConfig, Problem, eval_from_dict, from_dict, load_yaml, problem
+from trainables.losses.catalog import CATALOG, hyperparameter_names
 from trainables.study_context import trial_config
 
 STUDY_KEYS = ("seeds", "num_samples", "scheduler")
@@ -116,6 +117,33 @@ def without_overridden(per_loss: dict[str, dict[str, Any]], key: str, value: Any
     return kept
 
 
+def loss_specific_fields() -> tuple[str, ...]:
+    """Config fields that only some losses take: their hyperparameters and the published-preset name."""
+    return (*hyperparameter_names(), "attention_preset")
+
+
+def takes_field(loss: str, key: str) -> bool:
+    entry = CATALOG.get(loss)
+    return entry is not None and (bool(entry.presets) if key == "attention_preset" else key in entry.hyperparameters)
+
+
+def study_losses(fixed: dict[str, Any], grid: dict[str, tuple[Any, ...]]) -> tuple[str, ...]:
+    return tuple(grid["loss"]) if "loss" in grid else (fixed.get("loss", PretrainConfig.loss),)
+
+
+def for_the_losses_taking_it(
+    per_loss: dict[str, dict[str, Any]], key: str, value: Any, losses: tuple[str, ...], notes: list[str]
+) -> dict[str, dict[str, Any]]:
+    """A loss-specific override set on the losses of the study that take it (the others ignore it), noted."""
+    taking = [loss for loss in losses if takes_field(loss, key)]
+    if not taking:
+        raise ConfigError(problem(key, value, f"none of this study's losses ({', '.join(map(str, losses))}) takes {key}"))
+    per_loss = without_overridden(per_loss, key, value, notes)
+    if len(taking) < len(losses):
+        notes.append(f"override {key}={value!r} applies to loss {', '.join(taking)} only: the others do not take it")
+    return per_loss | {loss: per_loss.get(loss, {}) | {key: value} for loss in taking}
+
+
 def apply_overrides(preset: Preset, overrides: dict[str, Any], sources: dict[str, str] | None = None) -> tuple[Preset, list[str]]:
     """The preset with the overrides applied, and notes on the preset settings they replaced.
 
@@ -126,7 +154,8 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any], sources: dict[str
     config_fields = [f.name for f in dataclasses.fields(PretrainConfig)]
     eval_fields = [f.name for f in dataclasses.fields(EvalConfig)]
     notes: list[str] = []
-    for key, value in overrides.items():
+    # Loss-specific fields last: which losses take them depends on the study's losses, which may be overridden too.
+    for key, value in sorted(overrides.items(), key=lambda item: item[0] in loss_specific_fields()):
         source = (sources or {}).get(key, "--set")
         if key.startswith("eval."):
             if key[5:] not in eval_fields:
@@ -143,6 +172,10 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any], sources: dict[str
                 raise ConfigError(Problem((key,), f"{source} {key}=[]: a grid axis needs at least one value"))
             grid[key] = tuple(value)
             per_loss = without_overridden(per_loss, key, value, notes)
+        elif key in loss_specific_fields():
+            per_loss = for_the_losses_taking_it(per_loss, key, value, study_losses(fixed, grid), notes)
+            fixed.pop(key, None)
+            grid.pop(key, None)
         elif key in config_fields:
             grid.pop(key, None)
             fixed[key] = value

@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reduction-factor", type=bounded_int("reduction_factor", 2, 1000), default=2, help="ASHA: keep 1/N of trials at each rung (default: 2)")
     parser.add_argument("--max-failures", type=bounded_int("max_failures", 0, 100), default=0, help="restarts of a failed trial from its last checkpoint (default: 0)")
     parser.add_argument("--address", type=text_arg("address"), help="Ray cluster address (default: RAY_ADDRESS, else a running local cluster, else a new one)")
+    parser.add_argument(
+        "--trust-state", action="store_true",
+        help="resume even though Tune's state files differ from the digest the study recorded (a driver killed by SIGKILL "
+        "while saving them); only for a folder nobody else can write: restoring unpickles them",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the trials, their resources and cost, check that the datasets are there; start nothing")
     return parser
 

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from study.console import StudyConsole, quiet_ray
 from study.optuna_search import CellSpace, build_search
 from study.plan import Plan, max_concurrent, trial_resources
 from study.report import print_summary
+from study import state_seal
+from study.stopping import Stop, end_running_as_killed, mark_running, stop_on_signals
 from study.study_file import write_plan_file
 from study.study_run import TrialStatusCallback, create_study_run, find_study_run, reconcile
 from trainables import run_schema as rs
@@ -252,11 +255,21 @@ def study_tuner(args: argparse.Namespace, context: StudyContext, plan: Plan, con
     if args.resume and tune.Tuner.can_restore(str(storage / context.study)):
         return tune.Tuner.restore(str(storage / context.study), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
     epochs = int(plan.preset.fixed.get("epochs", 1))
+    callbacks = [TrialStatusCallback(context.tracking_uri, args.experiment, context.study, epochs), state_seal.SealCallback(context.tracking_uri, context.study_run_id, storage / context.study)]
     run_config = tune.RunConfig(
-        name=context.study, storage_path=str(storage), callbacks=[TrialStatusCallback(context.tracking_uri, args.experiment, context.study, epochs)],
+        name=context.study, storage_path=str(storage), callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=args.max_failures), progress_reporter=console.reporter("trials"), verbose=1,
     )
     return tune.Tuner(trainable, param_space=param_space(plan, selections), tune_config=tune_config(args, context, plan, concurrency), run_config=run_config)
+
+
+def stopped(args: argparse.Namespace, context: StudyContext, stop: Stop) -> int:
+    """After SIGINT or SIGTERM: every run of the study still RUNNING ends KILLED with the signal as reason."""
+    runs = [run.info.run_id for run in search_runs(MlflowClient(context.tracking_uri), {rs.STUDY: context.study})]
+    ended = end_running_as_killed(context.tracking_uri, [*runs, context.study_run_id], stop.reason)
+    print(f"\nstudy {context.study} {stop.reason}: {ended} MLflow runs ended KILLED; continue it with\n"
+          f"  python study/run_sweep.py --resume {context.study} --storage-path {args.storage_path}")
+    return stop.exit_code
 
 
 def run_study(args: argparse.Namespace, name: str, preset_name: str, plan: Plan, tracking_uri: str) -> int:
@@ -265,19 +278,30 @@ def run_study(args: argparse.Namespace, name: str, preset_name: str, plan: Plan,
     # val_knn_acc is reported on evaluation epochs only; ASHA and the searcher skip the others.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     storage = args.storage_path.resolve()
+    if args.resume and not args.trust_state:  # before Ray starts and before Tune unpickles anything
+        state_seal.check(tracking_uri, find_study_run(tracking_uri, args.experiment, name), storage / name)
     console = StudyConsole(name, plan, storage / name)
     with quiet_ray(storage / name / "ray.log"):
         ray.init(address=args.address, logging_level="WARNING", runtime_env=RAY_ENV, log_to_driver=False)
         concurrency = args.max_concurrent or max_concurrent(plan.configs, ray.cluster_resources())
         context = study_context(args, name, preset_name, plan, tracking_uri)
+        if args.resume:
+            mark_running(tracking_uri, context.study_run_id)
         console.start(ray.cluster_resources(), concurrency)
-        try:
-            record_baselines(context, plan, console)
-            selections = tune_cells(args, context, plan, concurrency, console) if plan.preset.tuning else {}
-            results = study_tuner(args, context, plan, concurrency, selections, console).fit()
-        except BaseException as err:
-            end_run(tracking_uri, context.study_run_id, failed_reason=f"{type(err).__name__}: {err}")
-            raise
+        # SIGINT and SIGTERM both reach Tune as its interrupt (SIGUSR1): it saves its state and stops its trials.
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+        with stop_on_signals(forward=signal.SIGUSR1) as stop:
+            try:
+                record_baselines(context, plan, console)
+                selections = tune_cells(args, context, plan, concurrency, console) if plan.preset.tuning else {}
+                results = study_tuner(args, context, plan, concurrency, selections, console).fit()
+            except BaseException as err:
+                if stop.signum is None:
+                    end_run(tracking_uri, context.study_run_id, failed_reason=f"{type(err).__name__}: {err}")
+                    raise
+        state_seal.record(tracking_uri, context.study_run_id, storage / name)
+        if stop.signum is not None:
+            return stopped(args, context, stop)
         reconcile(results, tracking_uri, args.experiment, name, int(plan.preset.fixed.get("epochs", 1)))
     print_summary(name, context.study_run_id, tracking_uri, storage / name)
     end_run(tracking_uri, context.study_run_id)

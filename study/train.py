@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 def train(args: argparse.Namespace, cfg: PretrainConfig, name: str, tracking_uri: str) -> int:
     import ray
 
+    from study.stopping import end_running_as_killed, stop_on_signals
     from trainables import run_schema as rs
     from trainables.ray_train import build_trainer
     from trainables.session import checkpoint_dir_name
@@ -129,11 +130,16 @@ def train(args: argparse.Namespace, cfg: PretrainConfig, name: str, tracking_uri
     ray.init(address=ray_address(args), logging_level="WARNING", log_to_driver=True)
     run_id = mlflow_run(cfg, tracking_uri, name, resume=bool(args.resume))
     trainer = build_trainer(cfg, name=name, storage_path=str(Path(cfg.save_dir).resolve()), run_id=run_id, tracking_uri=tracking_uri, max_failures=args.max_failures)
-    try:
-        result = trainer.fit()
-    except BaseException as err:  # any failure, Ctrl-C included, ends the MLflow run FAILED with its reason
-        end_run(tracking_uri, run_id, failed_reason=f"{type(err).__name__}: {err}")
-        raise
+    with stop_on_signals() as stop:
+        try:
+            result = trainer.fit()
+        except BaseException as err:  # a failure ends the run FAILED with its reason; SIGINT or SIGTERM ends it KILLED
+            if stop.signum is not None:
+                end_running_as_killed(tracking_uri, [run_id], stop.reason)
+                print(f"\nrun {name} {stop.reason}; resume it with: python study/train.py --resume {name} --save_dir {cfg.save_dir}", file=sys.stderr)
+                return stop.exit_code
+            end_run(tracking_uri, run_id, failed_reason=f"{type(err).__name__}: {err}")
+            raise
     end_run(tracking_uri, run_id)
     metrics = result.metrics or {}
     print(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,9 +28,10 @@ def run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedP
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cwd = tmp_path_factory.mktemp("train")
-    run([str(REPO / "study/train.py"), "--dataset", "digits", "--backbone", "small", "--epochs", "2", "--workers", "2",
+    done = run([str(REPO / "study/train.py"), "--dataset", "digits", "--backbone", "small", "--epochs", "2", "--workers", "2",
          "--cpus-per-worker", "0.5", "--batch_size", "64", "--limit-train", "256", "--n_eval_epochs", "1",
          "--n_save_epochs", "1", "--knn-k", "10", "--run-name", "digits-ddp", "--loss", "flatnce"], cwd)
+    (cwd / "train.log").write_text(done.stdout + done.stderr)
     return cwd
 
 
@@ -71,3 +74,37 @@ def test_train_on_a_real_cifar10_subset(tmp_path: Path, cifar10_root: Path) -> N
     assert "validation kNN accuracy" in done.stdout
     [run_] = runs_of_kind(f"sqlite:///{tmp_path / 'mlflow.db'}", rs.KIND_PRETRAIN)
     assert run_.info.status == "FINISHED" and run_.data.params["limit_train"] == "512"
+
+
+def test_a_successful_train_run_prints_no_traceback(trained: Path) -> None:
+    log = (trained / "train.log").read_text()
+    assert "Traceback" not in log and "PlacementGroupCleaner" not in log and "multiple active Ray instances" not in log, log[-3000:]
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_sweep_driver_ends_running_runs_killed_and_resume_continues(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [str(REPO / "study/run_sweep.py"), "--preset", "quickstart", "--name", "stopped", "--set", "loss=[infonce,flatnce]",
+            "--set", "epochs=3", "--set", "limit_train=256", "--set", "batch_size=[64]", "--set", "knn_k=10", "--set", "eval.mode=knn",
+            "--max-concurrent", "1"]
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    driver = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not ((tmp_path / "mlflow.db").exists() and _running_trials(uri)):
+        assert driver.poll() is None and time.monotonic() < deadline, "the study ended before a trial was running"
+        time.sleep(1)
+    driver.send_signal(signal.SIGTERM)
+    output, _ = driver.communicate(timeout=180)
+    assert driver.returncode == 128 + signal.SIGTERM, output[-3000:]
+    runs = search_runs(MlflowClient(uri), {rs.STUDY: "stopped"})
+    assert runs and all(r.info.status != "RUNNING" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
+    killed = [r for r in runs if r.info.status == "KILLED"]
+    assert killed and all("SIGTERM" in r.data.tags[rs.FAILURE_REASON] for r in killed)
+    resumed = run([*args[:1], "--resume", "stopped"], tmp_path, timeout=600)
+    trials = search_runs(MlflowClient(uri), {rs.STUDY: "stopped", rs.KIND: rs.KIND_PRETRAIN})
+    assert sorted(r.data.params["loss"] for r in trials) == ["flatnce", "infonce"], resumed.stdout[-2000:]
+    assert all(r.info.status == "FINISHED" for r in trials), [(r.info.run_name, r.info.status) for r in trials]
+
+
+def _running_trials(uri: str) -> list:
+    return [r for r in search_runs(MlflowClient(uri), {rs.KIND: rs.KIND_PRETRAIN}) if r.info.status == "RUNNING"]

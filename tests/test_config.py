@@ -135,3 +135,124 @@ def test_help_dry_run_and_validation_errors_import_no_torch(tmp_path: Path) -> N
     env = os.environ | {"PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", CHECK_WITHOUT_TORCH], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.stdout.strip().splitlines()[-1] == "[0, 2, 2, 2, 0, 0, 0] []", done.stdout[-2000:] + done.stderr[-2000:]
+
+
+# --- study plans: overrides ------------------------------------------------------------------------
+
+
+def plan_of(preset: str, items: list[str]):
+    from study.plan import make_plan, parse_overrides
+
+    return make_plan(preset, parse_overrides(items))
+
+
+def test_a_set_that_conflicts_with_a_per_loss_setting_wins_and_the_plan_says_so() -> None:
+    plan = plan_of("lineage-baselines", ["views=2"])
+    assert {c.loss: c.views for c in plan.configs}["attentionnce"] == 2  # the preset's per-loss M = 4 is replaced
+    assert any("views=2" in note and "'attentionnce'" in note and "views=4" in note for note in plan.notes), plan.notes
+    plan = plan_of("attentionnce-views", ["attention_preset=stl10"])
+    attention = next(c for c in plan.configs if c.loss == "attentionnce")
+    assert (attention.d_pos, attention.d_neg) == (None, None)
+    assert {k: attention.loss_hyperparameters()[k] for k in ("d_pos", "d_neg")} == {"d_pos": 2.0, "d_neg": 0.5}
+    assert any("attention_preset='stl10'" in note and "d_neg=10.0" in note for note in plan.notes), plan.notes
+    assert plan_of("lineage-baselines", ["epochs=3"]).notes == []  # no per-loss setting replaced, nothing to say
+
+
+def test_a_dry_run_prints_what_an_override_replaced(capsys: pytest.CaptureFixture, cifar10_root: Path) -> None:
+    from study import run_sweep
+
+    assert run_sweep.main(["--preset", "lineage-baselines", "--dry-run", "--set", "views=2", "--data-dir", str(cifar10_root)]) == 0
+    assert "note: override views=2 replaces the preset's setting for loss 'attentionnce': views=4" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["batch_size=[64,", "256]"], ["batch_size=[64, 256]"], ["batch_size=[", "64,", "256", "]"]])
+def test_a_list_split_by_the_shell_is_put_back(argv: list[str]) -> None:
+    from study import run_sweep
+
+    args = run_sweep.build_parser().parse_args(["--preset", "quickstart", "--set", *argv, "--set", "epochs=2"])
+    overrides, _ = run_sweep.overrides_from(args)
+    assert overrides == {"batch_size": [64, 256], "epochs": 2}
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["--preset", "quickstrat"], "did you mean 'quickstart'"),
+        (["--preset", "quickstart", "--set", "batchsize=64"], "did you mean 'batch_size'"),
+        (["--preset", "quickstart", "--set", "los=[infonce]"], "did you mean 'loss'"),
+        (["--preset", "quickstart", "--set", "eval.epoch=3"], "did you mean 'eval.epochs'"),
+        (["--preset", "quickstart", "--set", "loss=[infonc]"], "did you mean 'infonce'"),
+    ],
+)
+def test_names_that_are_close_get_a_suggestion(argv: list[str], hint: str, capsys: pytest.CaptureFixture) -> None:
+    from study import run_sweep
+
+    assert run_sweep.main([*argv, "--dry-run"]) == 2
+    assert hint in capsys.readouterr().err
+
+
+def test_a_bad_key_in_a_config_file_is_named_as_that_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from study import run_sweep
+
+    path = tmp_path / "study.yaml"
+    path.write_text("epochs: 2\nlerning_rate: 0.1\n")
+    assert run_sweep.main(["--preset", "quickstart", "--config", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"in config={str(path)!r}: lerning_rate" in err and "did you mean 'learning" not in err and "--set" not in err, err
+    path.write_text("epochs: 0\n")
+    assert run_sweep.main(["--preset", "quickstart", "--config", str(path), "--dry-run"]) == 2
+    assert f"in config={str(path)!r}: epochs=0" in capsys.readouterr().err
+
+
+def test_seeds_must_be_a_count_or_a_list_of_seeds() -> None:
+    from study.plan import make_plan
+
+    assert make_plan("quickstart", {"seeds": 2}).preset.seeds == (0, 1)
+    assert make_plan("quickstart", {"seeds": [3, 7]}).preset.seeds == (3, 7)
+    for bad in (True, 0, 101, [], [True], [1, 1], "2", 2.0):
+        with pytest.raises(ConfigError, match="seeds="):
+            make_plan("quickstart", {"seeds": bad})
+
+
+def test_data_dir_is_the_shorthand_of_set_data_dir(tmp_path: Path) -> None:
+    from study import run_sweep
+
+    args = run_sweep.build_parser().parse_args(["--preset", "cifar10-cpu", "--data-dir", str(tmp_path)])
+    assert run_sweep.overrides_from(args)[0] == {"data_dir": str(tmp_path)}
+
+
+# --- help texts --------------------------------------------------------------------------------------
+
+
+def flag_helps(parser) -> dict[str, str]:
+    return {a.dest: a.help for a in parser._actions if a.help and a.dest != "help"}
+
+
+@pytest.mark.parametrize("command", ["train", "linear_eval"])
+def test_each_flag_help_says_its_default_once_and_what_its_rule_allows(command: str) -> None:
+    import dataclasses
+
+    from study import linear_eval
+
+    module, config_class, checks = {"train": (train, PretrainConfig, config.PRETRAIN_CHECKS), "linear_eval": (linear_eval, config.EvalConfig, config.EVAL_CHECKS)}[command]
+    helps = flag_helps(module.build_parser())
+    for f in dataclasses.fields(config_class):
+        if f.name == "tags":
+            continue
+        text = helps[f.name]
+        assert text.count("(default") <= 1, (f.name, text)
+        default = f.default
+        if "(default:" in text and text.rstrip().endswith(")") and "default: " + str(default) in text:
+            assert text.endswith(f"(default: {default})")
+        for check in checks:
+            if getattr(check, "field", None) == f.name and hasattr(check, "allowed"):
+                assert check.allowed() in text, (f.name, text)
+
+
+def test_linear_eval_help_speaks_of_the_evaluation_only() -> None:
+    from study import linear_eval
+
+    text = " ".join(linear_eval.build_parser().format_help().split())
+    for wrong in ("pretraining epochs", "GLOBAL", "--lr-scaling", "--config"):
+        assert wrong not in text, wrong
+    assert "one of linear, finetune, knn" in text and "one of attentionnce, flatclr" in text

@@ -452,17 +452,28 @@ def sweep_overrides(draw: st.DrawFn) -> list[str]:
     return items
 
 
-def trial_configs(overrides: dict[str, Any]) -> list[dict[str, Any]]:
-    """A preset's trials under ``--set``: a list replaces a grid axis, a single value fixes the field."""
+def trial_configs(overrides: dict[str, Any]) -> list[dict[str, Any]] | str:
+    """A preset's trials under ``--set``: a list replaces a grid axis, a single value fixes the field, and a
+    loss-specific field (a hyperparameter, attention_preset) is set on the study's losses that take it.
+    A loss-specific field that none of them takes is returned as the key the sweep must name."""
     fixed, grid = dict(QUICKSTART.fixed), dict(QUICKSTART.grid)
     for key, value in overrides.items():
+        if key in HYPERPARAMETERS:
+            continue
         if key in grid and isinstance(value, list):
             grid[key] = tuple(value)
         else:
             grid.pop(key, None)
             fixed[key] = value
     points = [dict(zip(grid, point)) for point in itertools.product(*grid.values())]
-    return [fixed | point | {"seed": seed} for point in points for seed in QUICKSTART.seeds]
+    configs = [fixed | point | {"seed": seed} for point in points for seed in QUICKSTART.seeds]
+    for key, value in overrides.items():
+        taking = [c for c in configs if isinstance(c.get("loss"), str) and key in TAKES.get(c["loss"], ())]
+        if key in HYPERPARAMETERS and not taking:
+            return key
+        for c in taking if key in HYPERPARAMETERS else ():
+            c[key] = value
+    return configs
 
 
 def run_sweep_main(argv: list[str]) -> tuple[int, str]:
@@ -482,9 +493,13 @@ def test_sweep_overrides_are_validated_before_ray_naming_the_field(items: list[s
     if unknown:
         assert code == 2 and f"--set {unknown[0]}" in stderr, (items, stderr)
         return
-    failing = [bad for bad in map(offenders, trial_configs(overrides)) if bad]
+    configs = trial_configs(overrides)
+    if isinstance(configs, str):  # a loss-specific field no loss of the study takes
+        assert code == 2 and f"{configs}=" in stderr, (items, stderr)
+        return
+    failing = [bad for bad in map(offenders, configs) if bad]
     if not failing:
-        if {c.get("dataset", "digits") for c in trial_configs(overrides)} != {"digits"}:  # a dry run checks the data; only digits is bundled
+        if {c.get("dataset", "digits") for c in configs} != {"digits"}:  # a dry run checks the data; only digits is bundled
             assert code == 2 and "dataset" in stderr.lower(), (items, stderr)
         else:
             assert code == 0, (items, stderr)

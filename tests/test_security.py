@@ -203,3 +203,108 @@ def test_the_artifact_scan_finds_a_planted_secret(store: str, tmp_path: Path, se
     (folder / "env.txt").write_text(os.environ["HF_TOKEN"])
     MlflowClient(uri).log_artifacts(run_id, str(folder), artifact_path="notes")
     assert len(leaks(artifact_texts(MlflowClient(uri), run_id, tmp_path / "downloaded"))) == 1
+
+
+# --- a study folder is data ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sealed_study(tmp_path: Path) -> tuple[Path, str, str]:
+    """(study folder, tracking URI, study run id) of a study whose Tune state was recorded, as the sweep does."""
+    from study import state_seal
+    from study.study_file import write_plan_file
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = create_run(uri, "nce-study", run_name="planted", params={}, tags={rs.KIND: rs.KIND_STUDY, rs.STUDY: "planted"})
+    end_run(uri, run_id)
+    folder = tmp_path / "nce_runs" / "planted"
+    write_plan_file(folder, "quickstart", {}, run_id)
+    (folder / "tuner.pkl").write_bytes(pickle.dumps({"tuner": "state"}))
+    (folder / "experiment_state-2026.json").write_text('{"trial_data": []}')
+    (folder / "run_trial_0").mkdir()
+    (folder / "run_trial_0" / "params.pkl").write_bytes(pickle.dumps({"lr": 0.1}))
+    state_seal.record(uri, run_id, folder)
+    return folder, uri, run_id
+
+
+def resume(folder: Path, uri: str, capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    from study import run_sweep
+
+    code = run_sweep.main(["--resume", folder.name, "--storage-path", str(folder.parent), "--tracking-uri", uri])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["tuner.pkl", "run_trial_0/params.pkl", "searcher-state-2026.pkl"])
+def test_a_planted_pickle_in_a_study_folder_is_refused_without_running(
+    sealed_study: tuple[Path, str, str], where: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray
+
+    folder, uri, run_id = sealed_study
+    marker = tmp_path / "pwned"
+    (folder / where).write_bytes(pickle.dumps(Payload(marker)))
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started on a tampered study"))
+    code, err = resume(folder, uri, capsys)
+    assert code == 2 and str(folder) in err and "not those the study wrote" in err, err
+    assert not marker.exists()
+    assert MlflowClient(uri).get_run(run_id).info.status == "FINISHED"  # the study run is not reopened
+
+
+def test_the_planted_pickle_would_run_code_if_unpickled(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    pickle.loads(pickle.dumps(Payload(marker)))  # noqa: S301 - the point of the test
+    assert marker.read_text() == "code ran"
+
+
+def test_an_untouched_sealed_study_passes_and_an_unrecorded_one_is_refused(sealed_study: tuple[Path, str, str]) -> None:
+    from study import state_seal
+    from trainables.config import ConfigError
+
+    folder, uri, run_id = sealed_study
+    state_seal.check(uri, run_id, folder)  # what the sweep recorded is what it finds
+    MlflowClient(uri).delete_tag(run_id, state_seal.SEAL_TAG)
+    with pytest.raises(ConfigError, match="records no digest"):
+        state_seal.check(uri, run_id, folder)
+    with pytest.raises(ConfigError, match="no MLflow study run"):
+        state_seal.check(uri, None, folder)
+
+
+def test_study_json_of_the_wrong_shape_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from study import run_sweep
+
+    for text in ("[1, 2]", '{"overrides": {}}', "", '{"preset": 3, "overrides": {}, "mlflow_run_id": "x"}'):
+        folder = tmp_path / "nce_runs" / "shape"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "study.json").write_text(text)
+        assert run_sweep.main(["--resume", "shape", "--storage-path", str(tmp_path / "nce_runs")]) == 2
+        assert str(folder / "study.json") in capsys.readouterr().err
+
+
+def test_study_json_is_replaced_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that dies midway leaves the previous study.json whole (and no temporary file behind)."""
+    from study.study_file import PLAN_FILE, read_plan_file, write_plan_file
+
+    write_plan_file(tmp_path, "quickstart", {"epochs": 2}, "run-1")
+    real_fsync = os.fsync
+
+    def dying_fsync(fd: int) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "fsync", dying_fsync)
+    with pytest.raises(OSError, match="disk gone"):
+        write_plan_file(tmp_path, "tpe-lr", {"epochs": 9}, "run-2")
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert read_plan_file(tmp_path / PLAN_FILE) == {"preset": "quickstart", "overrides": {"epochs": 2}, "mlflow_run_id": "run-1"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [PLAN_FILE]
+
+
+@pytest.mark.parametrize("name", ["../x", "../../etc", "/abs", "a/b", "..", "link"])
+def test_no_name_escapes_its_root(tmp_path: Path, name: str) -> None:
+    from trainables.config import ConfigError
+    from trainables.files import under
+
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "link").symlink_to(tmp_path)
+    with pytest.raises(ConfigError, match="resume="):
+        under(tmp_path / "root", name, "resume")
+    assert under(tmp_path / "root", "study-1.b_2", "resume") == (tmp_path / "root" / "study-1.b_2").resolve()

@@ -150,6 +150,11 @@ def finite(value: float) -> bool:
     return isinstance(value, int) or math.isfinite(value)  # ints are finite, however large
 
 
+def number(value: float) -> str:
+    """A bound as people write it: 4294967296 rather than 4.29497e+09, 0.5 rather than 0.500000."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def _bounded(value: float, low: float | None, high: float | None, low_open: bool, high_open: bool) -> bool:
     above = low is None or (value > low if low_open else value >= low)
     below = high is None or (value < high if high_open else value <= high)
@@ -161,7 +166,7 @@ def between(name: str, low: float | None, high: float | None = None, *, low_open
     if high is None:
         allowed = f"it must be a finite number {'>' if low_open else '>='} {low}"
     else:
-        allowed = f"it must be in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        allowed = f"it must be in {'(' if low_open else '['}{number(low)}, {number(high)}{')' if high_open else ']'}"
 
     def check(cfg: Any) -> list[Problem]:
         value = getattr(cfg, name)

@@ -96,11 +96,14 @@ def redact_url(value: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
+REDACTED = "REDACTED"  # a valid run name too, so that a redacted config still validates (e.g. for a resume)
+
+
 def redact_text(text: str, secrets: set[str]) -> str:
     """``text`` (an error message, say) without URL credentials and with secret values replaced."""
     text = _URL_CREDENTIALS.sub(r"\g<scheme>", text)
     for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "<redacted>")
+        text = text.replace(secret, REDACTED)
     return text
 
 
@@ -111,7 +114,7 @@ def secret_values() -> set[str]:
 
 def safe_value(value: Any, secrets: set[str]) -> str:
     text = redact_url(str(value))
-    return "<redacted>" if any(s in text for s in secrets) else text[:6000]
+    return REDACTED if any(s in text for s in secrets) else text[:6000]
 
 
 def redact_secrets(values: dict[str, Any]) -> dict[str, Any]:

@@ -52,6 +52,8 @@ def trial_run(context: StudyContext, trial_id: str, cfg: PretrainConfig) -> str:
     experiment = experiment_id(client, context.experiment)
     found = find_run(client, {rs.STUDY: context.study, rs.TRIAL_ID: trial_id}, experiments=[experiment]) if experiment else None
     if found:
+        if found.info.status != "RUNNING":  # a trial resumed after its driver was stopped: running again
+            client.update_run(found.info.run_id, status="RUNNING")
         return found.info.run_id
     tags = {rs.KIND: rs.KIND_PRETRAIN, rs.STUDY: context.study, rs.TRIAL_ID: trial_id, rs.TRAIN_RUN: f"train-{trial_id}"}
     return create_run(context.tracking_uri, context.experiment, run_name=trial_run_name(cfg), params=pretrain_params(cfg), tags=tags, parent_run_id=context.study_run_id)
