@@ -18,7 +18,6 @@ import functools
 import json
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 import ray
