@@ -153,6 +153,7 @@ RULES: dict[str, Rule] = {
     "workers": Rule(int, 1, 4096, **UP_TO),
     "gpu": Rule(bool),
     "cpus_per_worker": Rule(float, **POSITIVE, high=4096, high_open=False),
+    "gpus_per_worker": Rule(float, **POSITIVE, high=1, high_open=False),
     "seed": Rule(int, 0, 2**32),
     "precision": Rule(str, names=("auto", "fp32", "bf16")),
     "compile": Rule(bool),

@@ -308,3 +308,17 @@ def test_no_name_escapes_its_root(tmp_path: Path, name: str) -> None:
     with pytest.raises(ConfigError, match="resume="):
         under(tmp_path / "root", name, "resume")
     assert under(tmp_path / "root", "study-1.b_2", "resume") == (tmp_path / "root" / "study-1.b_2").resolve()
+
+
+def test_a_truncated_checkpoint_with_a_matching_checksum_falls_back_naming_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    good = save_checkpoint({"epoch": 1, "w": torch.zeros(3)}, tmp_path / "epoch_00001")
+    bad = save_checkpoint({"epoch": 2, "w": torch.ones(3)}, tmp_path / "epoch_00002")
+    data = (bad / STATE_FILE).read_bytes()
+    (bad / STATE_FILE).write_bytes(data[: len(data) // 2])
+    (bad / CHECKSUM_FILE).write_text(hashlib.sha256((bad / STATE_FILE).read_bytes()).hexdigest())  # the checksum agrees
+    with pytest.raises(CorruptCheckpointError, match="cannot be read"):
+        load_checkpoint(bad)
+    with caplog.at_level(logging.WARNING):
+        state, found = load_latest_valid([good, bad])
+    assert found == good and state["epoch"] == 1
+    assert str(bad) in caplog.text and "falling back" in caplog.text

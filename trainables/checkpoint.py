@@ -13,6 +13,7 @@ import logging
 import os
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,8 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
             f"which could run code when loaded{f' ({found.group(0)})' if found else ''}. This code never writes "
             "such checkpoints; the file comes from elsewhere or was altered."
         ) from err
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:  # truncated with a matching checksum
+        raise CorruptCheckpointError(f"checkpoint {directory} cannot be read: {STATE_FILE}: {type(err).__name__}: {str(err)[:200]}") from err
 
 
 def load_latest_valid(candidates: list[Path], map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path] | None:
