@@ -23,7 +23,6 @@ from trainables import run_schema as rs
 
 _PARAM = load.EXTRA_PARAM_PREFIX
 _EVAL = load.EVAL_PARAM_PREFIX
-_PROBE = "probe_"  # how evaluation runs name their own settings, beside the encoder's dataset, batch size, ...
 
 
 @dataclass(frozen=True)
@@ -260,8 +259,8 @@ def _probe_recipe(trials: pd.DataFrame, paper: PaperRecipe) -> str:
 def _probe_column(trials: pd.DataFrame, name: str) -> str:
     """The frame column of an evaluation setting: ``probe_<name>`` as evaluation runs log it, or the bare
     name in stores written before the probe's settings had their own names (when no run has a probe_ one)."""
-    prefixed = f"{_EVAL}{_PROBE}{name}"
-    if prefixed in trials.columns or any(column.startswith(_EVAL + _PROBE) for column in trials.columns):
+    prefixed = f"{_EVAL}{rs.PROBE_PREFIX}{name}"
+    if prefixed in trials.columns or any(column.startswith(_EVAL + rs.PROBE_PREFIX) for column in trials.columns):
         return prefixed
     return _EVAL + name
 
