@@ -568,3 +568,15 @@ def test_an_unwritable_cache_dir_is_named(image_folder: Path) -> None:
     for in_memory_gb in (4.0, 0.0):
         with pytest.raises(ValueError, match=f"cache_dir: {re.escape(str(blocked / 'cache'))} cannot be created"):
             load_dataset("imagefolder", image_folder, cache_dir=blocked / "cache", in_memory_gb=in_memory_gb)
+
+
+def test_train_py_refuses_a_folder_with_a_corrupt_image_naming_it(image_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from study import train
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(image_folder)
+    bad = image_folder / "val" / "ant" / "1.png"
+    bad.write_bytes(bad.read_bytes()[:200])
+    assert train.main(["--dataset", "imagefolder", "--data-dir", str(image_folder), "--backbone", "small"]) == 2
+    stderr = capsys.readouterr().err
+    assert f"image file {bad} cannot be read" in stderr and "Traceback" not in stderr

@@ -9,3 +9,11 @@ class DatasetNotFoundError(FileNotFoundError):
 
 class UnreadableImageError(ValueError):
     """An image file that cannot be read or decoded; the message names its path."""
+
+    def __init__(self, message: str) -> None:
+        # A DataLoader re-raises a worker's exception as one made from "Caught ... Original Traceback
+        # ..." text; the worker's own message, which names the file, is that text's last line.
+        if message.startswith("Caught "):
+            last = message.rstrip().splitlines()[-1]
+            message = last.split(": ", 1)[1] if ": " in last else last
+        super().__init__(message)
