@@ -30,6 +30,7 @@ torchvision's CIFAR10 reads them; with data_batch_1 only, it is read with pickle
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import pickle
 import sys
@@ -50,7 +51,8 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from benchmarks.augment import torchvision_transform  # noqa: E402
 from benchmarks.common import machine, median, record, report_header  # noqa: E402
-from trainables.augment import AugmentConfig, SimCLRAugment, augment_config_for  # noqa: E402
+from trainables.augment import AugmentConfig, SimCLRAugment, augment_config_for, eval_transform  # noqa: E402
+from trainables.knn import knn_predict  # noqa: E402
 from trainables.data import DATASETS  # noqa: E402
 from trainables.losses import CATALOG, build_loss  # noqa: E402
 from trainables.losses.base import ContrastiveLoss  # noqa: E402
@@ -63,23 +65,46 @@ PHASES = ("augment", "forward", "loss", "backward", "optimizer")
 
 
 # --- data --------------------------------------------------------------------------------------
-def load_cifar10(data_dir: Path, limit: int | None) -> tuple[Tensor, str]:
-    """The CIFAR-10 training images as uint8 [N, 3, 32, 32] on the CPU, and where they came from."""
+def load_cifar10(data_dir: Path, limit: int | None) -> tuple[Tensor, Tensor, str]:
+    """The CIFAR-10 training images as uint8 [N, 3, 32, 32] on the CPU, their labels, and where they came from."""
     folder = data_dir if data_dir.name == "cifar-10-batches-py" else data_dir / "cifar-10-batches-py"
     batches = [folder / f"data_batch_{i}" for i in range(1, 6)]
     if all(b.is_file() for b in batches):
-        pixels = torch.from_numpy(torchvision.datasets.CIFAR10(str(folder.parent), train=True, download=False).data)
-        images, source = pixels.permute(0, 3, 1, 2).contiguous(), "CIFAR-10 training set (torchvision CIFAR10)"
+        dataset = torchvision.datasets.CIFAR10(str(folder.parent), train=True, download=False)
+        images, source = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous(), "CIFAR-10 training set (torchvision CIFAR10)"
+        labels = torch.tensor(dataset.targets)
     elif batches[0].is_file():
         with batches[0].open("rb") as f:
-            first = torch.from_numpy(pickle.load(f, encoding="latin1")["data"]).view(-1, 3, 32, 32)
+            batch = pickle.load(f, encoding="latin1")
+        first = torch.from_numpy(batch["data"]).view(-1, 3, 32, 32)
         images = first.repeat(CIFAR_TRAIN_IMAGES // len(first), 1, 1, 1)
+        labels = torch.tensor(batch["labels"]).repeat(CIFAR_TRAIN_IMAGES // len(first))
         source = f"CIFAR-10 data_batch_1 ({len(first):,} images) tiled to {len(images):,}"
     else:
         raise SystemExit(f"--data-dir {data_dir}: no cifar-10-batches-py/data_batch_1 there")
     if limit is not None:
-        images, source = images[:limit], f"{source}, first {limit:,}"
-    return images, source
+        images, labels, source = images[:limit], labels[:limit], f"{source}, first {limit:,}"
+    return images, labels, source
+
+
+def hold_out(images: Tensor, labels: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(train images, train labels, validation images, validation labels): n images drawn with seed 0."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+    return images[order[n:]], labels[order[n:]], images[order[:n]], labels[order[:n]]
+
+
+@torch.no_grad()
+def validation_knn(trainer: Trainer, cfg: AugmentConfig, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], device: torch.device) -> float:
+    """kNN accuracy (k = 200, t = 0.1, the project's monitor) of the held-out images against the training images."""
+    trainer.model.eval()
+
+    def features(images: Tensor) -> Tensor:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=trainer.bf16):
+            parts = [trainer.model.features(eval_transform(chunk.to(device), cfg)).float() for chunk in images.split(1024)]
+        return torch.nn.functional.normalize(torch.cat(parts), dim=1)
+
+    predicted = knn_predict(features(train[0]), train[1].to(device), features(val[0]), k=200, temperature=0.1, num_classes=10)
+    return (predicted.cpu() == val[1]).float().mean().item()
 
 
 class TorchvisionViews(Dataset):
@@ -130,6 +155,10 @@ class Trainer:
         self.optimizer = build_optimizer(args.optimizer, model, args.lr, weight_decay=args.weight_decay, momentum=0.9, fused=device.type == "cuda")
         self.bf16 = device.type == "cuda" and not args.fp32
         self.loss_sum = torch.zeros((), device=device)
+        self.schedule = None
+        if args.cosine:  # over the warm-up epoch and the timed ones, stepped every step
+            total = (1 + args.epochs) * (args.train_images // args.batch)
+            self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
 
     def step(self, views: Tensor) -> None:
         with record_function("forward"), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
@@ -141,6 +170,8 @@ class Trainer:
             loss.backward()
         with record_function("optimizer"):
             self.optimizer.step()
+            if self.schedule is not None:
+                self.schedule.step()
         self.loss_sum += loss.detach()
 
     def epoch(self, batches: Iterator[Tensor]) -> tuple[float, float, int]:
@@ -223,7 +254,11 @@ def diagnostic(measure: Callable[[], object]) -> object:
         return {"error": f"{type(err).__name__}: {err}"}
 
 
-def run_variant(args: argparse.Namespace, pipeline: str, loss_name: str, compile_model: bool, images: Tensor, device: torch.device) -> dict[str, object]:
+def run_variant(
+    args: argparse.Namespace, pipeline: str, loss_name: str, compile_model: bool, images: Tensor, device: torch.device, val: tuple[Tensor, Tensor, Tensor] | None = None
+) -> dict[str, object]:
+    """One pipeline's warm-up and timed epochs; with ``val`` = (train labels, val images, val labels),
+    also the validation kNN accuracy and the whole run's wall-clock."""
     trainer = Trainer(args, loss_name, device, compile_model)
     cfg = augment_config_for(DATASETS["cifar10"])
     views = CATALOG[loss_name].views_per_image(args.views)
@@ -247,6 +282,10 @@ def run_variant(args: argparse.Namespace, pipeline: str, loss_name: str, compile
     }
     if device.type == "cuda":
         result["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    if val is not None:
+        result["wall_clock_s"] = warmup_s + sum(seconds)
+        result["val_knn_acc"] = validation_knn(trainer, cfg, (images, val[0]), (val[1], val[2]), device)
+        print(f"{pipeline:11s} {loss_name:8s} {1 + args.epochs} epochs in {result['wall_clock_s']:.0f} s; validation kNN {result['val_knn_acc']:.2%}", flush=True)
     # Diagnostics after the timed epochs; a failure here must not lose the timings.
     if device.type == "cuda" and pipeline == "ours":
         result["host_syncs_per_step"] = diagnostic(lambda: host_syncs(trainer, make_batches))
@@ -280,6 +319,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers of the torchvision pipeline (default: all cores)")
     parser.add_argument("--profile-steps", type=int, default=10, help="steps profiled after the timed epochs (0: none)")
     parser.add_argument("--no-record", action="store_true", help="print only; write no JSON or RESULTS.md line")
+    parser.add_argument("--knn-holdout", type=int, default=0, help="hold out N training images (seed 0) and report their kNN accuracy and the run's wall-clock")
+    parser.add_argument("--cosine", action="store_true", help="cosine lr decay over all epochs, stepped every step (default: constant lr)")
     args = parser.parse_args(argv)
     for name in hyperparameter_names():
         if getattr(args, name) is not None and not any(name in CATALOG[loss].hyperparameters for loss in args.losses):
@@ -298,9 +339,14 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
     torch.set_float32_matmul_precision("high")
-    images, source = load_cifar10(args.data_dir, args.limit)
+    images, labels, source = load_cifar10(args.data_dir, args.limit)
+    val = None
+    if args.knn_holdout:
+        images, train_labels, val_images, val_labels = hold_out(images, labels, args.knn_holdout)
+        val, source = (train_labels, val_images, val_labels), f"{source}; {args.knn_holdout:,} held out (seed 0) for validation kNN"
+    args.train_images = len(images)
     print(f"data: {source}; {machine(args.device)}; torch {torch.__version__}", flush=True)
-    runs = [run_variant(args, "ours", loss, args.compile, images, device) for loss in args.losses]
+    runs = [run_variant(args, "ours", loss, args.compile, images, device, val) for loss in args.losses]
     if not args.no_baseline:
         runs.append(run_variant(args, "torchvision", args.losses[0], args.compile, images, device))
     ours = runs[0]
@@ -320,7 +366,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     name = f"gpu_pretrain-{args.device}" + ("-compile" if args.compile else "")
     results = "; ".join(
-        f"{r['pipeline']} {r['loss']}: {r['median_s_per_epoch']:.2f} s/epoch, {r['images_per_s']:,.0f} images/s" for r in runs
+        f"{r['pipeline']} {r['loss']}: {r['median_s_per_epoch']:.2f} s/epoch, {r['images_per_s']:,.0f} images/s"
+        + (f", validation kNN {r['val_knn_acc']:.2%} after {1 + args.epochs} epochs in {r['wall_clock_s']:.0f} s" if "val_knn_acc" in r else "")
+        for r in runs
     )
     if "ratio_torchvision_over_ours" in report:
         results += f"; torchvision / ours = {report['ratio_torchvision_over_ours']:.2f}x"
