@@ -197,13 +197,13 @@ def random_init_run(cfg_fields: dict[str, Any], context: StudyContext) -> str:
     """Evaluate the untrained encoder of ``cfg_fields`` (a Ray task) as the study's trials are
     evaluated, into a baseline run under the study run; returns its run id."""
     from trainables.components import build_components, training_device
-    from trainables.evaluation import EvalConfig, Pretrained, eval_params, in_memory, record
+    from trainables.evaluation import EvalConfig, Pretrained, eval_params, record
     from trainables.tracking import create_run
 
     cfg = from_dict(cfg_fields)
     evaluation = EvalConfig(**context.evaluation)
     device = training_device(cfg)
-    components = in_memory(build_components(cfg), cfg)
+    components = build_components(cfg)
     components.model.to(device)
     pretrained = Pretrained(components, cfg, 0, "")
     tags = {rs.KIND: rs.KIND_BASELINE, rs.BASELINE: rs.BASELINE_RANDOM_INIT, rs.STUDY: context.study}

@@ -235,3 +235,30 @@ def test_every_cell_gets_the_same_tuning_budget_and_only_its_reruns_enter_the_ta
     trials = load_study("fair", f"sqlite:///{tmp_path / 'mlflow.db'}", eval_mode="knn")
     assert sorted(trials["run_id"]) == sorted(r.info.run_id for r in finals)  # the table reads the re-runs only
 
+
+
+# --- the random-init baseline -----------------------------------------------------------------
+def test_a_random_init_baseline_run_evaluates_the_encoder_a_trial_of_its_seed_starts_from(tmp_path: Path) -> None:
+    import torch
+
+    from study.sweep import random_init_run
+    from trainables.components import build_components
+    from trainables.config import from_dict
+    from trainables.evaluation import EvalConfig, Pretrained, evaluate
+    from trainables.study_context import StudyContext
+    from trainables.tracking import create_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    study_run = create_run(uri, "e", run_name="s", params={}, tags={rs.KIND: rs.KIND_STUDY, rs.STUDY: "s"})
+    fields = {"dataset": "digits", "backbone": "small", "limit_train": 256, "seed": 3}
+    evaluation = {"mode": "knn", "knn_k": 10}
+    context = StudyContext("s", study_run, uri, "e", str(tmp_path), fields, {}, evaluation)
+    run_id = random_init_run(from_dict(fields).to_dict(), context)
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags[rs.PARENT] == study_run
+    assert (run.data.tags[rs.KIND], run.data.tags[rs.BASELINE], run.data.tags[rs.STUDY]) == (rs.KIND_BASELINE, rs.BASELINE_RANDOM_INIT, "s")
+    assert (run.data.params[rs.P_SEED], run.data.params[rs.P_EVAL_MODE], run.data.params[rs.P_BACKBONE]) == ("3", "knn", "small")
+    cfg = from_dict(fields)
+    components = build_components(cfg)  # seeded by the config: the weights a seed-3 trial starts from
+    expected, _ = evaluate(Pretrained(components, cfg, 0, ""), EvalConfig(**evaluation), torch.device("cpu"))
+    assert run.data.metrics[rs.M_TEST_AT_BEST_VAL] == pytest.approx(expected[rs.M_TEST_AT_BEST_VAL])
