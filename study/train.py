@@ -121,13 +121,15 @@ def main(argv: list[str] | None = None) -> int:
 def train(args: argparse.Namespace, cfg: PretrainConfig, name: str, tracking_uri: str) -> int:
     import ray
 
+    from study.console import quiet_ray
     from study.stopping import end_running_as_killed, stop_on_signals
     from trainables import run_schema as rs
     from trainables.ray_train import build_trainer
     from trainables.session import checkpoint_dir_name
     from trainables.tracking import end_run
 
-    ray.init(address=ray_address(args), logging_level="WARNING", log_to_driver=True)
+    with quiet_ray(Path(cfg.save_dir) / name / "ray.log"):  # Ray's own warnings go to the run's folder, not the console
+        ray.init(address=ray_address(args), logging_level="WARNING", log_to_driver=True)
     run_id = mlflow_run(cfg, tracking_uri, name, resume=bool(args.resume))
     trainer = build_trainer(cfg, name=name, storage_path=str(Path(cfg.save_dir).resolve()), run_id=run_id, tracking_uri=tracking_uri, max_failures=args.max_failures)
     with stop_on_signals() as stop:
@@ -141,6 +143,7 @@ def train(args: argparse.Namespace, cfg: PretrainConfig, name: str, tracking_uri
             end_run(tracking_uri, run_id, failed_reason=f"{type(err).__name__}: {err}")
             raise
     end_run(tracking_uri, run_id)
+    ray.shutdown()  # the workers' last lines come before the summary, not after it
     metrics = result.metrics or {}
     print(
         f"\nrun {name}: {metrics.get('epoch', '?')} epochs, validation kNN accuracy {metrics.get(rs.M_VAL_KNN, float('nan')):.4f}\n"
