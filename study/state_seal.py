@@ -11,6 +11,7 @@ Trial checkpoints are not covered here: they are loaded with ``torch.load(weight
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from trainables.config import ConfigError
 
 SEAL_TAG = "nce.state_sha256"  # on the study run: digest of every sealed file, with its count
 OWN_FILES = ("study.json", "tuning.json")  # plain JSON this program reads itself
+CHECK_EVERY_S = 0.5  # Tune's loop steps many times a second; its state is saved every few seconds at most
 OWN_FOLDERS = ("train", "report", "tuning")  # checkpoints (weights only), the report, tuning runs started afresh: never restored
 
 
@@ -77,8 +79,12 @@ class SealCallback(Callback):
     def __init__(self, tracking_uri: str, run_id: str, folder: Path) -> None:
         self.tracking_uri, self.run_id, self.folder = tracking_uri, run_id, folder
         self._last: tuple[Any, ...] | None = None
+        self._checked = 0.0
 
-    def _update(self) -> None:
+    def _update(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._checked < CHECK_EVERY_S:
+            return
+        self._checked = time.monotonic()
         now = signature(self.folder)
         if now != self._last:
             record(self.tracking_uri, self.run_id, self.folder)
@@ -88,8 +94,8 @@ class SealCallback(Callback):
         self._update()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self._update()
+        self._update(force=True)
 
     def __getstate__(self) -> dict[str, Any]:
-        return self.__dict__ | {"_last": None}  # after a restore, the files are hashed afresh
+        return self.__dict__ | {"_last": None, "_checked": 0.0}  # after a restore, the files are hashed afresh
 
