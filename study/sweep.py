@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import json
 import os
+from pathlib import Path
 import signal
 from typing import Any
 
@@ -238,13 +239,17 @@ def record_baselines(context: StudyContext, plan: Plan, console: StudyConsole) -
 
 # --- the study ------------------------------------------------------------------------------
 def study_context(args: argparse.Namespace, name: str, preset_name: str, plan: Plan, tracking_uri: str) -> StudyContext:
-    """The study run (found again on --resume) and what every trial is handed."""
+    """The study run (found again on --resume) and what every trial is handed.
+
+    A relative ``data_dir`` means the folder the command ran in: Tune runs each trial in its own
+    folder, so the trials are handed the absolute path."""
     storage = args.storage_path.resolve()
     study_run_id = find_study_run(tracking_uri, args.experiment, name) or create_study_run(
         tracking_uri, args.experiment, name, preset_name, plan.preset.description, plan.overrides
     )
     write_plan_file(storage / name, preset_name, plan.overrides, study_run_id)
-    return StudyContext(name, study_run_id, tracking_uri, args.experiment, str(storage / name / "train"), plan.preset.fixed, plan.preset.per_loss, plan.preset.evaluation, args.max_failures)
+    fixed = plan.preset.fixed | {"data_dir": str(Path(plan.preset.fixed.get("data_dir", PretrainConfig.data_dir)).expanduser().resolve())}
+    return StudyContext(name, study_run_id, tracking_uri, args.experiment, str(storage / name / "train"), fixed, plan.preset.per_loss, plan.preset.evaluation, args.max_failures)
 
 
 def study_tuner(args: argparse.Namespace, context: StudyContext, plan: Plan, concurrency: int, selections: dict[str, dict[str, float]], console: StudyConsole) -> tune.Tuner:

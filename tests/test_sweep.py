@@ -262,3 +262,15 @@ def test_a_random_init_baseline_run_evaluates_the_encoder_a_trial_of_its_seed_st
     components = build_components(cfg)  # seeded by the config: the weights a seed-3 trial starts from
     expected, _ = evaluate(Pretrained(components, cfg, 0, ""), EvalConfig(**evaluation), torch.device("cpu"))
     assert run.data.metrics[rs.M_TEST_AT_BEST_VAL] == pytest.approx(expected[rs.M_TEST_AT_BEST_VAL])
+
+
+def test_trials_are_handed_the_data_folder_the_command_meant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from study.sweep import study_context
+
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(storage_path=Path("runs"), experiment="e", max_failures=0)
+    context = study_context(args, "s", "cifar10-cpu", make_plan("cifar10-cpu", {}), f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # Tune runs a trial in its own folder: a relative path would be read from there.
+    assert context.fixed["data_dir"] == str((tmp_path / ".." / "shared" / "data" / "cifar10").resolve())
