@@ -261,9 +261,9 @@ def _never_met(seeds: dict[tuple, pd.Series], row_keys: list[Hashable], columns:
     if not axis.against_reference:
         return []
     reference = loss_label(REFERENCE_LOSS)
+    measured = [row for row in row_keys if row != reference and any((row, column) in seeds for column in columns)]
     alone = [
-        row for row in row_keys
-        if row != reference and not any((row, column) in seeds and (reference, column) in seeds for column in columns)
+        row for row in measured if not any((row, column) in seeds and (reference, column) in seeds for column in columns)
     ]
     if not alone or not any((reference, column) in seeds for column in columns):
         return []

@@ -50,7 +50,9 @@ def statistics_note(comparisons: int, level: float, pair_counts: list[int]) -> s
         "in the CSV): mean difference in percentage points [interval], P = probability of improvement P(X > Y) "
         "over those seeds (rliable's definition, ties count ½). "
     )
-    if comparisons:
+    if comparisons == 1:
+        text += f"This table has one difference interval, at {100 * LEVEL:g} % (no correction for several needed). "
+    elif comparisons:
         text += (
             f"Bonferroni correction across the {comparisons} difference intervals of this table (the differences "
             f"shown and the checks behind bold cells): each is a {100 * level:.3g} % interval, so that all hold "
