@@ -193,13 +193,16 @@ def evaluate(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> tuple
 
 def eval_params(p: Pretrained, eval_cfg: EvalConfig) -> dict[str, Any]:
     """An evaluation run's params: the evaluation's own settings under ``probe_`` names (so that the
-    probe's batch size is never read as the pretraining's), and the pretraining's loss, batch
-    size, views and seed under their trial-run names, so that evaluation rows sort and filter
-    by them in the MLflow UI."""
+    probe's batch size is never read as the pretraining's), and what identifies the encoder under
+    the trial runs' names: dataset, backbone and seed, and for a trained one (``p.epoch`` > 0)
+    the pretraining's loss, batch size and views, so that evaluation rows sort and filter by
+    them in the MLflow UI."""
     own = {f"{rs.PROBE_PREFIX}{k}": v for k, v in dataclasses.asdict(eval_cfg).items() if k not in ("mode", "recipe")}
     cfg = p.config
-    pretraining = {rs.P_LOSS: cfg.loss, rs.P_BATCH_SIZE: cfg.batch_size, rs.P_VIEWS: cfg.views, rs.P_SEED: cfg.seed, rs.P_DATASET: cfg.dataset, rs.P_BACKBONE: cfg.backbone}
-    return own | pretraining | {rs.P_EVAL_MODE: eval_cfg.mode, rs.P_RECIPE: eval_cfg.recipe, rs.P_CHECKPOINT_EPOCH: p.epoch}
+    encoder = {rs.P_DATASET: cfg.dataset, rs.P_BACKBONE: cfg.backbone, rs.P_SEED: cfg.seed}
+    if p.epoch > 0:
+        encoder |= {rs.P_LOSS: cfg.loss, rs.P_BATCH_SIZE: cfg.batch_size, rs.P_VIEWS: cfg.views}
+    return own | encoder | {rs.P_EVAL_MODE: eval_cfg.mode, rs.P_RECIPE: eval_cfg.recipe, rs.P_CHECKPOINT_EPOCH: p.epoch}
 
 
 def eval_run(tracking_uri: str, p: Pretrained, eval_cfg: EvalConfig, checkpoint: str) -> str:

@@ -1,0 +1,82 @@
+"""The random-init baseline: the encoder a trial starts from, evaluated like a trial, one run per seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mlflow.tracking import MlflowClient
+
+from analysis import load_baselines
+from trainables import run_schema as rs
+from trainables.augment import augment_config_for, eval_transform
+from trainables.baseline import random_init_baseline
+from trainables.config import from_dict
+from trainables.data import load_dataset
+from trainables.evaluation import EvalConfig
+from trainables.mlflow_search import search_runs
+from trainables.models import build_model
+from trainables.tracking import create_run
+
+CFG = {"dataset": "digits", "backbone": "small", "head": "mlp", "limit_train": 256, "knn_k": 10}
+KNN = EvalConfig(mode="knn", knn_k=10)
+
+
+def reference_knn_test_accuracy(seed: int) -> float:
+    """Weighted cosine kNN of the untrained encoder, written out here independently of trainables.knn."""
+    cfg = from_dict(CFG | {"seed": seed})
+    data = load_dataset("digits", cfg.data_dir, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, limit_train=256)
+    aug = augment_config_for("digits", data.spec.image_size, data.spec.mean, data.spec.std)
+    torch.manual_seed(seed)
+    model = build_model("small", "mlp", data.spec.image_size, cfg.proj_dim).eval()
+    with torch.no_grad():
+        bank = F.normalize(model.features(eval_transform(data.train.images, aug)).float(), dim=1)
+        queries = F.normalize(model.features(eval_transform(data.test.images, aug)).float(), dim=1)
+    correct = 0
+    for q, label in zip(queries, data.test.labels):
+        sim = bank @ q
+        top = sim.topk(KNN.knn_k)
+        votes = torch.zeros(data.spec.num_classes)
+        for s, i in zip(top.values, top.indices):
+            votes[data.train.labels[i]] += torch.exp(s / KNN.knn_temperature)
+        correct += int(votes.argmax() == label)
+    return correct / len(queries)
+
+
+@pytest.fixture()
+def study(tmp_path: Path) -> tuple[str, str]:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = create_run(uri, "nce-study", run_name="s", params={}, tags={rs.KIND: rs.KIND_STUDY, rs.STUDY: "it's a study"})
+    return uri, run_id
+
+
+def test_one_run_per_seed_under_the_study_with_an_independent_accuracy(study: tuple[str, str]) -> None:
+    uri, study_run_id = study
+    torch.set_num_threads(1)
+    results = {seed: random_init_baseline(from_dict(CFG | {"seed": seed}), KNN, tracking_uri=uri, study_run_id=study_run_id) for seed in (0, 1)}
+    for seed, result in results.items():
+        assert result[rs.M_TEST_AT_BEST_VAL] == pytest.approx(reference_knn_test_accuracy(seed), abs=1e-6)
+    assert results[0][rs.M_TEST_AT_BEST_VAL] != results[1][rs.M_TEST_AT_BEST_VAL]  # the seed sets the weights
+    runs = search_runs(MlflowClient(uri), {rs.KIND: rs.KIND_BASELINE})
+    assert len(runs) == 2
+    for run in runs:
+        assert run.info.status == "FINISHED" and run.data.tags[rs.PARENT] == study_run_id
+        assert run.data.tags[rs.BASELINE] == rs.BASELINE_RANDOM_INIT and run.data.tags[rs.STUDY] == "it's a study"
+        assert run.data.params[rs.P_DATASET] == "digits" and run.data.params[rs.P_BACKBONE] == "small"
+        assert rs.P_LOSS not in run.data.params  # nothing was trained with a loss
+    frame = load_baselines("it's a study", uri, eval_mode="knn")
+    assert sorted(frame[rs.P_SEED].tolist()) == [0, 1]
+    assert sorted(frame[rs.M_TEST_AT_BEST_VAL]) == sorted(r[rs.M_TEST_AT_BEST_VAL] for r in results.values())
+
+
+def test_a_resumed_study_reuses_the_finished_baseline(study: tuple[str, str]) -> None:
+    uri, study_run_id = study
+    first = random_init_baseline(from_dict(CFG | {"seed": 0}), KNN, tracking_uri=uri, study_run_id=study_run_id)
+    again = random_init_baseline(from_dict(CFG | {"seed": 0}), KNN, tracking_uri=uri, study_run_id=study_run_id)
+    assert again[rs.M_TEST_AT_BEST_VAL] == first[rs.M_TEST_AT_BEST_VAL]
+    assert len(search_runs(MlflowClient(uri), {rs.KIND: rs.KIND_BASELINE})) == 1
+    linear = random_init_baseline(from_dict(CFG | {"seed": 0}), EvalConfig(epochs=2, batch_size=64), tracking_uri=uri, study_run_id=study_run_id)
+    assert 0.0 <= linear[rs.M_TEST_AT_BEST_VAL] <= 1.0
+    assert len(search_runs(MlflowClient(uri), {rs.KIND: rs.KIND_BASELINE})) == 2  # another mode is another row
