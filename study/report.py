@@ -6,6 +6,7 @@ from pathlib import Path
 
 from study.cost import encoder_passes, gpu_hours
 from study.plan import Plan, trial_resources
+from trainables import run_schema as rs
 
 
 def resources_text(driver: dict[str, float], workers: dict[str, float], num_workers: int) -> str:
@@ -44,10 +45,16 @@ def describe_plan(name: str, plan: Plan) -> str:
 
 
 def print_summary(name: str, study_run_id: str, tracking_uri: str, folder: Path) -> None:
-    """The study's tables (through analysis/) and where to browse it."""
+    """The study's tables (through analysis/), its best trial (also recorded on the study run) and
+    where to browse it."""
     from analysis import write_report
+    from study.study_run import record_best_trial
 
+    best = record_best_trial(tracking_uri, study_run_id)
     report = write_report(name, tracking_uri, folder / "report", log_to_mlflow=True)
     print(f"\n{report.batch_size_markdown}\n")
+    if best is not None:
+        metrics = best.data.metrics
+        print(f"best trial by validation accuracy: {best.info.run_name} (test accuracy {metrics[rs.M_HEADLINE]:.4f} at the validation-selected epoch)")
     print(f"study {name}: MLflow run {study_run_id}; browse with: mlflow ui --backend-store-uri {tracking_uri}")
     print(f"report: {report.html}")

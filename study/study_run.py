@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
+from mlflow.entities import Metric, Run, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from study.plan import apply_overrides, preset_named
 from trainables import run_schema as rs
 from trainables.mlflow_search import find_run, search_runs
 from trainables.tracking import create_run, end_run, ensure_experiment, flatten, library_versions
@@ -24,9 +29,26 @@ def find_study_run(tracking_uri: str, experiment: str, study: str) -> str | None
 
 
 def create_study_run(tracking_uri: str, experiment: str, study: str, preset: str, description: str, overrides: dict[str, Any]) -> str:
+    """The study run, described (``mlflow.note.content``) by its preset, the axes run and the command."""
     params = {"preset": preset, "description": description} | flatten(overrides, "override.") | library_versions()
-    tags = {rs.KIND: rs.KIND_STUDY, rs.STUDY: study, rs.PRESET: preset}
+    tags = {rs.KIND: rs.KIND_STUDY, rs.STUDY: study, rs.PRESET: preset, rs.NOTE: study_note(study, preset, description, overrides)}
     return create_run(tracking_uri, experiment, run_name=study, params=params, tags=tags)
+
+
+def study_note(study: str, preset_name: str, description: str, overrides: dict[str, Any]) -> str:
+    """Markdown for the study run's page: what ran (the preset's axes after the overrides) and how."""
+    preset = apply_overrides(preset_named(preset_name), overrides)
+    lines = [f"**Study `{study}`**: preset `{preset_name}`: {description}", ""]
+    if preset.search is not None:
+        lines.append(f"- Optuna TPE over the preset's space: {preset.num_samples} trials (scheduler: {preset.scheduler})")
+    for axis, values in preset.grid.items() if preset.search is None else ():
+        lines.append(f"- {axis}: {', '.join(map(str, values))}")
+    lines.append(f"- seeds: {', '.join(map(str, preset.seeds))}")
+    if overrides:
+        lines.append(f"- overrides: {', '.join(f'{k}={v}' for k, v in overrides.items())}")
+    lines.append(f"- evaluation: {', '.join(f'{k}={v}' for k, v in preset.evaluation.items())}")
+    lines += ["", f"Command: `{shlex.join(['python', *sys.argv])}`"]
+    return "\n".join(lines)
 
 
 def find_trial_runs(tracking_uri: str, experiment: str, study: str) -> dict[str, Any]:
@@ -34,6 +56,31 @@ def find_trial_runs(tracking_uri: str, experiment: str, study: str) -> dict[str,
     client = MlflowClient(tracking_uri)
     found = search_runs(client, {rs.STUDY: study, rs.KIND: rs.KIND_PRETRAIN}, experiments=[ensure_experiment(client, experiment)])
     return {r.data.tags[rs.TRIAL_ID]: r for r in found}
+
+
+def record_best_trial(tracking_uri: str, study_run_id: str) -> Run | None:
+    """The completed trial with the best evaluation validation accuracy (never selected on test),
+    its numbers copied onto the study run as ``best_trial_*`` metrics and linked from its note."""
+    client = MlflowClient(tracking_uri)
+    study_run = client.get_run(study_run_id)
+    experiment = study_run.info.experiment_id
+    trials = search_runs(client, {rs.STUDY: study_run.data.tags[rs.STUDY], rs.KIND: rs.KIND_PRETRAIN, rs.STATUS: rs.STATUS_COMPLETED}, experiments=[experiment])
+    scored = [t for t in trials if rs.M_HEADLINE_VAL in t.data.metrics and rs.M_HEADLINE in t.data.metrics]
+    if not scored:
+        return None
+    best = max(scored, key=lambda t: (t.data.metrics[rs.M_HEADLINE_VAL], t.data.metrics.get(rs.M_FINAL_VAL_KNN, float("-inf"))))
+    now = int(time.time() * 1000)
+    copied = (rs.M_HEADLINE, rs.M_HEADLINE_VAL, rs.M_FINAL_VAL_KNN, rs.M_BEST_VAL_KNN)
+    metrics = [Metric(rs.BEST_TRIAL_PREFIX + key, best.data.metrics[key], now, 0) for key in copied if key in best.data.metrics]
+    link = f"#/experiments/{experiment}/runs/{best.info.run_id}"
+    note = study_run.data.tags.get(rs.NOTE, "") + (
+        f"\n\nBest trial (by the evaluation's validation accuracy): [{best.info.run_name}]({link}), "
+        f"test accuracy {best.data.metrics[rs.M_HEADLINE]:.4f} at the validation-selected epoch, "
+        f"validation accuracy {best.data.metrics[rs.M_HEADLINE_VAL]:.4f} ({len(scored)} completed trials compared)."
+    )
+    tags = [RunTag(rs.BEST_TRIAL, best.info.run_name), RunTag(rs.BEST_TRIAL_RUN_ID, best.info.run_id), RunTag(rs.NOTE, note)]
+    client.log_batch(study_run_id, metrics=metrics, tags=tags)
+    return best
 
 
 def error_line(trial: Trial) -> str:

@@ -36,6 +36,11 @@ CODE_VERSION = "nce.code_version"  # git commit (with "+dirty" when the tree had
 PRESET = "nce.preset"  # on study runs
 NODE_ID = "nce.node_id"  # the Ray node of world rank 0, on trial runs; a restart elsewhere rewrites it
 TRAIN_RUN = "nce.train_run"  # the Ray Train run name (storage folder) of a pretraining run, for --resume
+NOTE = "mlflow.note.content"  # MLflow's own run description (markdown), shown on the run's page
+BEST_TRIAL = "nce.best_trial"  # on study runs: the run name of the trial with the best validation accuracy
+BEST_TRIAL_RUN_ID = "nce.best_trial_run_id"
+EXPERIMENT_KIND = "mlflow.experimentKind"  # experiment tag the MLflow 3 UI reads to choose its layout
+EXPERIMENT_KIND_TRAINING = "custom_model_development"  # the classic runs/metrics view, not the GenAI overview
 
 # --- params of a pretraining run (all config fields are logged; these are the ones read back) --
 P_LOSS = "loss"
@@ -95,3 +100,6 @@ M_MAX_TEST_OVER_EPOCHS = "max_test_acc_over_epochs"  # the seeds' test-set-selec
 EVAL_PREFIX = "eval_"  # on the trial run and in its last Tune report
 M_HEADLINE = EVAL_PREFIX + M_TEST_AT_BEST_VAL  # the number a trial is ranked by
 M_HEADLINE_VAL = EVAL_PREFIX + M_BEST_VAL_ACC
+
+# --- a study run's copy of its best trial's metrics (best by the evaluation's validation accuracy)
+BEST_TRIAL_PREFIX = "best_trial_"

@@ -74,15 +74,18 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
     """The experiment's id, creating it with artifacts beside a local SQLite store.
 
     Without an explicit artifact location MLflow 3 puts artifacts under ./mlruns of whichever
-    process touches the experiment first.
+    process touches the experiment first. The experiment is tagged as model training, so that the
+    MLflow 3 UI opens it on its runs table rather than on the GenAI overview.
     """
     found = client.get_experiment_by_name(name)
     if found is not None:
+        if rs.EXPERIMENT_KIND not in found.tags:
+            client.set_experiment_tag(found.experiment_id, rs.EXPERIMENT_KIND, rs.EXPERIMENT_KIND_TRAINING)
         return found.experiment_id
     location = None
     if client.tracking_uri.startswith("sqlite:///"):
         location = (Path(client.tracking_uri.removeprefix("sqlite:///")).parent / DEFAULT_ARTIFACTS).as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags={rs.EXPERIMENT_KIND: rs.EXPERIMENT_KIND_TRAINING})
 
 
 def redact_url(value: str) -> str:
