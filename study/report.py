@@ -49,6 +49,7 @@ def print_summary(name: str, study_run_id: str, tracking_uri: str, folder: Path)
     where to browse it."""
     from analysis import write_report
     from study.study_run import record_best_trial
+    from trainables.tracking import results_url
 
     best = record_best_trial(tracking_uri, study_run_id)
     report = write_report(name, tracking_uri, folder / "report", log_to_mlflow=True)
@@ -56,5 +57,6 @@ def print_summary(name: str, study_run_id: str, tracking_uri: str, folder: Path)
     if best is not None:
         metrics = best.data.metrics
         print(f"best trial by validation accuracy: {best.info.run_name} (test accuracy {metrics[rs.M_HEADLINE]:.4f} at the validation-selected epoch)")
-    print(f"study {name}: MLflow run {study_run_id}; browse with: mlflow ui --backend-store-uri {tracking_uri}")
+    where = f"then open {results_url('http://127.0.0.1:5000', best.info.experiment_id)}" if best is not None else ""
+    print(f"study {name}: MLflow run {study_run_id}; browse with: mlflow ui --backend-store-uri {tracking_uri} {where}".rstrip())
     print(f"report: {report.html}")

@@ -17,7 +17,7 @@ from ray.tune.experiment import Trial
 from study.plan import apply_overrides, preset_named
 from trainables import run_schema as rs
 from trainables.mlflow_search import find_run, search_runs
-from trainables.tracking import create_run, end_run, ensure_experiment, flatten, library_versions
+from trainables.tracking import create_run, end_run, ensure_experiment, flatten, library_versions, results_url
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ def record_best_trial(tracking_uri: str, study_run_id: str) -> Run | None:
     note = study_run.data.tags.get(rs.NOTE, "") + (
         f"\n\nBest trial (by the evaluation's validation accuracy): [{best.info.run_name}]({link}), "
         f"test accuracy {best.data.metrics[rs.M_HEADLINE]:.4f} at the validation-selected epoch, "
-        f"validation accuracy {best.data.metrics[rs.M_HEADLINE_VAL]:.4f} ({len(scored)} completed trials compared)."
+        f"validation accuracy {best.data.metrics[rs.M_HEADLINE_VAL]:.4f} ({len(scored)} completed trials compared). "
+        f"[All trials, best first]({results_url('', experiment).lstrip('/')})."
     )
     tags = [RunTag(rs.BEST_TRIAL, best.info.run_name), RunTag(rs.BEST_TRIAL_RUN_ID, best.info.run_id), RunTag(rs.NOTE, note)]
     client.log_batch(study_run_id, metrics=metrics, tags=tags)

@@ -10,13 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,68 +19,11 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
+from mlflow_server import Server, free_port
 from trainables import run_schema as rs
 from trainables.tracking import LOGGER_HTTP_BOUNDS, RunLogger, TrackingUnavailableError, bounded_http, check_reachable, create_run
 
-MLFLOW = Path(sys.executable).with_name("mlflow")
-START_TIMEOUT_S = 180  # a cold start imports MLflow twice and creates the store: ~30 s on a busy 2-core machine
 PASSWORD = "pw-Zq8T3nV1"  # in the tracking URI only: MLflow sends it as basic auth, the test server ignores it
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``mlflow server`` in its own process group, so that stopping it stops its uvicorn worker too."""
-
-    def __init__(self, root: Path) -> None:
-        self.root, self.port = root, free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def plain_uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        command = [
-            str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}", "--artifacts-destination", str(self.root / "artifacts"),
-        ]
-        env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        with (self.root / "server.log").open("ab") as log_file:
-            self.process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not self.healthy():
-            assert self.process.poll() is None, f"mlflow server exited:\n{self.log_tail()}"
-            assert time.monotonic() < deadline, f"mlflow server not healthy after {START_TIMEOUT_S} s:\n{self.log_tail()}"
-            time.sleep(0.25)
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=30)
-        self.process = None
-        deadline = time.monotonic() + 30
-        while self.healthy():  # the worker may take a moment to die with its group
-            assert time.monotonic() < deadline, "the stopped server still answers"
-            time.sleep(0.1)
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.plain_uri}/health", timeout=2) as answer:
-                return answer.status == 200
-        except OSError:
-            return False
-
-    def log_tail(self) -> str:
-        return (self.root / "server.log").read_text(errors="replace")[-3000:]
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,9 @@ NOTE = "mlflow.note.content"  # MLflow's own run description (markdown), shown o
 BEST_TRIAL = "nce.best_trial"  # on study runs: the run name of the trial with the best validation accuracy
 BEST_TRIAL_RUN_ID = "nce.best_trial_run_id"
 EXPERIMENT_KIND = "mlflow.experimentKind"  # experiment tag the MLflow 3 UI reads to choose its layout
-EXPERIMENT_KIND_TRAINING = "custom_model_development"  # the classic runs/metrics view, not the GenAI overview
+EXPERIMENT_KIND_TRAINING = "custom_model_development"  # the experiment declared as model training, not GenAI
+RESULTS_VIEW = "results"  # the saved runs-table view (sorted by M_HEADLINE) every experiment carries
+RESULTS_VIEW_TAG = "mlflow.sharedViewState." + RESULTS_VIEW  # MLflow UI's shared-view experiment tag
 
 # --- params of a pretraining run (all config fields are logged; these are the ones read back) --
 P_LOSS = "loss"

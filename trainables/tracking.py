@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import logging
 import os
 import platform
@@ -38,6 +39,14 @@ SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
 # and waits 120 s for an answer. RunLogger keeps failed writes and retries them itself, so its
 # writes use these bounds instead, unless the environment sets the variables.
 LOGGER_HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+# The MLflow UI's saved-view state: which columns the runs table shows and how it sorts. Sorting
+# by a metric lists the runs flat, so trial rows (which carry the headline numbers) lead.
+RESULTS_VIEW_STATE = {
+    "selectedColumns": [f"params.`{k}`" for k in (rs.P_LOSS, rs.P_BATCH_SIZE, rs.P_VIEWS, rs.P_LR, rs.P_SEED)]
+    + [f"metrics.`{k}`" for k in (rs.M_HEADLINE, rs.M_HEADLINE_VAL, rs.M_FINAL_VAL_KNN)],
+    "orderByKey": f"metrics.`{rs.M_HEADLINE}`",
+    "orderByAsc": False,
+}
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 
 
@@ -74,18 +83,27 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
     """The experiment's id, creating it with artifacts beside a local SQLite store.
 
     Without an explicit artifact location MLflow 3 puts artifacts under ./mlruns of whichever
-    process touches the experiment first. The experiment is tagged as model training, so that the
-    MLflow 3 UI opens it on its runs table rather than on the GenAI overview.
+    process touches the experiment first. The experiment is tagged as model training (MLflow's
+    ``mlflow.experimentKind``) and carries the runs-table view :func:`results_url` opens.
     """
     found = client.get_experiment_by_name(name)
+    tags = {rs.EXPERIMENT_KIND: rs.EXPERIMENT_KIND_TRAINING, rs.RESULTS_VIEW_TAG: json.dumps(RESULTS_VIEW_STATE)}
     if found is not None:
-        if rs.EXPERIMENT_KIND not in found.tags:
-            client.set_experiment_tag(found.experiment_id, rs.EXPERIMENT_KIND, rs.EXPERIMENT_KIND_TRAINING)
+        for key, value in tags.items():
+            if found.tags.get(key) != value:
+                client.set_experiment_tag(found.experiment_id, key, value)
         return found.experiment_id
     location = None
     if client.tracking_uri.startswith("sqlite:///"):
         location = (Path(client.tracking_uri.removeprefix("sqlite:///")).parent / DEFAULT_ARTIFACTS).as_uri()
-    return client.create_experiment(name, artifact_location=location, tags={rs.EXPERIMENT_KIND: rs.EXPERIMENT_KIND_TRAINING})
+    return client.create_experiment(name, artifact_location=location, tags=tags)
+
+
+def results_url(ui: str, experiment_id: str) -> str:
+    """The MLflow UI page of an experiment's results: the runs table in the model-training layout
+    (``workflowType``; MLflow 3.17 opens the GenAI overview without it), with the saved view that
+    shows each trial's headline numbers, sorted best first."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={rs.RESULTS_VIEW}"
 
 
 def redact_url(value: str) -> str:
