@@ -28,7 +28,7 @@ def reference_knn_test_accuracy(seed: int) -> float:
     """Weighted cosine kNN of the untrained encoder, written out here independently of trainables.knn."""
     cfg = from_dict(CFG | {"seed": seed})
     data = load_dataset("digits", cfg.data_dir, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, limit_train=256)
-    aug = augment_config_for("digits", data.spec.image_size, data.spec.mean, data.spec.std)
+    aug = augment_config_for(data.spec)
     torch.manual_seed(seed)
     model = build_model("small", "mlp", data.spec.image_size, cfg.proj_dim).eval()
     with torch.no_grad():

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from trainables import run_schema as rs
 from trainables.components import build_components
 from trainables.config import PretrainConfig
-from trainables.evaluation import EvalConfig, Pretrained, eval_params, in_memory, record
+from trainables.evaluation import EvalConfig, Pretrained, eval_params, record
 from trainables.mlflow_search import search_runs
 from trainables.tracking import create_run
 
@@ -35,7 +35,7 @@ def random_init_baseline(cfg: PretrainConfig, evaluation: EvalConfig, *, trackin
     if done is not None:
         return {k: v for k, v in done.data.metrics.items()}
     device = torch.device("cuda" if evaluation.gpu else "cpu")
-    c = in_memory(build_components(cfg), cfg)
+    c = build_components(cfg)
     c.model.to(device)
     encoder = Pretrained(c, cfg, epoch=0, pretrain_run_id="")
     tags = {rs.KIND: rs.KIND_BASELINE, rs.BASELINE: rs.BASELINE_RANDOM_INIT, rs.STUDY: study_run.data.tags[rs.STUDY]}
