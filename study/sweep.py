@@ -197,21 +197,11 @@ def baseline_configs(plan: Plan) -> list[PretrainConfig]:
 def random_init_run(cfg_fields: dict[str, Any], context: StudyContext) -> str:
     """Evaluate the untrained encoder of ``cfg_fields`` (a Ray task) as the study's trials are
     evaluated, into a baseline run under the study run; returns its run id."""
-    from trainables.components import build_components, training_device
-    from trainables.evaluation import EvalConfig, Pretrained, eval_params, record
-    from trainables.tracking import create_run
+    from trainables.baseline import random_init_baseline
+    from trainables.evaluation import EvalConfig
 
-    cfg = from_dict(cfg_fields)
     evaluation = EvalConfig(**context.evaluation)
-    device = training_device(cfg)
-    components = build_components(cfg)
-    components.model.to(device)
-    pretrained = Pretrained(components, cfg, 0, "")
-    tags = {rs.KIND: rs.KIND_BASELINE, rs.BASELINE: rs.BASELINE_RANDOM_INIT, rs.STUDY: context.study}
-    name = f"random-init-{cfg.backbone}-s{cfg.seed}-{evaluation.mode}"
-    run_id = create_run(context.tracking_uri, context.experiment, run_name=name, params=eval_params(pretrained, evaluation), tags=tags, parent_run_id=context.study_run_id)
-    record(pretrained, evaluation, device, tracking_uri=context.tracking_uri, run_id=run_id)
-    return run_id
+    return random_init_baseline(from_dict(cfg_fields), evaluation, tracking_uri=context.tracking_uri, study_run_id=context.study_run_id)
 
 
 def recorded_baselines(context: StudyContext) -> set[tuple[str, str, str, str]]:

@@ -9,12 +9,11 @@ Learning is then visible as the distance between a trial's row and this one.
 
 from __future__ import annotations
 
-import torch
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from trainables import run_schema as rs
-from trainables.components import build_components
+from trainables.components import build_components, training_device
 from trainables.config import PretrainConfig
 from trainables.evaluation import EvalConfig, Pretrained, eval_params, record
 from trainables.mlflow_search import search_runs
@@ -27,14 +26,14 @@ def random_init_baseline(cfg: PretrainConfig, evaluation: EvalConfig, *, trackin
 
     Run it once per study seed with the study's evaluation. A FINISHED baseline run of the same
     seed and evaluation mode under the study is reused, not repeated, so a resumed study adds no
-    second row. Runs in this process, on the GPU when ``evaluation.gpu``.
+    second row. Runs in this process, on the device a trial of ``cfg`` trains and evaluates on.
     """
     client = MlflowClient(tracking_uri)
     study_run = client.get_run(study_run_id)
     done = finished_baseline(client, study_run, cfg.seed, evaluation.mode)
     if done is not None:
         return {k: v for k, v in done.data.metrics.items()}
-    device = torch.device("cuda" if evaluation.gpu else "cpu")
+    device = training_device(cfg)
     c = build_components(cfg)
     c.model.to(device)
     encoder = Pretrained(c, cfg, epoch=0, pretrain_run_id="")
