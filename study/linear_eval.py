@@ -3,6 +3,7 @@
     python study/linear_eval.py --model_path checkpoints/RUN/epoch_00003
     python study/linear_eval.py --checkpoint_dir checkpoints/RUN --mode knn
     python study/linear_eval.py --model_path ... --recipe flatclr --epochs 100 --batch_size 512
+    python study/linear_eval.py --study NAME --trial infonce-b32-m1-lr0.002-s0 --mode knn   # a sweep trial, by its MLflow run name
 
 The epoch is chosen on the validation split held out of the training set; the test accuracy
 at that epoch is the reported number (test_acc_at_best_val). The run is a child of the
@@ -27,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--model_path", "--model-path", type=text_arg("model_path"), help="a checkpoint directory (epoch_NNNNN) or its state.pt")
     where.add_argument("--checkpoint_dir", "--checkpoint-dir", type=text_arg("checkpoint_dir"), help="a run's folder: evaluate every checkpoint in it")
+    where.add_argument("--trial", metavar="RUN_NAME", type=text_arg("trial"), help="a trial of --study, by its MLflow run name: evaluate its last checkpoint")
+    parser.add_argument("--study", type=text_arg("study"), help="the study whose --trial is evaluated (its name, as given to run_sweep.py --name)")
     parser.add_argument("--log_dir", "--log-dir", type=text_arg("log_dir"), default="logs", help="where a JSON summary per evaluation is written (default: logs)")
     parser.add_argument("--tracking_uri", "--tracking-uri", type=text_arg("tracking_uri"), help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
     add_config_flags(parser, EvalConfig)
@@ -34,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def checkpoints_to_evaluate(args: argparse.Namespace) -> list[Path]:
+    """The checkpoint folders the flags name; none yet for --trial, which the tracking store resolves."""
+    if args.trial is not None:
+        if not args.study:
+            raise ConfigError(problem("study", args.study, "--trial names a trial of a study: give --study NAME"))
+        return []
     if args.model_path is not None:
         path = Path(args.model_path)
         path = path.parent if path.name == STATE_FILE else path
@@ -80,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tracking_uri = resolve_tracking_uri(args.tracking_uri)
         check_reachable(tracking_uri)
-    except TrackingUnavailableError as err:
+        if args.trial is not None:
+            from study.study_run import trial_checkpoint
+
+            checkpoints = [trial_checkpoint(tracking_uri, args.study, args.trial)]
+    except (TrackingUnavailableError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for checkpoint in tqdm(checkpoints, desc="checkpoints", disable=len(checkpoints) == 1):

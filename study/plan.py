@@ -18,7 +18,7 @@ from typing import Any
 from search_spaces import PRESETS, Preset
 from trainables.config import ConfigError, EvalConfig, PretrainConfig, Problem, eval_from_dict, from_dict, load_yaml, problem
 from trainables.losses.catalog import CATALOG, hyperparameter_names
-from trainables.study_context import trial_config
+from trainables.study_context import trial_config, uses_train_workers
 
 STUDY_KEYS = ("seeds", "num_samples", "scheduler")
 SCHEDULERS = ("none", "asha")
@@ -235,11 +235,6 @@ def machine_resources() -> dict[str, float]:
         driver = Path("/proc/driver/nvidia/gpus")
         gpus = len(list(driver.iterdir())) if driver.is_dir() else 0
     return {"CPU": cpus, "GPU": float(gpus)}
-
-
-def uses_train_workers(cfg: PretrainConfig) -> bool:
-    """Several workers or a GPU run under TorchTrainer; one CPU worker runs inside the trial."""
-    return cfg.workers > 1 or cfg.gpu
 
 
 def trial_resources(cfg: PretrainConfig) -> tuple[dict[str, float], dict[str, float]]:

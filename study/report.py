@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from study.cost import encoder_passes, gpu_hours
 from study.plan import Plan, trial_resources
 from trainables import run_schema as rs
+
+CHECKPOINT_MAP = "checkpoints.tsv"  # in the study's folder: each trial's MLflow run name and checkpoint folder
 
 
 def resources_text(driver: dict[str, float], workers: dict[str, float], num_workers: int) -> str:
@@ -48,7 +51,7 @@ def print_summary(name: str, study_run_id: str, tracking_uri: str, folder: Path)
     """The study's tables (through analysis/), its best trial (also recorded on the study run) and
     where to browse it."""
     from analysis import write_report
-    from study.study_run import record_best_trial
+    from study.study_run import record_best_trial, write_checkpoint_map
     from trainables.tracking import results_url
 
     best = record_best_trial(tracking_uri, study_run_id)
@@ -60,3 +63,5 @@ def print_summary(name: str, study_run_id: str, tracking_uri: str, folder: Path)
     where = f"then open {results_url('http://127.0.0.1:5000', best.info.experiment_id)}" if best is not None else ""
     print(f"study {name}: MLflow run {study_run_id}; browse with: mlflow ui --backend-store-uri {tracking_uri} {where}".rstrip())
     print(f"report: {report.html}")
+    print(f"checkpoints of each trial: {write_checkpoint_map(tracking_uri, study_run_id, folder / CHECKPOINT_MAP)}; re-evaluate one with: "
+          f"python study/linear_eval.py --study {shlex.quote(name)} --trial RUN_NAME")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import time
 import shlex
@@ -16,6 +17,7 @@ from ray.tune.experiment import Trial
 
 from study.plan import apply_overrides, preset_named
 from trainables import run_schema as rs
+from trainables.config import ConfigError
 from trainables.mlflow_search import find_run, search_runs
 from trainables.tracking import create_run, end_run, ensure_experiment, flatten, library_versions, results_url
 
@@ -84,6 +86,38 @@ def record_best_trial(tracking_uri: str, study_run_id: str) -> Run | None:
     return best
 
 
+def trial_checkpoint(tracking_uri: str, study: str, trial: str) -> Path:
+    """The newest checkpoint folder of the trial of ``study`` whose MLflow run is named ``trial``
+    (or whose Tune trial id it is), read from the folder its run records (``nce.checkpoints``)."""
+    runs = search_runs(MlflowClient(tracking_uri), {rs.STUDY: study, rs.KIND: rs.KIND_PRETRAIN})
+    if not runs:
+        raise ConfigError(f"study={study!r} has no trial runs in {tracking_uri}")
+    found = [r for r in runs if trial in (r.info.run_name, r.data.tags.get(rs.TRIAL_ID))]
+    if not found:
+        names = sorted(r.info.run_name for r in runs)
+        close = difflib.get_close_matches(trial, names, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ConfigError(f"trial={trial!r} is not a trial of study {study!r}; {hint}its trials: {', '.join(names)}")
+    run = found[0]
+    folder = Path(run.data.tags.get(rs.CHECKPOINTS, ""))
+    checkpoints = sorted(p for p in folder.glob("*") if p.is_dir() and p.name.startswith(("epoch_", "checkpoint_"))) if folder.name else []
+    if not checkpoints:
+        raise ConfigError(f"trial={trial!r} of study {study!r}: no checkpoint folder under {str(folder) or '(no nce.checkpoints tag)'}")
+    return checkpoints[-1]
+
+
+def write_checkpoint_map(tracking_uri: str, study_run_id: str, path: Path) -> Path:
+    """``path``: one line per trial, its MLflow run name and its checkpoint folder, tab-separated."""
+    client = MlflowClient(tracking_uri)
+    study_run = client.get_run(study_run_id)
+    trials = search_runs(client, {rs.STUDY: study_run.data.tags[rs.STUDY], rs.KIND: rs.KIND_PRETRAIN}, experiments=[study_run.info.experiment_id])
+    lines = sorted(f"{t.info.run_name}\t{t.data.tags.get(rs.CHECKPOINTS, '')}" for t in trials)
+    staging = path.with_name(f".{path.name}.partial")
+    staging.write_text("run_name\tcheckpoints\n" + "\n".join(lines) + "\n")
+    staging.replace(path)
+    return path
+
+
 def error_line(trial: Trial) -> str:
     """The last line of a failed trial's error, which names the exception and its message.
 
@@ -112,7 +146,9 @@ class TrialStatusCallback(Callback):
         if run is None:  # the trial died before it could create its run
             log.warning("trial %s has no MLflow run to mark %s", trial.trial_id, status)
             return
-        end_run(self.tracking_uri, run.info.run_id, failed_reason=reason, tags={rs.STATUS: status})
+        # A one-worker trial's checkpoints are Tune's, in the trial's storage folder (named like its run).
+        where = {} if rs.CHECKPOINTS in run.data.tags else {rs.CHECKPOINTS: trial.path}
+        end_run(self.tracking_uri, run.info.run_id, failed_reason=reason, tags={rs.STATUS: status} | where)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info: Any) -> None:
         epoch = int((trial.last_result or {}).get("epoch", 0))

@@ -67,6 +67,25 @@ def test_trial_evaluation_and_study_runs_carry_the_results(finished: Path) -> No
     assert experiment.tags[rs.EXPERIMENT_KIND] == rs.EXPERIMENT_KIND_TRAINING and rs.RESULTS_VIEW_TAG in experiment.tags
 
 
+def test_a_trial_is_found_and_re_evaluated_by_its_run_name(finished: Path) -> None:
+    trials = runs(finished, rs.KIND_PRETRAIN)
+    table = (finished / "nce_runs" / STUDY / "checkpoints.tsv").read_text().splitlines()
+    for trial in trials:
+        folder = Path(trial.data.tags[rs.CHECKPOINTS])
+        assert folder.name.startswith(trial.info.run_name)  # the folder is named like the run
+        assert list(folder.glob("checkpoint_*/state.pt"))
+        assert f"{trial.info.run_name}\t{folder}" in table
+    trial = trials[0]
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    command = [sys.executable, str(REPO / "study/linear_eval.py"), "--study", STUDY, "--trial", trial.info.run_name, "--mode", "knn"]
+    done = subprocess.run(command, cwd=finished, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    knn = [e for e in runs(finished, rs.KIND_EVAL) if e.data.tags[rs.PARENT] == trial.info.run_id and e.data.params[rs.P_EVAL_MODE] == "knn"]
+    assert len(knn) == 1 and knn[0].info.status == "FINISHED"
+    wrong = subprocess.run([*command[:5], trial.info.run_name + "x"], cwd=finished, env=env, capture_output=True, text=True, timeout=600)
+    assert wrong.returncode == 2 and f"did you mean {trial.info.run_name}" in wrong.stderr
+
+
 class GridCells(HTMLParser):
     """The runs table's cells as rendered (AG Grid): row index -> {column id: text, "run_id": id}."""
 

@@ -36,6 +36,7 @@ CODE_VERSION = "nce.code_version"  # git commit (with "+dirty" when the tree had
 PRESET = "nce.preset"  # on study runs
 NODE_ID = "nce.node_id"  # the Ray node of world rank 0, on trial runs; a restart elsewhere rewrites it
 TRAIN_RUN = "nce.train_run"  # the Ray Train run name (storage folder) of a pretraining run, for --resume
+CHECKPOINTS = "nce.checkpoints"  # on a study's trial runs: the folder holding the trial's checkpoints
 NOTE = "mlflow.note.content"  # MLflow's own run description (markdown), shown on the run's page
 BEST_TRIAL = "nce.best_trial"  # on study runs: the run name of the trial with the best validation accuracy
 BEST_TRIAL_RUN_ID = "nce.best_trial_run_id"

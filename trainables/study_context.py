@@ -19,6 +19,11 @@ def trial_config(fixed: dict[str, Any], per_loss: dict[str, dict[str, Any]], par
     return base | per_loss.get(base.get("loss", PretrainConfig.loss), {})
 
 
+def uses_train_workers(cfg: PretrainConfig) -> bool:
+    """Several workers or a GPU run under TorchTrainer; one CPU worker runs inside the trial."""
+    return cfg.workers > 1 or cfg.gpu
+
+
 @dataclass(frozen=True)
 class StudyContext:
     """What every trial of a study shares (handed to trials with ``tune.with_parameters``)."""

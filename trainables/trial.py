@@ -20,7 +20,7 @@ from trainables.evaluation import EvalConfig, Pretrained, evaluate_and_record
 from trainables.mlflow_search import experiment_id, find_run
 from trainables.pretrain import pretrain
 from trainables.session import Session, TuneSession
-from trainables.study_context import StudyContext
+from trainables.study_context import StudyContext, uses_train_workers
 from trainables.tracking import create_run, pretrain_params, trial_run_name
 
 
@@ -55,8 +55,16 @@ def trial_run(context: StudyContext, trial_id: str, cfg: PretrainConfig) -> str:
         if found.info.status != "RUNNING":  # a trial resumed after its driver was stopped: running again
             client.update_run(found.info.run_id, status="RUNNING")
         return found.info.run_id
-    tags = {rs.KIND: rs.KIND_PRETRAIN, rs.STUDY: context.study, rs.TRIAL_ID: trial_id, rs.TRAIN_RUN: f"train-{trial_id}"}
+    tags = {rs.KIND: rs.KIND_PRETRAIN, rs.STUDY: context.study, rs.TRIAL_ID: trial_id, rs.TRAIN_RUN: train_run_name(cfg, trial_id)}
+    if uses_train_workers(cfg):  # a one-worker trial's checkpoints are Tune's, in its trial folder (set when it ends)
+        tags[rs.CHECKPOINTS] = f"{context.storage_path.rstrip('/')}/{train_run_name(cfg, trial_id)}"
     return create_run(context.tracking_uri, context.experiment, run_name=trial_run_name(cfg), params=pretrain_params(cfg), tags=tags, parent_run_id=context.study_run_id)
+
+
+def train_run_name(cfg: PretrainConfig, trial_id: str) -> str:
+    """The Ray Train run (its storage folder) of a trial: named like its MLflow run, with the trial
+    id that keeps it unique and stable across restarts (Ray Train resumes by this name)."""
+    return f"{trial_run_name(cfg)}_{trial_id}"
 
 
 def run_trial(params: dict[str, Any], context: StudyContext) -> None:
@@ -64,7 +72,7 @@ def run_trial(params: dict[str, Any], context: StudyContext) -> None:
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = from_dict(context.trial_config(params))
     run_id = trial_run(context, trial_id, cfg)
-    if cfg.workers == 1 and not cfg.gpu:
+    if not uses_train_workers(cfg):
         train_and_evaluate(cfg, TuneSession(), run_id=run_id, tracking_uri=context.tracking_uri, evaluation=EvalConfig(**context.evaluation))
         return
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -72,7 +80,7 @@ def run_trial(params: dict[str, Any], context: StudyContext) -> None:
     from trainables.ray_train import build_trainer
 
     trainer = build_trainer(
-        cfg, name=f"train-{trial_id}", storage_path=context.storage_path, run_id=run_id, tracking_uri=context.tracking_uri,
+        cfg, name=train_run_name(cfg, trial_id), storage_path=context.storage_path, run_id=run_id, tracking_uri=context.tracking_uri,
         max_failures=context.max_failures, evaluation=context.evaluation, callbacks=[TuneReportCallback()],
     )
     trainer.fit()
