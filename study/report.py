@@ -59,7 +59,8 @@ def print_summary(name: str, study_run_id: str, tracking_uri: str, folder: Path)
     print(f"\n{report.batch_size_markdown}\n")
     if best is not None:
         metrics = best.data.metrics
-        print(f"best trial by validation accuracy: {best.info.run_name} (test accuracy {metrics[rs.M_HEADLINE]:.4f} at the validation-selected epoch)")
+        test = metrics[rs.M_HEADLINE]
+        print(f"best trial by validation accuracy: {best.info.run_name} (test accuracy {test:.4f} at the validation-selected epoch)")
     where = f"then open {results_url('http://127.0.0.1:5000', best.info.experiment_id)}" if best is not None else ""
     print(f"study {name}: MLflow run {study_run_id}; browse with: mlflow ui --backend-store-uri {tracking_uri} {where}".rstrip())
     print(f"report: {report.html}")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import difflib
 import logging
-import time
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,8 @@ def record_best_trial(tracking_uri: str, study_run_id: str) -> Run | None:
     client = MlflowClient(tracking_uri)
     study_run = client.get_run(study_run_id)
     experiment = study_run.info.experiment_id
-    trials = search_runs(client, {rs.STUDY: study_run.data.tags[rs.STUDY], rs.KIND: rs.KIND_PRETRAIN, rs.STATUS: rs.STATUS_COMPLETED}, experiments=[experiment])
+    completed = {rs.STUDY: study_run.data.tags[rs.STUDY], rs.KIND: rs.KIND_PRETRAIN, rs.STATUS: rs.STATUS_COMPLETED}
+    trials = search_runs(client, completed, experiments=[experiment])
     scored = [t for t in trials if rs.M_HEADLINE_VAL in t.data.metrics and rs.M_HEADLINE in t.data.metrics]
     if not scored:
         return None
@@ -110,7 +111,8 @@ def write_checkpoint_map(tracking_uri: str, study_run_id: str, path: Path) -> Pa
     """``path``: one line per trial, its MLflow run name and its checkpoint folder, tab-separated."""
     client = MlflowClient(tracking_uri)
     study_run = client.get_run(study_run_id)
-    trials = search_runs(client, {rs.STUDY: study_run.data.tags[rs.STUDY], rs.KIND: rs.KIND_PRETRAIN}, experiments=[study_run.info.experiment_id])
+    tags = {rs.STUDY: study_run.data.tags[rs.STUDY], rs.KIND: rs.KIND_PRETRAIN}
+    trials = search_runs(client, tags, experiments=[study_run.info.experiment_id])
     lines = sorted(f"{t.info.run_name}\t{t.data.tags.get(rs.CHECKPOINTS, '')}" for t in trials)
     staging = path.with_name(f".{path.name}.partial")
     staging.write_text("run_name\tcheckpoints\n" + "\n".join(lines) + "\n")

@@ -45,6 +45,10 @@ def reference_knn_test_accuracy(seed: int) -> float:
     return correct / len(queries)
 
 
+def baseline(seed: int, evaluation: EvalConfig, study: tuple[str, str]) -> dict[str, float]:
+    return random_init_baseline(from_dict(CFG | {"seed": seed}), evaluation, tracking_uri=study[0], study_run_id=study[1])
+
+
 @pytest.fixture()
 def study(tmp_path: Path) -> tuple[str, str]:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -55,7 +59,7 @@ def study(tmp_path: Path) -> tuple[str, str]:
 def test_one_run_per_seed_under_the_study_with_an_independent_accuracy(study: tuple[str, str]) -> None:
     uri, study_run_id = study
     torch.set_num_threads(1)
-    results = {seed: random_init_baseline(from_dict(CFG | {"seed": seed}), KNN, tracking_uri=uri, study_run_id=study_run_id) for seed in (0, 1)}
+    results = {seed: baseline(seed, KNN, study) for seed in (0, 1)}
     for seed, result in results.items():
         assert result[rs.M_TEST_AT_BEST_VAL] == pytest.approx(reference_knn_test_accuracy(seed), abs=1e-6)
     assert results[0][rs.M_TEST_AT_BEST_VAL] != results[1][rs.M_TEST_AT_BEST_VAL]  # the seed sets the weights
@@ -73,10 +77,9 @@ def test_one_run_per_seed_under_the_study_with_an_independent_accuracy(study: tu
 
 def test_a_resumed_study_reuses_the_finished_baseline(study: tuple[str, str]) -> None:
     uri, study_run_id = study
-    first = random_init_baseline(from_dict(CFG | {"seed": 0}), KNN, tracking_uri=uri, study_run_id=study_run_id)
-    again = random_init_baseline(from_dict(CFG | {"seed": 0}), KNN, tracking_uri=uri, study_run_id=study_run_id)
+    first, again = baseline(0, KNN, study), baseline(0, KNN, study)
     assert again[rs.M_TEST_AT_BEST_VAL] == first[rs.M_TEST_AT_BEST_VAL]
     assert len(search_runs(MlflowClient(uri), {rs.KIND: rs.KIND_BASELINE})) == 1
-    linear = random_init_baseline(from_dict(CFG | {"seed": 0}), EvalConfig(epochs=2, batch_size=64), tracking_uri=uri, study_run_id=study_run_id)
+    linear = baseline(0, EvalConfig(epochs=2, batch_size=64), study)
     assert 0.0 <= linear[rs.M_TEST_AT_BEST_VAL] <= 1.0
     assert len(search_runs(MlflowClient(uri), {rs.KIND: rs.KIND_BASELINE})) == 2  # another mode is another row

@@ -20,7 +20,9 @@ def client(tmp_path: Path) -> MlflowClient:
 
 def test_every_value_finds_exactly_its_own_runs(client: MlflowClient) -> None:
     first, second = client.create_experiment("first"), client.create_experiment("second")
-    made = {value: client.create_run(first if i % 2 else second, tags={"nce.study": value, "kind": "t"}).info.run_id for i, value in enumerate(AWKWARD)}
+    made = {}
+    for i, value in enumerate(AWKWARD):
+        made[value] = client.create_run(first if i % 2 else second, tags={"nce.study": value, "kind": "t"}).info.run_id
     for value, run_id in made.items():
         found = search_runs(client, {"nce.study": value, "kind": "t"})
         assert [r.info.run_id for r in found] == [run_id], value

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-
 from mlflow_server import Server
+
 from trainables import run_schema as rs
 from trainables.mlflow_search import search_runs
 from trainables.tracking import results_url
@@ -34,9 +34,11 @@ VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "met
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cwd = tmp_path_factory.mktemp("ui-study")
-    args = ["--preset", "quickstart", "--name", STUDY, "--set", "loss=[infonce,flatnce]", "--set", "batch_size=[128]", "--set", "epochs=2", "--set", "eval.epochs=3"]
+    axes = ["loss=[infonce,flatnce]", "batch_size=[128]", "seeds=1", "epochs=2", "eval.epochs=3"]
+    args = ["--preset", "quickstart", "--name", STUDY, *(arg for axis in axes for arg in ("--set", axis))]
     env = os.environ | {"PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, str(REPO / "study/run_sweep.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    command = [sys.executable, str(REPO / "study/run_sweep.py"), *args]
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     assert "viewStateShareKey=" in done.stdout  # the summary says where to look
     return cwd
@@ -80,7 +82,8 @@ def test_a_trial_is_found_and_re_evaluated_by_its_run_name(finished: Path) -> No
     command = [sys.executable, str(REPO / "study/linear_eval.py"), "--study", STUDY, "--trial", trial.info.run_name, "--mode", "knn"]
     done = subprocess.run(command, cwd=finished, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    knn = [e for e in runs(finished, rs.KIND_EVAL) if e.data.tags[rs.PARENT] == trial.info.run_id and e.data.params[rs.P_EVAL_MODE] == "knn"]
+    evals = [e for e in runs(finished, rs.KIND_EVAL) if e.data.tags[rs.PARENT] == trial.info.run_id]
+    knn = [e for e in evals if e.data.params[rs.P_EVAL_MODE] == "knn"]
     assert len(knn) == 1 and knn[0].info.status == "FINISHED"
     wrong = subprocess.run([*command[:5], trial.info.run_name + "x"], cwd=finished, env=env, capture_output=True, text=True, timeout=600)
     assert wrong.returncode == 2 and f"did you mean {trial.info.run_name}" in wrong.stderr

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from ddp import run_ddp
 from torch import nn
 
-from ddp import run_ddp
 from trainables import models
 from trainables import run_schema as rs
 from trainables.checkpoint import load_checkpoint

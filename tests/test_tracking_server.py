@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
-
 from mlflow_server import Server, free_port
+
 from trainables import run_schema as rs
 from trainables.tracking import LOGGER_HTTP_BOUNDS, RunLogger, TrackingUnavailableError, bounded_http, check_reachable, create_run
 

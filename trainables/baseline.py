@@ -40,13 +40,15 @@ def random_init_baseline(cfg: PretrainConfig, evaluation: EvalConfig, *, trackin
     tags = {rs.KIND: rs.KIND_BASELINE, rs.BASELINE: rs.BASELINE_RANDOM_INIT, rs.STUDY: study_run.data.tags[rs.STUDY]}
     experiment = client.get_experiment(study_run.info.experiment_id).name
     name = f"random-init-{evaluation.mode}-s{cfg.seed}"
-    run_id = create_run(tracking_uri, experiment, run_name=name, params=eval_params(encoder, evaluation), tags=tags, parent_run_id=study_run_id)
+    params = eval_params(encoder, evaluation)
+    run_id = create_run(tracking_uri, experiment, run_name=name, params=params, tags=tags, parent_run_id=study_run_id)
     result = record(encoder, evaluation, device, tracking_uri=tracking_uri, run_id=run_id)
     return {k: v for k, v in result.items() if isinstance(v, float)}
 
 
 def finished_baseline(client: MlflowClient, study_run: Run, seed: int, mode: str) -> Run | None:
-    tags = {rs.STUDY: study_run.data.tags[rs.STUDY], rs.KIND: rs.KIND_BASELINE, rs.BASELINE: rs.BASELINE_RANDOM_INIT, rs.PARENT: study_run.info.run_id}
+    tags = {rs.STUDY: study_run.data.tags[rs.STUDY], rs.KIND: rs.KIND_BASELINE, rs.BASELINE: rs.BASELINE_RANDOM_INIT}
+    tags[rs.PARENT] = study_run.info.run_id
     for run in search_runs(client, tags, experiments=[study_run.info.experiment_id]):
         if run.info.status == "FINISHED" and run.data.params.get(rs.P_SEED) == str(seed) and run.data.params.get(rs.P_EVAL_MODE) == mode:
             return run

@@ -68,6 +68,7 @@ def validation_knn(c: Components, cfg: PretrainConfig, device: torch.device) -> 
     c.model.eval()
     try:
         encode = encoder(c.model, c.aug_cfg, device, cfg)
-        return knn_accuracy(encode, c.data.train, c.data.val, k=cfg.knn_k, temperature=cfg.knn_temperature, num_classes=c.data.spec.num_classes)
+        classes = c.data.spec.num_classes
+        return knn_accuracy(encode, c.data.train, c.data.val, k=cfg.knn_k, temperature=cfg.knn_temperature, num_classes=classes)
     finally:
         c.model.train()

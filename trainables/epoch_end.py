@@ -33,7 +33,9 @@ class HeldReport:
 
 
 class EpochEnd:
-    def __init__(self, cfg: PretrainConfig, session: Session, *, run_id: str | None = None, tracking_uri: str | None = None, hold_last: bool = False) -> None:
+    def __init__(
+        self, cfg: PretrainConfig, session: Session, *, run_id: str | None = None, tracking_uri: str | None = None, hold_last: bool = False
+    ) -> None:
         self.cfg, self.session, self.hold_last, self.run_id = cfg, session, hold_last, run_id
         self.logger = RunLogger(tracking_uri, run_id) if run_id and tracking_uri and session.rank == 0 else None
         self.bar: Any = None
@@ -69,7 +71,8 @@ class EpochEnd:
             self._send(report)
         if self.bar is not None:
             probability = CATALOG[self.cfg.loss].diagnostics[0]
-            self.bar.set_description(f"epoch {epoch}/{self.cfg.epochs} loss {metrics[rs.M_TRAIN_LOSS]:.3f} {probability} {metrics[probability]:.3f}")
+            loss = metrics[rs.M_TRAIN_LOSS]
+            self.bar.set_description(f"epoch {epoch}/{self.cfg.epochs} loss {loss:.3f} {probability} {metrics[probability]:.3f}")
             self.bar.update(1)
 
     def close(self, final: dict[str, float]) -> None:

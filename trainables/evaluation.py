@@ -121,7 +121,9 @@ def train_classifier(
     return selection
 
 
-def shuffled_batches(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def shuffled_batches(
+    inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, generator: torch.Generator
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     order = torch.randperm(len(labels), generator=generator, device=generator.device)
     return [(inputs[i], labels[i]) for i in order.split(batch_size)]
 
@@ -150,7 +152,9 @@ def finetune(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> Selec
     crop_flip = SimCLRAugment(dataclasses.replace(p.aug_cfg, crop_scale=(0.2, 1.0), jitter_prob=0.0, gray_prob=0.0, blur_prob=0.0))
     train = p.data.train
     if not train.in_memory:
-        raise ConfigError(f"mode='finetune' holds the training images in memory; dataset={p.config.dataset!r} streams from its files (raise in_memory_gb)")
+        raise ConfigError(
+            f"mode='finetune' holds the training images in memory; dataset={p.config.dataset!r} streams from its files (raise in_memory_gb)"
+        )
     train_images = torch.cat(list(train.batches(len(train))))
 
     def batches(g: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -162,7 +166,8 @@ def finetune(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> Selec
         logits = torch.cat([network(eval_transform(x.to(device), p.aug_cfg)) for x in split.batches(eval_cfg.batch_size)])
         return accuracy(logits, split.labels.to(device))
 
-    return train_classifier(network, list(network.parameters()), batches, lambda: (split_accuracy(p.data.val), split_accuracy(p.data.test)), eval_cfg, device)
+    evaluate = lambda: (split_accuracy(p.data.val), split_accuracy(p.data.test))  # noqa: E731
+    return train_classifier(network, list(network.parameters()), batches, evaluate, eval_cfg, device)
 
 
 @torch.no_grad()
@@ -174,7 +179,8 @@ def knn_evaluation(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) ->
     bank_labels = p.data.train.labels.to(device)
 
     def split_acc(split: Images) -> float:
-        pred = knn_predict(bank, bank_labels, split_features(encode, split), k=eval_cfg.knn_k, temperature=eval_cfg.knn_temperature, num_classes=p.data.spec.num_classes)
+        queries, classes = split_features(encode, split), p.data.spec.num_classes
+        pred = knn_predict(bank, bank_labels, queries, k=eval_cfg.knn_k, temperature=eval_cfg.knn_temperature, num_classes=classes)
         return (pred.cpu() == split.labels).float().mean().item()
 
     val_acc, test_acc = split_acc(p.data.val), split_acc(p.data.test)
@@ -217,7 +223,9 @@ def eval_run(tracking_uri: str, p: Pretrained, eval_cfg: EvalConfig, checkpoint:
     return create_run(tracking_uri, experiment, run_name=name, params=params, tags=tags, parent_run_id=p.pretrain_run_id or None)
 
 
-def evaluate_and_record(p: Pretrained, eval_cfg: EvalConfig, device: torch.device, *, tracking_uri: str | None, checkpoint: str, log: bool = True) -> dict[str, float]:
+def evaluate_and_record(
+    p: Pretrained, eval_cfg: EvalConfig, device: torch.device, *, tracking_uri: str | None, checkpoint: str, log: bool = True
+) -> dict[str, float]:
     """Evaluate, recording a child MLflow run of the pretraining run (see :func:`record`)."""
     run_id = eval_run(tracking_uri, p, eval_cfg, checkpoint) if log and tracking_uri else None
     return record(p, eval_cfg, device, tracking_uri=tracking_uri, run_id=run_id)

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import LRScheduler
 
 from trainables import faults
 from trainables import run_schema as rs
@@ -52,11 +53,15 @@ def pretrain(cfg: PretrainConfig, session: Session, end: EpochEnd | None = None)
     c = build_components(cfg, download=cfg.download and rank == 0)
     end.log_params({"data": c.data.describe()})  # what the config left to the data: resolution, statistics, classes
     c = replace(c, model=prepare_for_device(c.model, device, distributed=world_size > 1))
-    forward: nn.Module = DistributedDataParallel(c.model, device_ids=[device] if device.type == "cuda" else None) if world_size > 1 else c.model
+    forward: nn.Module = c.model
+    if world_size > 1:
+        forward = DistributedDataParallel(c.model, device_ids=[device] if device.type == "cuda" else None)
     if cfg.compile:
         forward = torch.compile(forward)
     steps = steps_per_epoch(cfg, c.data)
-    optimizer = build_optimizer(cfg.optimizer, c.model, scaled_lr(cfg.lr, cfg.batch_size, cfg.lr_scaling), weight_decay=cfg.weight_decay, momentum=cfg.momentum, fused=device.type == "cuda")
+    lr = scaled_lr(cfg.lr, cfg.batch_size, cfg.lr_scaling)
+    fused = device.type == "cuda"
+    optimizer = build_optimizer(cfg.optimizer, c.model, lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum, fused=fused)
     schedule = build_schedule(optimizer, cfg.schedule, warmup_steps=cfg.warmup_epochs * steps, total_steps=cfg.epochs * steps)
     loss = build_loss(cfg.loss, gather_distributed=cfg.gather, **cfg.loss_hyperparameters())
     augment = SimCLRAugment(c.aug_cfg)
@@ -71,7 +76,9 @@ def pretrain(cfg: PretrainConfig, session: Session, end: EpochEnd | None = None)
         batches, epoch_loss = injected.inject(epoch, local_batches(resident, cfg, epoch, rank, world_size), loss)
         generator = augment_generator(cfg.seed, epoch, device)
         try:
-            metrics = train_one_epoch(forward, epoch_loss, augment, optimizer, schedule, batches, cfg=cfg, epoch=epoch, rows=rows, generator=generator)
+            metrics = train_one_epoch(
+                forward, epoch_loss, augment, optimizer, schedule, batches, cfg=cfg, epoch=epoch, rows=rows, generator=generator
+            )
         except (RuntimeError, torch.OutOfMemoryError) as err:
             if is_out_of_memory(err):
                 raise out_of_memory(cfg, world_size, err) from err
@@ -104,7 +111,7 @@ class Trained:
 
 
 def train_one_epoch(
-    forward: nn.Module, loss: nn.Module, augment: SimCLRAugment, optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler,
+    forward: nn.Module, loss: nn.Module, augment: SimCLRAugment, optimizer: torch.optim.Optimizer, schedule: LRScheduler,
     batches: Iterable[torch.Tensor], *, cfg: PretrainConfig, epoch: int, rows: slice, generator: torch.Generator,
 ) -> dict[str, float]:
     """One pass over ``batches`` (this worker's rows ``rows`` of each global batch); the epoch's metrics,
@@ -163,7 +170,7 @@ def steps_per_epoch(cfg: PretrainConfig, data: Splits) -> int:
 
 
 def checkpoint_state(
-    cfg: PretrainConfig, c: Components, optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler, device: torch.device,
+    cfg: PretrainConfig, c: Components, optimizer: torch.optim.Optimizer, schedule: LRScheduler, device: torch.device,
     epoch: int, end: EpochEnd, best_knn: float,
 ) -> dict[str, Any]:
     state = {
@@ -181,7 +188,9 @@ def checkpoint_state(
     return state
 
 
-def restore(session: Session, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler, device: torch.device) -> tuple[int, float]:
+def restore(
+    session: Session, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: LRScheduler, device: torch.device
+) -> tuple[int, float]:
     """Load the newest valid checkpoint the session offers; (epoch done, best kNN so far)."""
     found = load_latest_valid(session.checkpoints(), map_location=device)
     if found is None:

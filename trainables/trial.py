@@ -24,7 +24,9 @@ from trainables.study_context import StudyContext, uses_train_workers
 from trainables.tracking import create_run, pretrain_params, trial_run_name
 
 
-def train_and_evaluate(cfg: PretrainConfig, session: Session, *, run_id: str | None, tracking_uri: str | None, evaluation: EvalConfig | None) -> None:
+def train_and_evaluate(
+    cfg: PretrainConfig, session: Session, *, run_id: str | None, tracking_uri: str | None, evaluation: EvalConfig | None
+) -> None:
     """Pretrain, then evaluate the encoder in memory (a child MLflow run of ``run_id``).
 
     The last epoch's report waits for the evaluation, so that the report Tune sees last carries
@@ -36,7 +38,9 @@ def train_and_evaluate(cfg: PretrainConfig, session: Session, *, run_id: str | N
         return
     pretrained = Pretrained(trained.components, cfg, trained.epoch, run_id or "")
     try:
-        result = evaluate_and_record(pretrained, evaluation, trained.device, tracking_uri=tracking_uri, checkpoint=f"epoch {trained.epoch}", log=session.rank == 0)
+        checkpoint = f"epoch {trained.epoch}"
+        log = session.rank == 0
+        result = evaluate_and_record(pretrained, evaluation, trained.device, tracking_uri=tracking_uri, checkpoint=checkpoint, log=log)
     except BaseException:
         end.discard()
         raise
@@ -58,7 +62,8 @@ def trial_run(context: StudyContext, trial_id: str, cfg: PretrainConfig) -> str:
     tags = {rs.KIND: rs.KIND_PRETRAIN, rs.STUDY: context.study, rs.TRIAL_ID: trial_id, rs.TRAIN_RUN: train_run_name(cfg, trial_id)}
     if uses_train_workers(cfg):  # a one-worker trial's checkpoints are Tune's, in its trial folder (set when it ends)
         tags[rs.CHECKPOINTS] = f"{context.storage_path.rstrip('/')}/{train_run_name(cfg, trial_id)}"
-    return create_run(context.tracking_uri, context.experiment, run_name=trial_run_name(cfg), params=pretrain_params(cfg), tags=tags, parent_run_id=context.study_run_id)
+    name, params = trial_run_name(cfg), pretrain_params(cfg)
+    return create_run(context.tracking_uri, context.experiment, run_name=name, params=params, tags=tags, parent_run_id=context.study_run_id)
 
 
 def train_run_name(cfg: PretrainConfig, trial_id: str) -> str:
@@ -73,7 +78,8 @@ def run_trial(params: dict[str, Any], context: StudyContext) -> None:
     cfg = from_dict(context.trial_config(params))
     run_id = trial_run(context, trial_id, cfg)
     if not uses_train_workers(cfg):
-        train_and_evaluate(cfg, TuneSession(), run_id=run_id, tracking_uri=context.tracking_uri, evaluation=EvalConfig(**context.evaluation))
+        evaluation = EvalConfig(**context.evaluation)
+        train_and_evaluate(cfg, TuneSession(), run_id=run_id, tracking_uri=context.tracking_uri, evaluation=evaluation)
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 
