@@ -46,7 +46,9 @@ def reference_knn_test_accuracy(seed: int) -> float:
 
 
 def baseline(seed: int, evaluation: EvalConfig, study: tuple[str, str]) -> dict[str, float]:
-    return random_init_baseline(from_dict(CFG | {"seed": seed}), evaluation, tracking_uri=study[0], study_run_id=study[1])
+    """The metrics of the baseline run the call made (or found)."""
+    run_id = random_init_baseline(from_dict(CFG | {"seed": seed}), evaluation, tracking_uri=study[0], study_run_id=study[1])
+    return MlflowClient(study[0]).get_run(run_id).data.metrics
 
 
 @pytest.fixture()

@@ -20,9 +20,9 @@ from trainables.mlflow_search import search_runs
 from trainables.tracking import create_run
 
 
-def random_init_baseline(cfg: PretrainConfig, evaluation: EvalConfig, *, tracking_uri: str, study_run_id: str) -> dict[str, float]:
+def random_init_baseline(cfg: PretrainConfig, evaluation: EvalConfig, *, tracking_uri: str, study_run_id: str) -> str:
     """Evaluate the randomly initialised encoder of ``cfg`` (its seed is the study seed) as a
-    baseline run under the study run ``study_run_id``; the evaluation's metrics.
+    baseline run under the study run ``study_run_id``; the baseline run's id.
 
     Run it once per study seed with the study's evaluation. A FINISHED baseline run of the same
     seed and evaluation mode under the study is reused, not repeated, so a resumed study adds no
@@ -32,7 +32,7 @@ def random_init_baseline(cfg: PretrainConfig, evaluation: EvalConfig, *, trackin
     study_run = client.get_run(study_run_id)
     done = finished_baseline(client, study_run, cfg.seed, evaluation.mode)
     if done is not None:
-        return {k: v for k, v in done.data.metrics.items()}
+        return done.info.run_id
     device = training_device(cfg)
     c = build_components(cfg)
     c.model.to(device)
@@ -42,8 +42,8 @@ def random_init_baseline(cfg: PretrainConfig, evaluation: EvalConfig, *, trackin
     name = f"random-init-{evaluation.mode}-s{cfg.seed}"
     params = eval_params(encoder, evaluation)
     run_id = create_run(tracking_uri, experiment, run_name=name, params=params, tags=tags, parent_run_id=study_run_id)
-    result = record(encoder, evaluation, device, tracking_uri=tracking_uri, run_id=run_id)
-    return {k: v for k, v in result.items() if isinstance(v, float)}
+    record(encoder, evaluation, device, tracking_uri=tracking_uri, run_id=run_id)
+    return run_id
 
 
 def finished_baseline(client: MlflowClient, study_run: Run, seed: int, mode: str) -> Run | None:
