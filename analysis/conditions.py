@@ -129,7 +129,15 @@ def _values(trials: pd.DataFrame, column: str) -> list[object]:
     """The distinct values of a column (a string for each, as logged), or none where it is absent."""
     if column not in trials.columns:
         return []
-    return sorted({format_value(value) for value in trials[column].dropna()}, key=str)
+    return sorted({format_value(value) for value in trials[column].dropna()}, key=_numeric_first)
+
+
+def _numeric_first(value: str) -> tuple[int, float, str]:
+    """Sort numbers by value (32 before 128), then text."""
+    try:
+        return 0, float(value), ""
+    except ValueError:
+        return 1, 0.0, value
 
 
 def _differs(values: list[object], expected: object) -> bool:
@@ -191,8 +199,9 @@ def _blur(trials: pd.DataFrame, paper: PaperRecipe) -> str:
     values = _values(trials, _PARAM + "blur_prob")
     if values and not _differs(values, paper.blur_prob):
         return ""
-    ours = f"blur probability {_text(values)}" if values else "the dataset's default augmentation (blur_prob not set)"
-    return f"Augmentation: {ours} (the paper: {paper.blur})."
+    if not values:
+        return f"Augmentation: the dataset's default (blur_prob not set; the paper: {paper.blur})."
+    return f"Augmentation: blur probability {_text(values)} (the paper: {paper.blur})."
 
 
 def _precision(trials: pd.DataFrame, paper: PaperRecipe) -> str:
@@ -249,7 +258,7 @@ def _probe_recipe(trials: pd.DataFrame, paper: PaperRecipe) -> str:
     step = ""
     if len(batches) == 1 and not lrs and float(str(batches[0])) < paper.probe_batch_size:
         ratio = paper.probe_batch_size / float(str(batches[0]))
-        step = f"; the same lr at a {format_value(ratio)}× smaller batch is a {format_value(ratio)}× larger step per example"
+        step = f"; the same lr at a batch {format_value(ratio)}× smaller is {format_value(ratio)}× the step per example"
     return (
         f"Linear probe: batch {_text(batches) or '—'}, lr {lr}, {_text(epochs) or '—'} epochs "
         f"(the paper: batch {paper.probe_batch_size}, lr {format_value(paper.probe_lr)}, {paper.probe_epochs} epochs{step})."

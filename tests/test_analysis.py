@@ -528,7 +528,7 @@ def test_conditions_list_what_departs_from_the_papers_recipe(study: Study, small
     assert "Precision: bf16 autocast" in text  # precision auto on cuda
     assert "blur probability 0.5 (the paper: no blur" in text
     assert "validation split of 0.1" in text
-    assert "Linear probe: batch 512, lr 1.6 (the recipe's), 100 epochs" in text and "8× larger step" in text
+    assert "Linear probe: batch 512, lr 1.6 (the recipe's), 100 epochs" in text and "8× the step per example" in text
     assert "Evaluation input: frozen features of unaugmented images" in text
     # The synthetic study runs the AttentionNCE lineage's recipe at τ 0.5 and batch sizes that include 256.
     lineage = "\n".join(conditions(load_study(NAME, study.uri)))
