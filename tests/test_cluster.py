@@ -70,31 +70,100 @@ class Layout:
 
 
 def mlflow_command(lay: Layout) -> list[str]:
-    return ["mlflow", "server", "--host", "127.0.0.1", "--port", str(lay.mlflow), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{lay.root}/mlflow/mlflow.db", "--artifacts-destination", f"{lay.root}/mlflow/artifacts"]
+    return [
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(lay.mlflow),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{lay.root}/mlflow/mlflow.db",
+        "--artifacts-destination",
+        f"{lay.root}/mlflow/artifacts",
+    ]
 
 
 def head_command(lay: Layout) -> list[str]:
-    return ["ray", "start", "--head", f"--port={lay.gcs}", f"--dashboard-port={lay.dashboard}", f"--ray-client-server-port={lay.client}",
-            "--num-cpus=0", '--resources={"TRAIN_DRIVER": 8}', "--object-store-memory=100000000", f"--dashboard-agent-listen-port={lay.agents[0]}",
-            "--disable-usage-stats"]
+    return [
+        "ray",
+        "start",
+        "--head",
+        f"--port={lay.gcs}",
+        f"--dashboard-port={lay.dashboard}",
+        f"--ray-client-server-port={lay.client}",
+        "--num-cpus=0",
+        '--resources={"TRAIN_DRIVER": 8}',
+        "--object-store-memory=100000000",
+        f"--dashboard-agent-listen-port={lay.agents[0]}",
+        "--disable-usage-stats",
+    ]
 
 
 def worker_command(lay: Layout, index: int) -> list[str]:
-    return ["ray", "start", f"--address=127.0.0.1:{lay.gcs}", f"--node-name=worker-{index}", "--num-cpus=1", "--object-store-memory=100000000",
-            f"--dashboard-agent-listen-port={lay.agents[index]}", "--disable-usage-stats"]
+    return [
+        "ray",
+        "start",
+        f"--address=127.0.0.1:{lay.gcs}",
+        f"--node-name=worker-{index}",
+        "--num-cpus=1",
+        "--object-store-memory=100000000",
+        f"--dashboard-agent-listen-port={lay.agents[index]}",
+        "--disable-usage-stats",
+    ]
 
 
 def study_args(lay: Layout, name: str) -> list[str]:
     """infonce at batch 64 and 128 on digits, 3 epochs, two DDP workers per trial, a checkpoint every epoch."""
-    return ["--preset", "quickstart", "--name", name, "--set", "loss=infonce", "--set", "batch_size=[64,128]", "--set", "workers=2",
-            "--set", "cpus_per_worker=0.5", "--set", f"epochs={EPOCHS}", "--set", "n_save_epochs=1", "--set", "limit_train=512",
-            "--set", "knn_k=10", "--set", "eval.mode=knn", "--max-concurrent", "2", "--max-failures", "1",
-            "--storage-path", f"{lay.root}/storage", "--tracking-uri", lay.tracking_uri]
+    return [
+        "--preset",
+        "quickstart",
+        "--name",
+        name,
+        "--set",
+        "loss=infonce",
+        "--set",
+        "batch_size=[64,128]",
+        "--set",
+        "workers=2",
+        "--set",
+        "cpus_per_worker=0.5",
+        "--set",
+        f"epochs={EPOCHS}",
+        "--set",
+        "n_save_epochs=1",
+        "--set",
+        "limit_train=512",
+        "--set",
+        "knn_k=10",
+        "--set",
+        "eval.mode=knn",
+        "--max-concurrent",
+        "2",
+        "--max-failures",
+        "1",
+        "--storage-path",
+        f"{lay.root}/storage",
+        "--tracking-uri",
+        lay.tracking_uri,
+    ]
 
 
 def resume_args(lay: Layout, name: str) -> list[str]:
-    return ["--resume", name, "--max-concurrent", "2", "--max-failures", "1", "--storage-path", f"{lay.root}/storage", "--tracking-uri", lay.tracking_uri]
+    return [
+        "--resume",
+        name,
+        "--max-concurrent",
+        "2",
+        "--max-failures",
+        "1",
+        "--storage-path",
+        f"{lay.root}/storage",
+        "--tracking-uri",
+        lay.tracking_uri,
+    ]
 
 
 def submit_command(lay: Layout, sweep_args: list[str], *job_options: str) -> list[str]:
@@ -111,9 +180,15 @@ def stop_command(lay: Layout, job: str) -> list[str]:
 def test_the_laptop_section_shows_the_commands_the_tests_run() -> None:
     section = DOCS.read_text().split("Try the cluster flow on your laptop\n", 1)[1].split("\n## ", 1)[0]
     lay = Layout()
-    shown = [mlflow_command(lay), head_command(lay), worker_command(lay, 1), worker_command(lay, 2),
-             submit_command(lay, study_args(lay, "laptop"), "--submission-id=laptop-1"),
-             stop_command(lay, "laptop-1"), submit_command(lay, resume_args(lay, "laptop"))]
+    shown = [
+        mlflow_command(lay),
+        head_command(lay),
+        worker_command(lay, 1),
+        worker_command(lay, 2),
+        submit_command(lay, study_args(lay, "laptop"), "--submission-id=laptop-1"),
+        stop_command(lay, "laptop-1"),
+        submit_command(lay, resume_args(lay, "laptop")),
+    ]
     lines = section.replace("\\\n", " ").splitlines()
     for command in shown:
         line = shlex.join(command)
@@ -221,8 +296,9 @@ class Cluster:
         """``command`` in a session of its own, ``--block``ed so that its process is the node's."""
         argv = [str(BIN / command[0]), *command[1:]] + (["--block"] if command[:2] == ["ray", "start"] else [])
         with (self.logs / f"{name}.log").open("ab") as log:
-            self.processes[name] = subprocess.Popen(argv, env=self.env | (env or {}), stdout=log, stderr=subprocess.STDOUT,
-                                                    start_new_session=True, cwd=REPO)
+            self.processes[name] = subprocess.Popen(
+                argv, env=self.env | (env or {}), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO
+            )
 
     def run(self, command: list[str], timeout: float) -> subprocess.CompletedProcess:
         argv = [str(BIN / command[0]), *command[1:]]
@@ -263,7 +339,11 @@ def cluster() -> Iterator[Cluster]:
     # Token auth on, as Ray 2.61 makes it for every cluster, with a token of the test's own (the
     # docs' users generate ~/.ray/auth_token instead, which every Ray command reads the same way).
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    env = os.environ | auth | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_TMPDIR": str(root / "ray"), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env = (
+        os.environ
+        | auth
+        | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_TMPDIR": str(root / "ray"), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    )
     env.pop("RAY_ADDRESS", None)
     # Train's placement-group cleaner finds the dashboard by scanning local processes for a Ray
     # cluster and takes the newest; this machine may run other Ray clusters, so name ours.
@@ -348,7 +428,9 @@ def test_a_submitted_study_places_trials_on_both_worker_nodes_in_one_mlflow_tree
     workers = {cluster.nodes()[name] for name in ("worker-1", "worker-2")}
     assert {r.data.tags[rs.NODE_ID] for r in runs} == workers  # one trial on each worker node, none on the head
     client = MlflowClient(cluster.lay.tracking_uri)
-    [study_run] = client.search_runs([runs[0].info.experiment_id], filter_string=f"tags.`{rs.STUDY}` = 'whole' and tags.`{rs.KIND}` = '{rs.KIND_STUDY}'")
+    [study_run] = client.search_runs(
+        [runs[0].info.experiment_id], filter_string=f"tags.`{rs.STUDY}` = 'whole' and tags.`{rs.KIND}` = '{rs.KIND_STUDY}'"
+    )
     assert study_run.info.status == "FINISHED"
     assert all(r.data.tags[rs.PARENT] == study_run.info.run_id for r in runs)  # one tree
 

@@ -7,7 +7,7 @@ the image's packages (and what they require) through a .pth file, so pip sees th
 and torch is not copied. Then ``pip install --no-index --find-links=WHEELHOUSE -r
 WHEELHOUSE/requirements.txt``, the docs' one line, and a two-trial study with two Ray Train workers
 per trial (Ray Core, Tune, Train, the dashboard, MLflow and Optuna's journal all load) from a
-folder outside the repository, so the installed project runs, not the checkout. Every Python
+folder outside the repository (``python -m study.run_sweep``), so the installed project runs, not the checkout. Every Python
 process of the run lists the modules it imported (an audit hook), and the report says which of
 Ray's parts were loaded: the dropped parts of tools/trim_ray_wheel.py must not be among them.
 """
@@ -72,24 +72,68 @@ def main(argv: list[str] | None = None) -> int:
         image_site(args.image_has, work / "image")
         (site / "image.pth").write_text(str(work / "image") + "\n")
         python = venv / "bin" / "python"
-        # No pip configuration of this machine (an index or find-links there would not be offline);
-        # and the image's setuptools (torch requires it), not the older one venv bundles.
-        quiet = os.environ | {"PIP_CONFIG_FILE": os.devnull}
+        # No pip configuration of this machine (an index or find-links there would not be offline),
+        # no PYTHONPATH (a checkout's nce_study.egg-info there reads as the project installed), and
+        # the image's setuptools (torch requires it), not the older one venv bundles.
+        quiet = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PIP_CONFIG_FILE": os.devnull}
         subprocess.run([str(python), "-m", "pip", "uninstall", "--quiet", "--yes", "setuptools"], check=True, env=quiet)
         wheelhouse = args.wheelhouse.resolve()
         started = time.monotonic()
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-index", f"--find-links={wheelhouse}", "-r", str(wheelhouse / "requirements.txt")],
-                       check=True, env=quiet)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-index",
+                f"--find-links={wheelhouse}",
+                "-r",
+                str(wheelhouse / "requirements.txt"),
+            ],
+            check=True,
+            env=quiet,
+        )
         print(f"offline install: {time.monotonic() - started:.0f} s")
         logs, run_dir = work / "imports", work / "run"
         logs.mkdir(), run_dir.mkdir()
         (work / "hook").mkdir()
         (work / "hook" / "sitecustomize.py").write_text(AUDIT_HOOK)
-        env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(work), "PYTHONPATH": str(work / "hook"), "NCE_IMPORT_LOG": str(logs),
-               "RAY_TMPDIR": str(work / "ray"), "RAY_USAGE_STATS_ENABLED": "0"}
-        study = [str(python), str(REPO / "study" / "run_sweep.py"), "--preset", "quickstart", "--name", "offline", "--set", "loss=[infonce,flatnce]",
-                 "--set", "batch_size=[64]", "--set", "workers=2", "--set", "cpus_per_worker=0.5", "--set", "epochs=2", "--set", "limit_train=256",
-                 "--set", "knn_k=10", "--set", "eval.mode=knn", "--max-concurrent", "1"]
+        env = {
+            "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+            "HOME": str(work),
+            "PYTHONPATH": str(work / "hook"),
+            "NCE_IMPORT_LOG": str(logs),
+            "RAY_TMPDIR": str(work / "ray"),
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+        study = [
+            str(python),
+            "-m",
+            "study.run_sweep",
+            "--preset",
+            "quickstart",
+            "--name",
+            "offline",
+            "--set",
+            "loss=[infonce,flatnce]",
+            "--set",
+            "batch_size=[64]",
+            "--set",
+            "workers=2",
+            "--set",
+            "cpus_per_worker=0.5",
+            "--set",
+            "epochs=2",
+            "--set",
+            "limit_train=256",
+            "--set",
+            "knn_k=10",
+            "--set",
+            "eval.mode=knn",
+            "--max-concurrent",
+            "1",
+        ]
         started = time.monotonic()
         done = subprocess.run(study, cwd=run_dir, env=env, capture_output=True, text=True)
         print(f"study: rc {done.returncode} in {time.monotonic() - started:.0f} s")

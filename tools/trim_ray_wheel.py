@@ -59,9 +59,11 @@ def trim(wheel: Path, out_dir: Path) -> Path:
             if info.filename.startswith(DROPPED) or info.filename == f"{old_info}RECORD":
                 continue
             data = src.read(info)
-            name = new_info + info.filename[len(old_info):] if info.filename.startswith(old_info) else info.filename
+            name = new_info + info.filename[len(old_info) :] if info.filename.startswith(old_info) else info.filename
             if name == f"{new_info}METADATA":
-                data = re.sub(rb"^Version: (.+)$", lambda m: b"Version: " + m.group(1) + f"+{LOCAL_LABEL}".encode(), data, count=1, flags=re.M)
+                data = re.sub(
+                    rb"^Version: (.+)$", lambda m: b"Version: " + m.group(1) + f"+{LOCAL_LABEL}".encode(), data, count=1, flags=re.M
+                )
             if name == f"{new_info}entry_points.txt":  # no `serve` command pointing at a dropped package
                 data = b"".join(line for line in data.splitlines(keepends=True) if not dropped_target(line))
             copy = zipfile.ZipInfo(name, info.date_time)

@@ -64,7 +64,9 @@ def closure(roots: list[Requirement]) -> set[str]:
         try:
             requires = md.distribution(req.name).requires or []
         except md.PackageNotFoundError:
-            raise SystemExit(f"{req.name} is required but not installed here; run this from the project's environment (make install)") from None
+            raise SystemExit(
+                f"{req.name} is required but not installed here; run this from the project's environment (make install)"
+            ) from None
         for text in requires:
             sub = Requirement(text)
             if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in (extras or {""})):
@@ -127,7 +129,9 @@ def summary(wheels: dict[str, int]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image-has", nargs="+", default=list(IMAGE_DEFAULT), metavar="PACKAGE", help="packages the target image already has")
+    parser.add_argument(
+        "--image-has", nargs="+", default=list(IMAGE_DEFAULT), metavar="PACKAGE", help="packages the target image already has"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "wheelhouse", help="wheelhouse folder, replaced whole (default: wheelhouse/)")
     parser.add_argument("--record", action="store_true", help="append the sizes to benchmarks/RESULTS.md (results/wheelhouse.json)")
     args = parser.parse_args(argv)
@@ -140,9 +144,18 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.common import record, report_header
 
         command = "python -m tools.wheelhouse " + " ".join(sys.argv[1:] if argv is None else argv)
-        report = report_header("wheelhouse", __file__, argv, packages=("pip",)) | {"command": command, "image_has": args.image_has, "wheels": wheels}
+        report = report_header("wheelhouse", __file__, argv, packages=("pip",)) | {
+            "command": command,
+            "image_has": args.image_has,
+            "wheels": wheels,
+        }
         largest = ", ".join(f"{name.split('-')[0]} {size / 2**20:.1f}" for name, size in list(wheels.items())[:5])
-        record("wheelhouse", report, f"`{command}`; image has {' '.join(args.image_has)}; requirements.lock", f"{summary(wheels)}; largest (MiB): {largest}")
+        record(
+            "wheelhouse",
+            report,
+            f"`{command}`; image has {' '.join(args.image_has)}; requirements.lock",
+            f"{summary(wheels)}; largest (MiB): {largest}",
+        )
     return 0
 
 
