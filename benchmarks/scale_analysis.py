@@ -1,0 +1,317 @@
+"""How `analysis` load and table time grow with the study: a 5,000-trial study in real MLflow stores.
+
+The study is written straight into MLflow's own SQL schema (MLflow's SqlAlchemyStore creates the
+schema and the experiment, then one multi-row insert per table), shaped as run_sweep writes it:
+a study run, N trial runs (the params of a real quickstart config, tags, --epochs values of each
+per-epoch metric, the final metrics) and one kNN evaluation run under each trial. Then, for each
+store, ``analysis.load.load_study`` and ``python -m analysis tables`` (in this process, output
+discarded) are timed, --repeats times each:
+
+    sqlite           the tracking URI is the SQLite file itself (a local study's default)
+    server-sqlite    ``mlflow server`` on that SQLite file, over HTTP (docs/cluster.md's head)
+    server-postgres  ``mlflow server`` on PostgreSQL (Debian's postgresql, started here in a
+                     temporary folder on a free port and stopped at the end)
+
+    python benchmarks/scale_analysis.py                      # 5,000 trials, all three stores
+    python benchmarks/scale_analysis.py --trials 500 --stores sqlite
+
+Goal: the tables of a 5,000-trial study in under 10 s. Where a store misses it, --profile
+writes the cProfile of one table run (top functions by cumulative time) into the result.
+PostgreSQL needs ``pip install -e .[postgres]`` (psycopg2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import median, record, report_header  # noqa: E402
+
+STUDY = "scale"
+EXPERIMENT = "nce-study"
+STORES = ("sqlite", "server-sqlite", "server-postgres")
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+EPOCH_METRICS = ("train_loss", "pos_prob", "grad_scale", "lr_now", "images_per_s", "val_knn_acc")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def study_rows(trials: int, epochs: int, experiment_id: int) -> dict[str, list[dict[str, Any]]]:
+    """Rows of MLflow's runs, tags, params, metrics and latest_metrics tables for the whole study."""
+    from search_spaces import PRESETS
+    from trainables.study_context import trial_config
+    from trainables import run_schema as rs
+    from trainables.config import from_dict
+    from trainables.tracking import pretrain_params
+
+    preset = PRESETS["quickstart"]
+    rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("runs", "tags", "params", "metrics", "latest_metrics")}
+    now = int(time.time() * 1000)
+
+    def run(name: str, tags: dict[str, str], params: dict[str, Any], metrics: list[tuple[str, float, int]], start: int) -> str:
+        run_id = uuid.uuid4().hex
+        rows["runs"].append(
+            {
+                "run_uuid": run_id,
+                "name": name,
+                "source_type": "LOCAL",
+                "source_name": "",
+                "entry_point_name": "",
+                "user_id": "bench",
+                "status": "FINISHED",
+                "start_time": start,
+                "end_time": start + 1000,
+                "source_version": "",
+                "lifecycle_stage": "active",
+                "artifact_uri": f"mlflow-artifacts:/{experiment_id}/{run_id}/artifacts",
+                "experiment_id": experiment_id,
+            }
+        )
+        rows["tags"] += [{"key": k, "value": v, "run_uuid": run_id} for k, v in tags.items()]
+        rows["params"] += [{"key": k, "value": str(v), "run_uuid": run_id} for k, v in params.items() if v is not None]
+        latest: dict[str, tuple[float, int]] = {}
+        for key, value, step in metrics:
+            rows["metrics"].append(
+                {"key": key, "value": value, "timestamp": start + step, "step": step, "is_nan": False, "run_uuid": run_id}
+            )
+            latest[key] = (value, step)
+        rows["latest_metrics"] += [
+            {"key": k, "value": v, "timestamp": start + s, "step": s, "is_nan": False, "run_uuid": run_id} for k, (v, s) in latest.items()
+        ]
+        return run_id
+
+    study = run(STUDY, {rs.KIND: rs.KIND_STUDY, rs.STUDY: STUDY, rs.PRESET: "quickstart"}, {"preset": "quickstart"}, [], now)
+    losses, batches = ("infonce", "flatnce", "dcl", "hcl", "attentionnce"), (32, 64, 128, 256, 512)
+    configs: dict[tuple[str, int], dict[str, Any]] = {}  # validating a config costs ms: once per grid cell
+    for i in range(trials):
+        loss, batch = losses[i % 5], batches[(i // 5) % 5]
+        if (loss, batch) not in configs:
+            configs[loss, batch] = pretrain_params(
+                from_dict(trial_config(preset.fixed | {"epochs": epochs}, preset.per_loss, {"loss": loss, "batch_size": batch}))
+            )
+        acc = 0.5 + 0.4 * ((i * 7919) % 1000) / 1000
+        per_epoch = [(m, acc * e / epochs, e) for e in range(1, epochs + 1) for m in EPOCH_METRICS]
+        final = [
+            (rs.M_FINAL_VAL_KNN, acc, 0),
+            (rs.M_BEST_VAL_KNN, acc, 0),
+            (rs.M_WALL_CLOCK, 60.0, 0),
+            (rs.M_DEVICE_HOURS, 0.02, 0),
+            (rs.M_EPOCHS_DONE, epochs, 0),
+        ]
+        tags = {
+            rs.KIND: rs.KIND_PRETRAIN,
+            rs.STUDY: STUDY,
+            rs.TRIAL_ID: f"t{i:05d}",
+            rs.PARENT: study,
+            rs.STATUS: rs.STATUS_COMPLETED,
+            rs.CODE_VERSION: "bench",
+        }
+        trial = run(f"trial-{i}", tags, configs[loss, batch] | {rs.P_SEED: i // 25}, per_epoch + final, now + 10 * i)
+        eval_tags = {rs.KIND: rs.KIND_EVAL, rs.STUDY: STUDY, rs.PARENT: trial}
+        eval_params = {rs.P_EVAL_MODE: "knn", rs.P_PRETRAIN_RUN_ID: trial, rs.P_CHECKPOINT_EPOCH: epochs}
+        eval_metrics = [
+            (rs.M_TEST_AT_BEST_VAL, acc, 0),
+            (rs.M_BEST_VAL_ACC, acc, 0),
+            (rs.M_BEST_EPOCH, epochs, 0),
+            (rs.M_MAX_TEST_OVER_EPOCHS, acc, 0),
+        ]
+        run(f"eval-{i}", eval_tags, eval_params, eval_metrics, now + 10 * i + 5)
+    return rows
+
+
+def populate(db_uri: str, artifacts: Path, trials: int, epochs: int) -> tuple[int, float]:
+    """MLflow's schema (through its own store), then the study's rows; (runs written, seconds)."""
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    started = time.perf_counter()
+    store = SqlAlchemyStore(db_uri, str(artifacts))
+    experiment_id = int(store.create_experiment(EXPERIMENT, artifact_location=str(artifacts)))
+    rows = study_rows(trials, epochs, experiment_id)
+    tables = {"runs": SqlRun, "tags": SqlTag, "params": SqlParam, "metrics": SqlMetric, "latest_metrics": SqlLatestMetric}
+    with store.engine.begin() as conn:
+        for name, model in tables.items():
+            for start in range(0, len(rows[name]), 5000):
+                conn.execute(model.__table__.insert(), rows[name][start : start + 5000])
+    store.engine.dispose()
+    return len(rows["runs"]), time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def mlflow_server(backend: str, root: Path) -> Iterator[str]:
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        backend,
+        "--artifacts-destination",
+        str(root / "artifacts"),
+    ]
+    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with (root / "server.log").open("ab") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).close()
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server on {backend} did not start:\n{(root / 'server.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def as_postgres(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: its commands run as the ``postgres`` user then."""
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+@contextlib.contextmanager
+def postgres(root: Path) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster with an ``mlflow`` database; its URI."""
+    data, port = root / "pgdata", free_port()
+    data.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+    subprocess.run(as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]), check=True, capture_output=True)
+    subprocess.run(
+        as_postgres(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-w",
+                "-l",
+                str(data / "log"),
+                "-o",
+                f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        subprocess.run(as_postgres([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow"]), check=True)
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow"  # SQLAlchemy 2.1 defaults to psycopg 3
+    finally:
+        subprocess.run(as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]), capture_output=True)
+
+
+def tables_once(uri: str) -> tuple[float, float, int]:
+    """(load_study seconds, `python -m analysis tables` seconds, rows loaded)."""
+    from analysis.__main__ import main as analysis_main
+    from analysis.load import load_study
+
+    started = time.perf_counter()
+    trials = load_study(STUDY, uri, eval_mode="knn")
+    loaded = time.perf_counter() - started
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert analysis_main(["tables", "--study", STUDY, "--tracking-uri", uri, "--eval", "knn"]) == 0
+    return loaded, time.perf_counter() - started, len(trials)
+
+
+def profile_tables(uri: str) -> str:
+    from analysis.__main__ import main as analysis_main
+
+    profiler = cProfile.Profile()
+    with contextlib.redirect_stdout(io.StringIO()):
+        profiler.runcall(analysis_main, ["tables", "--study", STUDY, "--tracking-uri", uri, "--eval", "knn"])
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
+    return out.getvalue()
+
+
+def measure(store: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    folder = root / store
+    folder.mkdir()
+    with contextlib.ExitStack() as stack:
+        db = stack.enter_context(postgres(folder)) if store == "server-postgres" else f"sqlite:///{folder / 'mlflow.db'}"
+        runs, fill_s = populate(db, folder / "artifacts", args.trials, args.epochs)
+        uri = db if store == "sqlite" else stack.enter_context(mlflow_server(db, folder))
+        if args.warm_up:
+            tables_once(uri)  # imports, the server's first queries
+        timings = [tables_once(uri) for _ in range(args.repeats)]
+        result = {
+            "store": store,
+            "runs": runs,
+            "populate_s": round(fill_s, 1),
+            "rows": timings[0][2],
+            "load_s": [round(t[0], 2) for t in timings],
+            "tables_s": [round(t[1], 2) for t in timings],
+        }
+        if args.profile:
+            result["profile"] = profile_tables(uri)
+    print(
+        f"{store:16s} {runs} runs ({result['rows']} trials), filled in {result['populate_s']} s; "
+        f"load_study {median(result['load_s']):.2f} s, tables {median(result['tables_s']):.2f} s (medians of {args.repeats})",
+        flush=True,
+    )
+    if args.profile:
+        print(result["profile"], flush=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=5000)
+    parser.add_argument("--epochs", type=int, default=10, help="values of each per-epoch metric per trial")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--stores", nargs="+", choices=STORES, default=list(STORES))
+    parser.add_argument("--profile", action="store_true", help="add a cProfile of one table run per store")
+    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false", help="time the first load too (imports included)")
+    args = parser.parse_args(argv)
+    report = report_header("scale_analysis", __file__, argv, packages=("mlflow", "pandas", "sqlalchemy", "psycopg2-binary"))
+    report["load_average"] = os.getloadavg()
+    root = Path(tempfile.mkdtemp(prefix="nce-scale-"))
+    if os.geteuid() == 0:
+        os.chmod(root, 0o755)  # the postgres user reaches its data folder inside
+    try:
+        report["stores"] = [measure(store, root, args) for store in args.stores]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    cells = [f"{r['store']}: load {median(r['load_s']):.1f} s, tables {median(r['tables_s']):.1f} s" for r in report["stores"]]
+    settings = (
+        f"{args.trials} trials + {args.trials} kNN eval runs, {args.epochs} epochs x {len(EPOCH_METRICS)} metrics; median of {args.repeats}"
+    )
+    record("scale_analysis", report, settings, "; ".join(cells) + f" (load avg {report['load_average'][0]:.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
