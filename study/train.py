@@ -128,8 +128,10 @@ def train(args: argparse.Namespace, cfg: PretrainConfig, name: str, tracking_uri
     from trainables.session import checkpoint_dir_name
     from trainables.tracking import end_run
 
-    with quiet_ray(Path(cfg.save_dir) / name / "ray.log"):  # Ray's own warnings go to the run's folder, not the console
-        ray.init(address=ray_address(args), logging_level="WARNING", log_to_driver=True)
+    # Ray's start-up warnings (token authentication, ...) do not concern a run: with configure_logging=False ray.init
+    # leaves the "ray" logger without handlers, and quiet_ray keeps them from propagating to the console meanwhile.
+    with quiet_ray(Path(cfg.save_dir) / name / "ray.log"):
+        ray.init(address=ray_address(args), configure_logging=False, log_to_driver=True)
     run_id = mlflow_run(cfg, tracking_uri, name, resume=bool(args.resume))
     trainer = build_trainer(cfg, name=name, storage_path=str(Path(cfg.save_dir).resolve()), run_id=run_id, tracking_uri=tracking_uri, max_failures=args.max_failures)
     with stop_on_signals() as stop:
