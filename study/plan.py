@@ -17,7 +17,7 @@ from typing import Any
 
 from search_spaces import PRESETS, Preset
 from trainables.config import ConfigError, EvalConfig, PretrainConfig, Problem, eval_from_dict, from_dict, load_yaml, problem
-from trainables.losses.catalog import CATALOG, hyperparameter_names
+from trainables.losses.catalog import CATALOG, hyperparameter_names, preset_hyperparameters
 from trainables.study_context import trial_config, uses_train_workers
 
 STUDY_KEYS = ("seeds", "num_samples", "scheduler")
@@ -28,7 +28,7 @@ TPE_VALIDATION_SAMPLES = 50  # suggestions drawn from a search space to check th
 DRIVER_CPU = 0.5  # a Tune trial that only drives a TorchTrainer
 # A field that, given on the command line, replaces these per-loss settings of a preset: an
 # AttentionNCE dataset preset is a (d_pos, d_neg) pair, which explicit values would otherwise beat.
-SUPERSEDES = {"attention_preset": ("d_pos", "d_neg")}
+SUPERSEDES = {"attention_preset": preset_hyperparameters()}
 
 
 def join_split_values(items: list[str]) -> list[str]:

@@ -100,8 +100,8 @@ assert from_dict({"loss": "margin_nce"} | plan.parse_overrides(["margin=0.25"]))
 assert from_dict({"loss": "margin_nce", "attention_preset": "digits"}).loss_hyperparameters() == {"margin": 0.1}
 assert from_dict({"loss": "margin_nce", "attention_preset": "digits", "margin": 0.2}).loss_hyperparameters() == {"margin": 0.2}
 for values, message in (
-    ({"loss": "margin_nce", "attention_preset": "stl10"}, "'stl10' is not published for loss='margin_nce'; allowed: cifar10, digits"),
-    ({"loss": "attentionnce", "attention_preset": "digits"}, "attention_preset='digits' is not published for loss='attentionnce'"),
+    ({"loss": "margin_nce", "attention_preset": "stl10"}, "not published for loss='margin_nce'; allowed: cifar10, digits"),
+    ({"loss": "attentionnce", "attention_preset": "digits"}, "not published for loss='attentionnce'"),
 ):
     with pytest.raises(ConfigError, match=re.escape(message)):
         from_dict(values)
@@ -179,15 +179,24 @@ _RECIPE = "a probe recipe (and the paper recipe it comes from) named after the A
 OTHER_MEANINGS: dict[tuple[str, str], str] = {
     ("trainables/linear_eval.py", "attentionnce"): _RECIPE,
     ("trainables/evaluation.py", "attentionnce"): _RECIPE,
+    ("trainables/config.py", "attentionnce"): _RECIPE,
+    ("study/cli.py", "attentionnce"): _RECIPE,
     ("analysis/conditions.py", "attentionnce"): _RECIPE,
     ("analysis/conditions.py", "infonce"): "the paper recipe's field saying how that paper's code computes InfoNCE",
     ("analysis/conditions.py", "temperature"): "the paper recipe's field holding the temperature that paper used",
     ("trainables/run_schema.py", "temperature"): "the MLflow param every loss logs, typed for the analysis",
 }
 NAMES = (*CATALOG, *HYPERPARAMETERS)
-# A whole word: not inside a longer name (knn_temperature), a dashed preset name (flatnce-batch-size)
-# or a LaTeX command (\\beta).
-WORD = re.compile(r"(?<![\w\-\\])(" + "|".join(map(re.escape, NAMES)) + r")(?![\w-])")
+# Loss names and hyperparameter names that are no English word (tau_plus): as a whole word, not
+# inside a longer name (knn_temperature), a dashed preset name (flatnce-batch-size) or a LaTeX
+# command (\\beta). Names that are English words (temperature, beta) only as a key: the whole
+# string, ``name=`` or ``--name``, so that prose about the kNN's temperature is not a hit.
+_CODED = [name for name in NAMES if name in CATALOG or "_" in name]
+_WORDS = [name for name in NAMES if name not in _CODED]
+WORD = re.compile(
+    r"(?<![\w\-\\])(" + "|".join(map(re.escape, _CODED)) + r")(?![\w-])"
+    + "".join(rf"|^[\"']({re.escape(w)})[\"']$|(?<![\w-])(?:--)?({re.escape(w)})(?==)|--({re.escape(w)})\b" for w in _WORDS)
+)
 
 
 def named_outside_the_catalog(path: str, root: Path = REPO) -> list[str]:
@@ -198,7 +207,8 @@ def named_outside_the_catalog(path: str, root: Path = REPO) -> list[str]:
     for i, token in enumerate(tokens):
         docstring = token.type == tokenize.STRING and previous in statement_start and tokens[i + 1].type == tokenize.NEWLINE
         if token.type == tokenize.STRING and not docstring:
-            names = [name for name in WORD.findall(token.string) if (path, name) not in OTHER_MEANINGS]
+            found = [next(group for group in match if group) for match in WORD.findall(token.string)]
+            names = [name for name in found if (path, name) not in OTHER_MEANINGS]
             hits += [f"{token.start[0]}: {name} in {token.string[:80]}" for name in names]
         elif token.type == tokenize.NAME and token.string in NAMES and tokens[i - 1].string == ".":
             hits += [] if (path, token.string) in OTHER_MEANINGS else [f"{token.start[0]}: .{token.string}"]

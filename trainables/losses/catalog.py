@@ -164,6 +164,11 @@ def preset_names() -> tuple[str, ...]:
     return tuple(dict.fromkeys(preset for entry in CATALOG.values() for preset in entry.presets))
 
 
+def preset_hyperparameters() -> tuple[str, ...]:
+    """The hyperparameters some published preset sets (what an explicit preset choice replaces)."""
+    return tuple(dict.fromkeys(hp for entry in CATALOG.values() for values in entry.presets.values() for hp in values))
+
+
 def takes(name: str) -> str:
     """The hyperparameters of loss ``name`` as a message fragment."""
     return ", ".join(CATALOG[name].hyperparameters)
