@@ -45,6 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import median, record, report_header  # noqa: E402
+from trainables.losses.catalog import CATALOG  # noqa: E402
 
 STUDY = "scale"
 EXPERIMENT = "nce-study"
@@ -104,7 +105,7 @@ def study_rows(trials: int, epochs: int, experiment_id: int) -> dict[str, list[d
         return run_id
 
     study = run(STUDY, {rs.KIND: rs.KIND_STUDY, rs.STUDY: STUDY, rs.PRESET: "quickstart"}, {"preset": "quickstart"}, [], now)
-    losses, batches = ("infonce", "flatnce", "dcl", "hcl", "attentionnce"), (32, 64, 128, 256, 512)
+    losses, batches = tuple(CATALOG), (32, 64, 128, 256, 512)
     configs: dict[tuple[str, int], dict[str, Any]] = {}  # validating a config costs ms: once per grid cell
     for i in range(trials):
         loss, batch = losses[i % 5], batches[(i // 5) % 5]

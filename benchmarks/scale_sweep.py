@@ -40,9 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import ProcessCpu, median, record, report_header  # noqa: E402
+from trainables.losses.catalog import BASELINE  # noqa: E402
 
 KINDS = {
-    "grid": ["--preset", "quickstart", "--set", "loss=infonce", "--set", "batch_size=32", "--set", "limit_train=32"],
+    "grid": ["--preset", "quickstart", "--set", f"loss={BASELINE}", "--set", "batch_size=32", "--set", "limit_train=32"],
     "tpe": ["--preset", "tpe-lr", "--set", "dataset=digits", "--set", "backbone=small", "--set", "gpu=false", "--set", "limit_train=256"],
 }
 COMMON = ["--set", "epochs=1", "--set", "eval.mode=knn", "--set", "eval.knn_k=20", "--max-concurrent", "1"]

@@ -171,8 +171,8 @@ def test_readme_losses_table_lists_exactly_the_catalog() -> None:
 
 # Declarations: data, not logic. Study presets say which losses they compare and with what
 # per-loss settings; the papers' published numbers say which loss each number is for; the
-# offline check's study command narrows its preset to two losses, as a preset would.
-DECLARATIONS = ("search_spaces/", "analysis/reported.py", "tools/offline_check.py")
+# offline check's and the GPU study's commands choose the losses they run, as a preset would.
+DECLARATIONS = ("search_spaces/", "analysis/reported.py", "tools/offline_check.py", "benchmarks/gpu_study.py")
 EXEMPT = ("trainables/losses/", "tests/", "docs/", *DECLARATIONS)
 # Strings that spell a loss's or hyperparameter's name but name something else, by file and name.
 _RECIPE = "a probe recipe (and the paper recipe it comes from) named after the AttentionNCE code base, not the loss"
@@ -221,7 +221,7 @@ def test_no_code_outside_the_losses_names_a_loss_or_its_hyperparameters() -> Non
     """Outside trainables/losses/, tests and docs, loss names and loss hyperparameter names reach
     code only through the catalog: as string literals they would be a second list that goes stale.
     Study presets (search_spaces/), the papers' published numbers (analysis/reported.py) and the
-    offline check's study command are declarations and may name losses and per-loss settings. Docstrings and comments are prose.
+    offline check's and GPU study's commands are declarations and may name losses and per-loss settings. Docstrings and comments are prose.
     ``OTHER_MEANINGS`` lists, with the reason, strings that spell such a name but mean something else."""
     files = subprocess.run(["git", "ls-files", "*.py"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
     found = {name: hits for name in files if not name.startswith(EXEMPT) and (hits := named_outside_the_catalog(name))}
