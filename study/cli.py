@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from trainables.config import RECIPES
 from trainables.losses.catalog import field_help
 
 # The loss fields' help (loss, views, each loss hyperparameter) comes from the loss catalog.
@@ -47,7 +48,7 @@ PRETRAIN_HELP: dict[str, str] = field_help() | {
     "n_eval_epochs": "kNN-monitor every N epochs on the validation split",
     "n_save_epochs": "checkpoint every N epochs (and at the end)",
     "knn_k": "k of the validation kNN monitor",
-    "knn_temperature": "temperature of the validation kNN monitor's weights",
+    "knn_temperature": "softness of the validation kNN monitor's vote weights",
     "save_dir": "storage for Ray Train runs and checkpoints (a shared path or s3:// on clusters)",
     "workers": "W, Ray Train workers (DDP); each takes batch_size / W images",
     "gpu": "GPU workers (NCCL), each with --gpus-per-worker of a GPU; CPU workers use gloo",
@@ -65,13 +66,13 @@ PRETRAIN_HELP: dict[str, str] = field_help() | {
 
 EVAL_HELP: dict[str, str] = {
     "mode": "linear (probe on frozen features), finetune (backbone trained too) or knn",
-    "recipe": "the probe's optimiser and lr: attentionnce (Adam 1e-3) or flatclr (SGD 1.6, cosine)",
+    "recipe": "the probe's optimiser and lr: " + "; ".join(f"{name} ({r.optimizer} {r.lr:g}, {r.schedule})" for name, r in RECIPES.items()),
     "epochs": "epochs of the probe or fine-tuning",
     "batch_size": "batch size of the probe or fine-tuning",
     "lr": "learning rate of the probe (None: the recipe's)",
     "data_dir": "folder holding the dataset (None: the pretraining run's data_dir)",
     "knn_k": "k of the kNN classifier (mode knn)",
-    "knn_temperature": "temperature of the kNN classifier's weights (mode knn)",
+    "knn_temperature": "softness of the kNN classifier's vote weights (mode knn)",
     "gpu": "evaluate on the GPU",
     "seed": "seed of the probe's initial weights and batch order",
 }

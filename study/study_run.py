@@ -39,7 +39,7 @@ def create_study_run(tracking_uri: str, experiment: str, study: str, preset: str
 
 def study_note(study: str, preset_name: str, description: str, overrides: dict[str, Any]) -> str:
     """Markdown for the study run's page: what ran (the preset's axes after the overrides) and how."""
-    preset = apply_overrides(preset_named(preset_name), overrides)
+    preset, _ = apply_overrides(preset_named(preset_name), overrides)
     lines = [f"**Study `{study}`**: preset `{preset_name}`: {description}", ""]
     if preset.search is not None:
         lines.append(f"- Optuna TPE over the preset's space: {preset.num_samples} trials (scheduler: {preset.scheduler})")

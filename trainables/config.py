@@ -18,6 +18,7 @@ import difflib
 import math
 import re
 import reprlib
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -32,7 +33,8 @@ from trainables.losses.catalog import BASELINE, CATALOG, HYPERPARAMETERS, hyperp
 
 PRECISION_NAMES = ("auto", "fp32", "bf16")
 # Registry names of the torch modules (trainables/models.py, trainables/optim.py), kept here so that
-# validation and --help never import torch; tests/test_config.py checks they equal the registries.
+# validation and --help never import torch; tests/test_config.py checks they equal the registries. Once a
+# module is imported its registry is read instead (see ``registry``), so a name registered at run time counts.
 BACKBONE_NAMES = ("resnet18", "resnet50", "small")
 HEAD_NAMES = ("mlp", "mlp_bn")
 OPTIMIZER_NAMES = ("lars", "sgd", "adam")
@@ -126,23 +128,28 @@ class ConfigError(ValueError):
         return text
 
 
+def registry(module: str, name: str, names: tuple[str, ...]) -> Callable[[], tuple[str, ...]]:
+    """The keys of ``module.name`` if that module is loaded (it may have grown), else ``names``, without importing it."""
+    return lambda: tuple(getattr(sys.modules[module], name)) if module in sys.modules else names
+
+
 # --- checks: each returns the problems of one rule ------------------------------------------------
 
 Check = Callable[[Any], list[Problem]]
 
 
-def one_of(name: str, registry: Iterable[str], *, optional: bool = False) -> Check:
+def one_of(name: str, registry: Iterable[str] | Callable[[], Iterable[str]], *, optional: bool = False) -> Check:
     """The field's value must be a name in ``registry``, read at check time (registries may grow)."""
 
     def check(cfg: Any) -> list[Problem]:
-        value, allowed = getattr(cfg, name), tuple(registry)
+        value, allowed = getattr(cfg, name), tuple(registry() if callable(registry) else registry)
         if value in allowed or (optional and value is None):
             return []
         close = difflib.get_close_matches(value, allowed, 1) if isinstance(value, str) else []
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return [problem(name, value, f"allowed: {', '.join(allowed)}{hint}")]
 
-    check.field, check.allowed = name, lambda: f"one of {', '.join(registry)}"  # type: ignore[attr-defined]
+    check.field, check.allowed = name, lambda: f"one of {', '.join(registry() if callable(registry) else registry)}"  # type: ignore[attr-defined]
     return check
 
 
@@ -336,7 +343,8 @@ def hyperparameters_fit_the_loss(cfg: PretrainConfig) -> list[Problem]:
     problems = [Problem((n,), f"{n}={shown(getattr(cfg, n))} does not apply to loss={cfg.loss!r}, which takes: {takes(cfg.loss)}") for n in given]
     if entry.presets and cfg.attention_preset in set(preset_names()) - set(entry.presets):  # published for another loss only
         allowed = ", ".join(entry.presets)
-        problems.append(problem("attention_preset", cfg.attention_preset, f"it is not published for loss={cfg.loss!r}; allowed: {allowed}"))
+        message = f"attention_preset={cfg.attention_preset!r} is not published for loss={cfg.loss!r}; allowed: {allowed}"
+        problems.append(Problem(("attention_preset",), message))
     return problems
 
 
@@ -356,11 +364,11 @@ def warmup_fits(cfg: PretrainConfig) -> list[Problem]:
 PRETRAIN_CHECKS: list[Check] = [
     one_of("loss", CATALOG),
     one_of("dataset", DATASETS),
-    one_of("backbone", BACKBONE_NAMES),
-    one_of("head", HEAD_NAMES),
-    one_of("optimizer", OPTIMIZER_NAMES),
-    one_of("lr_scaling", LR_SCALING_NAMES),
-    one_of("schedule", SCHEDULE_NAMES),
+    one_of("backbone", registry("trainables.models", "BACKBONES", BACKBONE_NAMES)),
+    one_of("head", registry("trainables.models", "HEADS", HEAD_NAMES)),
+    one_of("optimizer", registry("trainables.optim", "OPTIMIZERS", OPTIMIZER_NAMES)),
+    one_of("lr_scaling", registry("trainables.optim", "LR_SCALING", LR_SCALING_NAMES)),
+    one_of("schedule", registry("trainables.optim", "SCHEDULES", SCHEDULE_NAMES)),
     one_of("precision", PRECISION_NAMES),
     one_of("attention_preset", preset_names(), optional=True),
     between("views", 1, MAX_VIEWS),
