@@ -37,7 +37,9 @@ BASELINES = ("python -c pass", "import torch")
 def seconds(args: list[str], cwd: str) -> float:
     env = os.environ | {"PYTHONPATH": str(REPO)}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, *[str(REPO / a) if a.startswith("study/") else a for a in args]], cwd=cwd, env=env, capture_output=True)
+    done = subprocess.run(
+        [sys.executable, *[str(REPO / a) if a.startswith("study/") else a for a in args]], cwd=cwd, env=env, capture_output=True
+    )
     elapsed = time.perf_counter() - start
     if done.returncode not in (0, 2):
         raise SystemExit(f"{args} exited {done.returncode}: {done.stderr.decode()[-2000:]}")
@@ -58,10 +60,19 @@ def main(argv: list[str] | None = None) -> None:
     medians = {name: median(values) for name, values in times.items()}
     answers = [name for name in COMMANDS if name not in BASELINES]
     worst = max(medians[name] for name in answers)
-    report |= {"repeats": args.repeats, "load_average_before": load, "seconds": times, "median_s": medians, "goal_s": GOAL_S, "met": worst <= GOAL_S}
+    report |= {
+        "repeats": args.repeats,
+        "load_average_before": load,
+        "seconds": times,
+        "median_s": medians,
+        "goal_s": GOAL_S,
+        "met": worst <= GOAL_S,
+    }
     result = "; ".join(f"{name} {medians[name]:.2f} s" for name in COMMANDS)
     result += f"; slowest answer {worst:.2f} s, goal {GOAL_S:g} s: {'met' if worst <= GOAL_S else 'missed'}"
-    settings = f"`{report['command']}`; fresh interpreter per run, 1 warm-up + {args.repeats} timed, median; load average before {load[0]:.1f}"
+    settings = (
+        f"`{report['command']}`; fresh interpreter per run, 1 warm-up + {args.repeats} timed, median; load average before {load[0]:.1f}"
+    )
     record("cli_latency", report, settings, result)
     print(result)
 

@@ -22,10 +22,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
 RESULTS_TABLE = REPO / "benchmarks" / "RESULTS.md"
-TABLE_HEADER = (
-    "| date (UTC) | benchmark | machine | software | settings | result |\n"
-    "| --- | --- | --- | --- | --- | --- |\n"
-)
+TABLE_HEADER = "| date (UTC) | benchmark | machine | software | settings | result |\n| --- | --- | --- | --- | --- | --- |\n"
 
 
 def utc_now() -> str:
@@ -58,7 +55,9 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def report_header(benchmark: str, script: str, argv: Sequence[str] | None, device: str = "cpu", packages: Iterable[str] = ("torch", "torchvision")) -> dict[str, Any]:
+def report_header(
+    benchmark: str, script: str, argv: Sequence[str] | None, device: str = "cpu", packages: Iterable[str] = ("torch", "torchvision")
+) -> dict[str, Any]:
     """The fields every result starts with; ``argv`` None means this process's own arguments."""
     args = sys.argv[1:] if argv is None else argv
     return {

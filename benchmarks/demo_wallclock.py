@@ -75,9 +75,14 @@ def main(argv: list[str] | None = None) -> None:
     wall = median(walls)
     report = {
         **report_header("demo", __file__, argv, "cpu", ("torch", "ray", "mlflow", "optuna")),
-        "warmup": args.warmup, "repeats": args.repeats,
-        "make_demo_s": walls, "demo_reported_s": reported, "median_make_demo_s": wall,
-        "goal_s": GOAL_S, "load_average_before_each_run": loads, "last_output": tail,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "make_demo_s": walls,
+        "demo_reported_s": reported,
+        "median_make_demo_s": wall,
+        "goal_s": GOAL_S,
+        "load_average_before_each_run": loads,
+        "last_output": tail,
     }
     print(f"make demo: median {wall:.1f} s over {len(walls)} runs (goal {GOAL_S:.0f} s)")
     if args.no_record:

@@ -65,11 +65,23 @@ def write_pngs(cifar_root: Path, folder: Path, images: int) -> int:
 
 
 def config(args: argparse.Namespace, **data: Any) -> PretrainConfig:
-    return from_dict({
-        "backbone": args.backbone, "head": "mlp", "loss": BASELINE, "batch_size": args.batch, "epochs": args.epochs,
-        "optimizer": "lars", "lr": 0.3, "val_fraction": VAL_FRACTION, "seed": 0, "knn_k": 20,
-        "n_eval_epochs": NEVER, "n_save_epochs": NEVER, **data,
-    })
+    return from_dict(
+        {
+            "backbone": args.backbone,
+            "head": "mlp",
+            "loss": BASELINE,
+            "batch_size": args.batch,
+            "epochs": args.epochs,
+            "optimizer": "lars",
+            "lr": 0.3,
+            "val_fraction": VAL_FRACTION,
+            "seed": 0,
+            "knn_k": 20,
+            "n_eval_epochs": NEVER,
+            "n_save_epochs": NEVER,
+            **data,
+        }
+    )
 
 
 def epochs_per_s(cfg: PretrainConfig, folder: Path) -> list[float]:
@@ -81,7 +93,9 @@ def epochs_per_s(cfg: PretrainConfig, folder: Path) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cifar-root", type=Path, default=Path(os.environ.get("NCE_SHARED_DATA", REPO.parent / "shared" / "data")) / "cifar10")
+    parser.add_argument(
+        "--cifar-root", type=Path, default=Path(os.environ.get("NCE_SHARED_DATA", REPO.parent / "shared" / "data")) / "cifar10"
+    )
     parser.add_argument("--images", type=int, default=5_000, help="training PNGs written (a multiple of 10)")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--backbone", default="small")
@@ -118,9 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     ratio = medians["cached"] / medians["builtin"]
     report = {
         **report_header("folder_data", __file__, argv),
-        "images": train_images, "batch": args.batch, "backbone": args.backbone, "threads": args.threads,
-        "epochs": args.epochs, "rounds": args.rounds, "images_per_s": rates, "median_images_per_s": medians,
-        "cached_over_builtin": ratio, "first_load_s": first_load, "cached_load_s": cached_load,
+        "images": train_images,
+        "batch": args.batch,
+        "backbone": args.backbone,
+        "threads": args.threads,
+        "epochs": args.epochs,
+        "rounds": args.rounds,
+        "images_per_s": rates,
+        "median_images_per_s": medians,
+        "cached_over_builtin": ratio,
+        "first_load_s": first_load,
+        "cached_load_s": cached_load,
         "load_average": os.getloadavg(),
     }
     settings = (

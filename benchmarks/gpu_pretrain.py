@@ -94,7 +94,9 @@ def hold_out(images: Tensor, labels: Tensor, n: int) -> tuple[Tensor, Tensor, Te
 
 
 @torch.no_grad()
-def validation_knn(trainer: Trainer, cfg: AugmentConfig, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], device: torch.device) -> float:
+def validation_knn(
+    trainer: Trainer, cfg: AugmentConfig, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], device: torch.device
+) -> float:
     """kNN accuracy (k = 200, t = 0.1, the project's monitor) of the held-out images against the training images."""
     trainer.model.eval()
 
@@ -152,13 +154,17 @@ class Trainer:
         self.forward: nn.Module = torch.compile(model) if compile_model else model
         given = {name: getattr(args, name) for name in CATALOG[loss_name].hyperparameters if getattr(args, name) is not None}
         self.loss: ContrastiveLoss = build_loss(loss_name, gather_distributed=False, **given)
-        self.optimizer = build_optimizer(args.optimizer, model, args.lr, weight_decay=args.weight_decay, momentum=0.9, fused=device.type == "cuda")
+        self.optimizer = build_optimizer(
+            args.optimizer, model, args.lr, weight_decay=args.weight_decay, momentum=0.9, fused=device.type == "cuda"
+        )
         self.bf16 = device.type == "cuda" and not args.fp32
         self.loss_sum = torch.zeros((), device=device)
         self.schedule = None
         if args.cosine:  # over the warm-up epoch and the timed ones, stepped every step
             total = (1 + args.epochs) * (args.train_images // args.batch)
-            self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+            self.schedule = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+            )
 
     def step(self, views: Tensor) -> None:
         with record_function("forward"), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
@@ -255,7 +261,13 @@ def diagnostic(measure: Callable[[], object]) -> object:
 
 
 def run_variant(
-    args: argparse.Namespace, pipeline: str, loss_name: str, compile_model: bool, images: Tensor, device: torch.device, val: tuple[Tensor, Tensor, Tensor] | None = None
+    args: argparse.Namespace,
+    pipeline: str,
+    loss_name: str,
+    compile_model: bool,
+    images: Tensor,
+    device: torch.device,
+    val: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> dict[str, object]:
     """One pipeline's warm-up and timed epochs; with ``val`` = (train labels, val images, val labels),
     also the validation kNN accuracy and the whole run's wall-clock."""
@@ -268,7 +280,15 @@ def run_variant(
         make_batches = lambda: resident_batches(resident, augment, args, views, generator)  # noqa: E731
     else:
         dataset = TorchvisionViews(images, cfg, views)
-        loader = DataLoader(dataset, args.batch, shuffle=True, drop_last=True, num_workers=args.workers, pin_memory=device.type == "cuda", persistent_workers=args.workers > 0)
+        loader = DataLoader(
+            dataset,
+            args.batch,
+            shuffle=True,
+            drop_last=True,
+            num_workers=args.workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=args.workers > 0,
+        )
         make_batches = lambda: loader_batches(loader, device)  # noqa: E731
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -276,16 +296,26 @@ def run_variant(
     timed = [trainer.epoch(make_batches()) for _ in range(args.epochs)]
     seconds = [t[0] for t in timed]
     result: dict[str, object] = {
-        "pipeline": pipeline, "loss": loss_name, "views_per_image": views, "compile": compile_model, "steps_per_epoch": steps,
-        "warmup_epoch_s": warmup_s, "s_per_epoch": seconds, "median_s_per_epoch": median(seconds),
-        "images_per_s": steps * args.batch / median(seconds), "epoch_losses": [t[1] for t in timed],
+        "pipeline": pipeline,
+        "loss": loss_name,
+        "views_per_image": views,
+        "compile": compile_model,
+        "steps_per_epoch": steps,
+        "warmup_epoch_s": warmup_s,
+        "s_per_epoch": seconds,
+        "median_s_per_epoch": median(seconds),
+        "images_per_s": steps * args.batch / median(seconds),
+        "epoch_losses": [t[1] for t in timed],
     }
     if device.type == "cuda":
         result["peak_gpu_gib"] = torch.cuda.max_memory_allocated() / 2**30
     if val is not None:
         result["wall_clock_s"] = warmup_s + sum(seconds)
         result["val_knn_acc"] = validation_knn(trainer, cfg, (images, val[0]), (val[1], val[2]), device)
-        print(f"{pipeline:11s} {loss_name:8s} {1 + args.epochs} epochs in {result['wall_clock_s']:.0f} s; validation kNN {result['val_knn_acc']:.2%}", flush=True)
+        print(
+            f"{pipeline:11s} {loss_name:8s} {1 + args.epochs} epochs in {result['wall_clock_s']:.0f} s; validation kNN {result['val_knn_acc']:.2%}",
+            flush=True,
+        )
     # Diagnostics after the timed epochs; a failure here must not lose the timings.
     if device.type == "cuda" and pipeline == "ours":
         result["host_syncs_per_step"] = diagnostic(lambda: host_syncs(trainer, make_batches))
@@ -309,17 +339,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, help="use only the first N training images (smoke tests)")
     parser.add_argument("--losses", nargs="+", default=[BASELINE], choices=list(CATALOG), help=f"default: {BASELINE}")
     for name in hyperparameter_names():
-        parser.add_argument(f"--{name}", type=float, help=f"{HYPERPARAMETERS[name].meaning}, for the losses taking it (default: each loss's own)")
+        parser.add_argument(
+            f"--{name}", type=float, help=f"{HYPERPARAMETERS[name].meaning}, for the losses taking it (default: each loss's own)"
+        )
     parser.add_argument("--optimizer", choices=("sgd", "lars"), default="sgd")
     parser.add_argument("--lr", type=float, help="default: 0.06 x batch/128 for sgd (lightly's CIFAR-10 recipe), 0.3 x batch/256 for lars")
     parser.add_argument("--weight-decay", type=float, help="default: 5e-4 for sgd, 1e-6 for lars")
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (warm-up epoch absorbs the compilation)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the torchvision per-image pipeline")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers of the torchvision pipeline (default: all cores)")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers of the torchvision pipeline (default: all cores)"
+    )
     parser.add_argument("--profile-steps", type=int, default=10, help="steps profiled after the timed epochs (0: none)")
     parser.add_argument("--no-record", action="store_true", help="print only; write no JSON or RESULTS.md line")
-    parser.add_argument("--knn-holdout", type=int, default=0, help="hold out N training images (seed 0) and report their kNN accuracy and the run's wall-clock")
+    parser.add_argument(
+        "--knn-holdout",
+        type=int,
+        default=0,
+        help="hold out N training images (seed 0) and report their kNN accuracy and the run's wall-clock",
+    )
     parser.add_argument("--cosine", action="store_true", help="cosine lr decay over all epochs, stepped every step (default: constant lr)")
     args = parser.parse_args(argv)
     for name in hyperparameter_names():
@@ -356,7 +395,8 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "device": args.device,
         "data": source,
-        "settings": {k: v for k, v in vars(args).items() if k != "data_dir"} | {"bf16": device.type == "cuda" and not args.fp32, "channels_last": device.type == "cuda"},
+        "settings": {k: v for k, v in vars(args).items() if k != "data_dir"}
+        | {"bf16": device.type == "cuda" and not args.fp32, "channels_last": device.type == "cuda"},
         "runs": runs,
     }
     if not args.no_baseline:
@@ -367,7 +407,11 @@ def main(argv: list[str] | None = None) -> None:
     name = f"gpu_pretrain-{args.device}" + ("-compile" if args.compile else "")
     results = "; ".join(
         f"{r['pipeline']} {r['loss']}: {r['median_s_per_epoch']:.2f} s/epoch, {r['images_per_s']:,.0f} images/s"
-        + (f", validation kNN {r['val_knn_acc']:.2%} after {1 + args.epochs} epochs in {r['wall_clock_s']:.0f} s" if "val_knn_acc" in r else "")
+        + (
+            f", validation kNN {r['val_knn_acc']:.2%} after {1 + args.epochs} epochs in {r['wall_clock_s']:.0f} s"
+            if "val_knn_acc" in r
+            else ""
+        )
         for r in runs
     )
     if "ratio_torchvision_over_ours" in report:

@@ -161,7 +161,15 @@ def bench_config(name: str, batch: int, positives: int, args: argparse.Namespace
     views = CATALOG[name].views_per_image(positives)
     unit = unit_matrix(name, batch, views)
     unit_bytes = unit**2 * FLOAT32
-    entry: dict[str, object] = {"loss": name, "B": batch, "M": positives, "V": views, "D": args.dim, "unit": f"({unit})^2 float32", "unit_bytes": unit_bytes}
+    entry: dict[str, object] = {
+        "loss": name,
+        "B": batch,
+        "M": positives,
+        "V": views,
+        "D": args.dim,
+        "unit": f"({unit})^2 float32",
+        "unit_bytes": unit_bytes,
+    }
     limit = args.max_gb * 2**30
     methods = {"ours": loss, "reference": lambda x: DENSE[name].loss(x, loss)}
     runnable = {}
@@ -198,7 +206,9 @@ def bench_config(name: str, batch: int, positives: int, args: argparse.Namespace
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
         repeat = 0
-        while times and (repeat < args.repeats or (repeat < MAX_REPEATS and sum(min(v) for v in times.values()) * repeat < args.min_seconds * 1e3)):
+        while times and (
+            repeat < args.repeats or (repeat < MAX_REPEATS and sum(min(v) for v in times.values()) * repeat < args.min_seconds * 1e3)
+        ):
             order = list(times) if repeat % 2 == 0 else list(reversed(times))
             for method in order:
                 times[method].append(timed_ms(runnable[method], z))
@@ -206,7 +216,8 @@ def bench_config(name: str, batch: int, positives: int, args: argparse.Namespace
         for method, values in times.items():
             peaks = entry[method]["peak_bytes"]  # type: ignore[index]
             entry[method] |= {  # type: ignore[operator]
-                "ms": values, "median_ms": median(values),
+                "ms": values,
+                "median_ms": median(values),
                 "peak_units": {k: v / unit_bytes for k, v in peaks.items()},
             }
     finally:

@@ -47,8 +47,13 @@ from trainables.losses.catalog import BASELINE  # noqa: E402
 
 TRIALS = 8
 OVERRIDES = [
-    f"loss={BASELINE}", "batch_size=32", "limit_train=32", "epochs=1", f"seeds={TRIALS}",
-    "eval.mode=knn", "eval.knn_k=20",
+    f"loss={BASELINE}",
+    "batch_size=32",
+    "limit_train=32",
+    "epochs=1",
+    f"seeds={TRIALS}",
+    "eval.mode=knn",
+    "eval.knn_k=20",
 ]
 PATHS = {"in-process": ["workers=1", "cpus_per_worker=1.0"], "ddp": ["workers=2", "cpus_per_worker=0.5"], "ddp-floor": []}
 FLOOR = "ddp-floor"
@@ -59,8 +64,19 @@ def sweep_argv(path: str, work: Path, name: str, max_concurrent: int) -> list[st
         return [FLOOR, str(work / "storage"), name, str(max_concurrent)]
     sets = [f"--set={item}" for item in OVERRIDES + PATHS[path]]
     return [
-        "--preset", "quickstart", *sets, "--name", name, "--storage-path", str(work / "storage"),
-        "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}", "--max-concurrent", str(max_concurrent), "--address", "local",
+        "--preset",
+        "quickstart",
+        *sets,
+        "--name",
+        name,
+        "--storage-path",
+        str(work / "storage"),
+        "--tracking-uri",
+        f"sqlite:///{work / 'mlflow.db'}",
+        "--max-concurrent",
+        str(max_concurrent),
+        "--address",
+        "local",
     ]
 
 
@@ -95,7 +111,8 @@ def run_floor(argv: list[str]) -> int:
     ray.init(address="local", logging_level="WARNING", runtime_env=RAY_ENV)
     space = {"seed": tune.grid_search(list(range(TRIALS))), "storage": storage}
     tuner = tune.Tuner(
-        tune.with_resources(floor_trial, tune.PlacementGroupFactory([{"CPU": DRIVER_CPU}])), param_space=space,
+        tune.with_resources(floor_trial, tune.PlacementGroupFactory([{"CPU": DRIVER_CPU}])),
+        param_space=space,
         tune_config=tune.TuneConfig(max_concurrent_trials=int(concurrent), reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
     )
@@ -190,13 +207,19 @@ def baseline_seconds(work: Path) -> list[float]:
     seconds = []
     for i, cfg in enumerate(plan.configs):
         begin = time.perf_counter()
-        train_and_evaluate(cfg, LocalSession(work / f"local-{time.monotonic_ns()}-{i}"), run_id=None, tracking_uri=None, evaluation=EvalConfig(**plan.preset.evaluation))
+        train_and_evaluate(
+            cfg,
+            LocalSession(work / f"local-{time.monotonic_ns()}-{i}"),
+            run_id=None,
+            tracking_uri=None,
+            evaluation=EvalConfig(**plan.preset.evaluation),
+        )
         seconds.append(time.perf_counter() - begin)
     return seconds
 
 
 def process_kind(name: str) -> str:
-    """"ray::RayTrainWorker.poll_status" -> "ray::RayTrainWorker"; Ray's daemons by their binary."""
+    """ "ray::RayTrainWorker.poll_status" -> "ray::RayTrainWorker"; Ray's daemons by their binary."""
     if name.startswith("ray::"):
         return name.split(".", 1)[0]
     return name.split("(", 1)[0].strip().rsplit("/", 1)[-1][:40]
@@ -214,9 +237,12 @@ def summarise(path: str, runs: list[dict[str, Any]], base: float) -> dict[str, A
             kinds.setdefault(kind, []).append(seconds)
     cpu = {kind: round(median(values), 2) for kind, values in sorted(kinds.items(), key=lambda kv: -median(kv[1]))}
     summary = {
-        "median_study_wall_s": wall, "median_ray_init_s": start, "median_ray_shutdown_s": median([r["ray_shutdown_s"] for r in runs]),
+        "median_study_wall_s": wall,
+        "median_ray_init_s": start,
+        "median_ray_shutdown_s": median([r["ray_shutdown_s"] for r in runs]),
         "per_trial_overhead_s": (wall - start - (0.0 if path == FLOOR else base)) / TRIALS,
-        "median_cpu_s_per_trial_by_process": cpu, "median_cpu_s_per_trial": round(sum(cpu.values()), 2),
+        "median_cpu_s_per_trial_by_process": cpu,
+        "median_cpu_s_per_trial": round(sum(cpu.values()), 2),
     }
     if path == FLOOR:
         return summary
@@ -259,17 +285,25 @@ def main(argv: list[str] | None = None) -> None:
                 result = run_study(path, work, f"{path}-{repeat}", args.max_concurrent)
                 if repeat:
                     studies[path].append(result)
-                print(f"run {repeat}{' (warm-up)' if not repeat else ''}: {path} study {result['study_wall_s']:.1f} s, "
-                      f"ray.init {result['ray_init_s']:.1f} s; baseline {sum(sums):.1f} s", flush=True)
+                print(
+                    f"run {repeat}{' (warm-up)' if not repeat else ''}: {path} study {result['study_wall_s']:.1f} s, "
+                    f"ray.init {result['ray_init_s']:.1f} s; baseline {sum(sums):.1f} s",
+                    flush=True,
+                )
     base = median([sum(s) for s in baseline])
     summary = {}
     for path, runs in studies.items():
         summary[path] = summarise(path, runs, base)
     report = {
         **report_header("sweep_overhead", __file__, argv, "cpu", ("torch", "ray", "mlflow", "optuna")),
-        "trials": TRIALS, "overrides": OVERRIDES, "paths": {p: PATHS[p] for p in args.paths}, "max_concurrent": args.max_concurrent,
-        "baseline_trial_s": baseline, "median_baseline_sum_s": base,
-        "studies": studies, "summary": summary,
+        "trials": TRIALS,
+        "overrides": OVERRIDES,
+        "paths": {p: PATHS[p] for p in args.paths},
+        "max_concurrent": args.max_concurrent,
+        "baseline_trial_s": baseline,
+        "median_baseline_sum_s": base,
+        "studies": studies,
+        "summary": summary,
     }
     print(json.dumps(summary, indent=2))
     if args.no_record:

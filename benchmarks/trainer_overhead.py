@@ -73,12 +73,30 @@ RAY_WORKER_NICENESS = 15
 
 def study_config(args: argparse.Namespace, cpus: int) -> PretrainConfig:
     """The cifar10-cpu preset's settings (small backbone, LARS, cosine) on one worker; the loss's own temperature."""
-    return from_dict({
-        "dataset": "cifar10", "data_dir": str(args.data_dir), "limit_train": args.limit_train, "backbone": args.backbone,
-        "head": "mlp", "loss": args.loss, "views": 1, "optimizer": "lars", "lr": 0.075, "lr_scaling": "sqrt",
-        "schedule": "cosine", "warmup_epochs": 1, "weight_decay": 1e-6, "batch_size": args.batch_size, "epochs": args.epochs,
-        "n_eval_epochs": NEVER, "n_save_epochs": NEVER, "workers": 1, "cpus_per_worker": float(cpus), "seed": 0,
-    })
+    return from_dict(
+        {
+            "dataset": "cifar10",
+            "data_dir": str(args.data_dir),
+            "limit_train": args.limit_train,
+            "backbone": args.backbone,
+            "head": "mlp",
+            "loss": args.loss,
+            "views": 1,
+            "optimizer": "lars",
+            "lr": 0.075,
+            "lr_scaling": "sqrt",
+            "schedule": "cosine",
+            "warmup_epochs": 1,
+            "weight_decay": 1e-6,
+            "batch_size": args.batch_size,
+            "epochs": args.epochs,
+            "n_eval_epochs": NEVER,
+            "n_save_epochs": NEVER,
+            "workers": 1,
+            "cpus_per_worker": float(cpus),
+            "seed": 0,
+        }
+    )
 
 
 # --- the plain loop --------------------------------------------------------------------------------
@@ -91,7 +109,9 @@ def plain_loop(cfg: PretrainConfig, stop_file: Path | None) -> list[dict[str, fl
     torch.manual_seed(cfg.seed)
     model = prepare_for_device(build_model(cfg.backbone, cfg.head, spec.image_size, cfg.proj_dim), torch.device("cpu"), distributed=False)
     steps = len(images) // cfg.batch_size
-    optimizer = build_optimizer(cfg.optimizer, model, scaled_lr(cfg.lr, cfg.batch_size, cfg.lr_scaling), weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    optimizer = build_optimizer(
+        cfg.optimizer, model, scaled_lr(cfg.lr, cfg.batch_size, cfg.lr_scaling), weight_decay=cfg.weight_decay, momentum=cfg.momentum
+    )
     schedule = build_schedule(optimizer, cfg.schedule, warmup_steps=cfg.warmup_epochs * steps, total_steps=cfg.epochs * steps)
     loss_fn = build_loss(cfg.loss, **cfg.loss_hyperparameters())
     epochs = []
@@ -109,7 +129,9 @@ def plain_loop(cfg: PretrainConfig, stop_file: Path | None) -> list[dict[str, fl
             optimizer.step()
             schedule.step()
         seconds = time.perf_counter() - begin
-        epochs.append({"start": start, "end": time.time(), "images_per_s": steps * cfg.batch_size / seconds, "cpu_s": time.process_time() - cpu})
+        epochs.append(
+            {"start": start, "end": time.time(), "images_per_s": steps * cfg.batch_size / seconds, "cpu_s": time.process_time() - cpu}
+        )
     return epochs
 
 
@@ -129,7 +151,9 @@ def start_plain(cfg: PretrainConfig, threads: int, cores: set[int] | None, stop_
             os.sched_setaffinity(0, cores)
 
     command = [sys.executable, str(Path(__file__).resolve()), "--child-plain", json.dumps(spec)]
-    return subprocess.Popen(command, env=os.environ | {"PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=prepare)
+    return subprocess.Popen(
+        command, env=os.environ | {"PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=prepare
+    )
 
 
 def plain_epochs(process: subprocess.Popen) -> list[dict[str, float]]:
@@ -154,7 +178,17 @@ def full_stack(cfg: PretrainConfig, work: Path, name: str, cores: set[int] | Non
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    command = [sys.executable, str(REPO / "study" / "train.py"), *cli_flags(cfg), "--tracking_uri", uri, "--run_name", name, "--save_dir", str(work / "runs")]
+    command = [
+        sys.executable,
+        str(REPO / "study" / "train.py"),
+        *cli_flags(cfg),
+        "--tracking_uri",
+        uri,
+        "--run_name",
+        name,
+        "--save_dir",
+        str(work / "runs"),
+    ]
     env = os.environ | {"RAY_ADDRESS": "local", "PYTHONPATH": str(REPO)}  # a private Ray instance
     pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     begin = time.time()
@@ -203,14 +237,20 @@ def sequential_round(cfg: PretrainConfig, work: Path, name: str, threads: int) -
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("concurrent", "sequential"), default="concurrent")
-    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "cifar10", help="folder holding cifar-10-batches-py")
+    parser.add_argument(
+        "--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "cifar10", help="folder holding cifar-10-batches-py"
+    )
     parser.add_argument("--limit-train", type=int, default=5000, help="training images (default 5000, as the cifar10-cpu preset)")
     parser.add_argument("--backbone", default="small")
     parser.add_argument("--loss", default=BASELINE, choices=list(CATALOG))
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--epochs", type=int, default=7, help="epochs per full-stack run: 1 warm-up, epochs - 2 timed, 1 left out (default 7)")
+    parser.add_argument(
+        "--epochs", type=int, default=7, help="epochs per full-stack run: 1 warm-up, epochs - 2 timed, 1 left out (default 7)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
-    parser.add_argument("--cpus", type=int, default=os.cpu_count() or 1, help="sequential mode: cpus_per_worker and plain-loop threads (default: all cores)")
+    parser.add_argument(
+        "--cpus", type=int, default=os.cpu_count() or 1, help="sequential mode: cpus_per_worker and plain-loop threads (default: all cores)"
+    )
     parser.add_argument("--no-record", action="store_true", help="print only; write no JSON or RESULTS.md line")
     args = parser.parse_args(argv)
     if args.epochs - 2 < 5:
@@ -244,9 +284,12 @@ def main(argv: list[str] | None = None) -> None:
             loads.append((load, load_average()))
             plain += epochs
             stacks.append(stack)
-            print(f"round {round_ + 1}: plain {[round(e['images_per_s']) for e in epochs]} images/s, {[round(e['cpu_s'], 2) for e in epochs]} CPU s; "
-                  f"full stack {[round(r) for r in stack['wall_images_per_s']]} images/s, {stack['cpu_s_per_epoch']:.2f} CPU s/epoch "
-                  f"(worker {stack['worker_cpu_s_per_epoch']:.2f}); load average {loads[-1]}", flush=True)
+            print(
+                f"round {round_ + 1}: plain {[round(e['images_per_s']) for e in epochs]} images/s, {[round(e['cpu_s'], 2) for e in epochs]} CPU s; "
+                f"full stack {[round(r) for r in stack['wall_images_per_s']]} images/s, {stack['cpu_s_per_epoch']:.2f} CPU s/epoch "
+                f"(worker {stack['worker_cpu_s_per_epoch']:.2f}); load average {loads[-1]}",
+                flush=True,
+            )
     plain_rate = median([e["images_per_s"] for e in plain])
     plain_cpu = median([e["cpu_s"] for e in plain])
     stack_cpu = median([s["cpu_s_per_epoch"] for s in stacks])
@@ -255,8 +298,12 @@ def main(argv: list[str] | None = None) -> None:
     loop_rate = median([r for s in stacks for r in s["loop_images_per_s"]])
     report = {
         **report_header("trainer_overhead", __file__, argv, "cpu", ("torch", "torchvision", "ray", "mlflow")),
-        "mode": args.mode, "threads_per_side": cpus, "config": cfg.to_dict(), "load_averages": loads,
-        "plain_epochs": plain, "full_stack": stacks,
+        "mode": args.mode,
+        "threads_per_side": cpus,
+        "config": cfg.to_dict(),
+        "load_averages": loads,
+        "plain_epochs": plain,
+        "full_stack": stacks,
         "median_plain_images_per_s": plain_rate,
         "median_full_stack_images_per_s": stack_rate,
         "median_full_stack_loop_reported_images_per_s": loop_rate,
@@ -278,7 +325,11 @@ def main(argv: list[str] | None = None) -> None:
     print(result)
     if args.no_record:
         return
-    sides = "each side pinned to its own core, 1 thread, run at the same time" if args.mode == "concurrent" else f"one after the other, {cpus} threads / CPUs each"
+    sides = (
+        "each side pinned to its own core, 1 thread, run at the same time"
+        if args.mode == "concurrent"
+        else f"one after the other, {cpus} threads / CPUs each"
+    )
     settings = (
         f"`{report['command']}`; cifar10 {args.limit_train} images, {args.backbone} + mlp, {args.loss}, batch {args.batch_size}, LARS; "
         f"{sides}; {args.rounds} rounds, median; load average {min(min(l) for l in loads):.1f}-{max(max(l) for l in loads):.1f}"

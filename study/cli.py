@@ -107,7 +107,9 @@ def help_text(config_class: type, name: str, default: Any) -> str:
 def add_config_flags(parser: argparse.ArgumentParser, config_class: type, skip: tuple[str, ...] = ()) -> None:
     """One flag per field of ``config_class``; absent flags stay absent from the namespace."""
     hints = typing.get_type_hints(config_class)
-    group = parser.add_argument_group("configuration (also settable in --config YAML)" if config_class.__name__ == "PretrainConfig" else "evaluation")
+    group = parser.add_argument_group(
+        "configuration (also settable in --config YAML)" if config_class.__name__ == "PretrainConfig" else "evaluation"
+    )
     for f in dataclasses.fields(config_class):
         kind = _flag_type(hints[f.name])
         if f.name in skip or (typing.get_origin(kind) or kind) is dict:
@@ -118,7 +120,9 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type, skip: 
         if kind is bool:
             group.add_argument(*names, dest=f.name, type=_bool, nargs="?", const=True, default=argparse.SUPPRESS, metavar="BOOL", help=text)
         else:
-            group.add_argument(*names, dest=f.name, type=typed(f.name, kind), default=argparse.SUPPRESS, metavar=kind.__name__.upper(), help=text)
+            group.add_argument(
+                *names, dest=f.name, type=typed(f.name, kind), default=argparse.SUPPRESS, metavar=kind.__name__.upper(), help=text
+            )
 
 
 def typed(name: str, kind: type) -> Callable[[str], Any]:
@@ -155,7 +159,9 @@ def text_arg(name: str, max_chars: int = 1000) -> Callable[[str], str]:
 
     def convert(text: str) -> str:
         if not text.strip() or len(text) > max_chars or "\0" in text:
-            raise argparse.ArgumentTypeError(f"{name}={text[:80]!r} is not allowed; it must be non-empty text of at most {max_chars} characters")
+            raise argparse.ArgumentTypeError(
+                f"{name}={text[:80]!r} is not allowed; it must be non-empty text of at most {max_chars} characters"
+            )
         return text
 
     return convert

@@ -91,14 +91,17 @@ class StudyConsole:
         lines = [
             f"study {self.name}: preset {preset.name}",
             f"axes: {'Optuna search' if self.plan.is_search else grid or 'none'} x seeds {list(preset.seeds)}",
-            f"plan: {self.plan.num_trials} trials" + (f" after {tuned} tuning trials ({tuning.samples} per cell)" if tuning else "")
+            f"plan: {self.plan.num_trials} trials"
+            + (f" after {tuned} tuning trials ({tuning.samples} per cell)" if tuning else "")
             + f", plus a random-init baseline per seed {list(preset.seeds)}",
             f"resources: {resources}; {concurrency} trial(s) at once; load average {os.getloadavg()[0]:.1f}",
         ]
         if all(s is not None for s in seconds):
             per_trial = sum(seconds) / len(seconds)  # type: ignore[arg-type]
             total = per_trial * (self.plan.num_trials + tuned) / concurrency
-            lines.append(f"estimated wall-clock: {minutes(total)} ({minutes(per_trial)} a trial, from measured throughput; more on a loaded machine)")
+            lines.append(
+                f"estimated wall-clock: {minutes(total)} ({minutes(per_trial)} a trial, from measured throughput; more on a loaded machine)"
+            )
         else:
             lines.append("estimated wall-clock: n/a (no measured throughput for this backbone and device; see study/cost.py)")
         lines.append(f"Ray's own log: {self.folder / 'ray.log'}")
@@ -119,7 +122,14 @@ class StudyReporter(ProgressReporter):
         self.last_line = 0.0
         self.names: dict[str, str] = {}
 
-    def setup(self, start_time: float | None = None, total_samples: int | None = None, metric: str | None = None, mode: str | None = None, **kwargs: Any) -> None:
+    def setup(
+        self,
+        start_time: float | None = None,
+        total_samples: int | None = None,
+        metric: str | None = None,
+        mode: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.total = total_samples or 0
         self.console.print(f"\n{self.phase}: {self.total} trial(s)")
 
@@ -163,8 +173,11 @@ class StudyReporter(ProgressReporter):
         knn, acc = result.get(rs.M_VAL_KNN), result.get(rs.M_HEADLINE)
         axes = "  ".join(f"{params.get(a, '')!s:>{self.width(a)}}" for a in self.console.axes())
         cells = [
-            f"{self.name(trial):<36}", axes, f"{int(result.get('epoch', 0)):>3}/{epochs:<3}",
-            f"{knn:7.2%}" if knn is not None else f"{'—':>7}", f"{acc:7.2%}" if acc is not None else f"{'—':>7}",
+            f"{self.name(trial):<36}",
+            axes,
+            f"{int(result.get('epoch', 0)):>3}/{epochs:<3}",
+            f"{knn:7.2%}" if knn is not None else f"{'—':>7}",
+            f"{acc:7.2%}" if acc is not None else f"{'—':>7}",
             STATUS_WORDS.get(trial.status, trial.status.lower()),
         ]
         if trial.status == Trial.ERROR and trial.error_file and Path(trial.error_file).is_file():

@@ -24,14 +24,38 @@ STATE_FILE = "state.pt"  # trainables.checkpoint's, named here so that a bad pat
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="study/linear_eval.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="study/linear_eval.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--model_path", "--model-path", type=text_arg("model_path"), help="a checkpoint directory (epoch_NNNNN) or its state.pt")
-    where.add_argument("--checkpoint_dir", "--checkpoint-dir", type=text_arg("checkpoint_dir"), help="a run's folder: evaluate every checkpoint in it")
-    where.add_argument("--trial", metavar="RUN_NAME", type=text_arg("trial"), help="a trial of --study, by its MLflow run name: evaluate its last checkpoint")
-    parser.add_argument("--study", type=text_arg("study"), help="the study whose --trial is evaluated (its name, as given to run_sweep.py --name)")
-    parser.add_argument("--log_dir", "--log-dir", type=text_arg("log_dir"), default="logs", help="where a JSON summary per evaluation is written (default: logs)")
-    parser.add_argument("--tracking_uri", "--tracking-uri", type=text_arg("tracking_uri"), help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
+    where.add_argument(
+        "--model_path", "--model-path", type=text_arg("model_path"), help="a checkpoint directory (epoch_NNNNN) or its state.pt"
+    )
+    where.add_argument(
+        "--checkpoint_dir", "--checkpoint-dir", type=text_arg("checkpoint_dir"), help="a run's folder: evaluate every checkpoint in it"
+    )
+    where.add_argument(
+        "--trial",
+        metavar="RUN_NAME",
+        type=text_arg("trial"),
+        help="a trial of --study, by its MLflow run name: evaluate its last checkpoint",
+    )
+    parser.add_argument(
+        "--study", type=text_arg("study"), help="the study whose --trial is evaluated (its name, as given to run_sweep.py --name)"
+    )
+    parser.add_argument(
+        "--log_dir",
+        "--log-dir",
+        type=text_arg("log_dir"),
+        default="logs",
+        help="where a JSON summary per evaluation is written (default: logs)",
+    )
+    parser.add_argument(
+        "--tracking_uri",
+        "--tracking-uri",
+        type=text_arg("tracking_uri"),
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
     add_config_flags(parser, EvalConfig)
     return parser
 

@@ -80,4 +80,6 @@ def build_search(
     """
     journal.parent.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(journal)))
-    return StudyOptunaSearch(space=space, metric=metric, mode="max", sampler=sampler(kind, seed), study_name=study, storage=storage, epochs=epochs)
+    return StudyOptunaSearch(
+        space=space, metric=metric, mode="max", sampler=sampler(kind, seed), study_name=study, storage=storage, epochs=epochs
+    )

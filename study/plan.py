@@ -83,7 +83,9 @@ class Plan:
 def unknown_key(key: str, source: str, known: list[str]) -> ConfigError:
     close = difflib.get_close_matches(key, known, 1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(Problem((key,), f"{source} {key}: not a config field, a grid axis, eval.<field> or one of {', '.join(STUDY_KEYS)}{hint}"))
+    return ConfigError(
+        Problem((key,), f"{source} {key}: not a config field, a grid axis, eval.<field> or one of {', '.join(STUDY_KEYS)}{hint}")
+    )
 
 
 def study_value(key: str, value: Any) -> Any:
@@ -94,7 +96,9 @@ def study_value(key: str, value: Any) -> Any:
         if isinstance(value, list) and 1 <= len(value) <= MAX_SEEDS and len(set(map(repr, value))) == len(value):
             if all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**32 for x in value):
                 return tuple(value)
-        raise ConfigError(problem("seeds", value, f"use a count in [1, {MAX_SEEDS}] or a list of at most {MAX_SEEDS} distinct seeds in [0, 2^32)"))
+        raise ConfigError(
+            problem("seeds", value, f"use a count in [1, {MAX_SEEDS}] or a list of at most {MAX_SEEDS} distinct seeds in [0, 2^32)")
+        )
     if key == "num_samples":
         if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_NUM_SAMPLES:
             return value
@@ -161,12 +165,16 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any], sources: dict[str
             if key[5:] not in eval_fields:
                 close = difflib.get_close_matches(key[5:], eval_fields, 1)
                 hint = f" (did you mean 'eval.{close[0]}'?)" if close else ""
-                raise ConfigError(Problem((key,), f"{source} {key}: {key[5:]!r} is not an evaluation field{hint}; allowed: {', '.join(eval_fields)}"))
+                raise ConfigError(
+                    Problem((key,), f"{source} {key}: {key[5:]!r} is not an evaluation field{hint}; allowed: {', '.join(eval_fields)}")
+                )
             evaluation[key[5:]] = value
         elif key in STUDY_KEYS:
             study[key] = study_value(key, value)
         elif key == "seed":
-            raise ConfigError(Problem(("seed",), f"{source} seed: every trial's seed comes from seeds; use seeds=N (seeds 0..N-1) or seeds=[3,7]"))
+            raise ConfigError(
+                Problem(("seed",), f"{source} seed: every trial's seed comes from seeds; use seeds=N (seeds 0..N-1) or seeds=[3,7]")
+            )
         elif key in grid and isinstance(value, list):
             if not value:
                 raise ConfigError(Problem((key,), f"{source} {key}=[]: a grid axis needs at least one value"))
@@ -210,7 +218,9 @@ def make_plan(preset_name: str, overrides: dict[str, Any], sources: dict[str, st
     try:
         eval_from_dict(preset.evaluation)
     except ConfigError as err:
-        raise ConfigError([Problem(tuple(f"eval.{f}" for f in p.fields), p.message) for p in err.problems], header="invalid evaluation configuration") from None
+        raise ConfigError(
+            [Problem(tuple(f"eval.{f}" for f in p.fields), p.message) for p in err.problems], header="invalid evaluation configuration"
+        ) from None
     params = sampled_suggestions(preset) if preset.search else preset.grid_trials()
     configs = []
     for trial in params:
@@ -256,5 +266,7 @@ def max_concurrent(configs: list[PretrainConfig], cluster: dict[str, float], whe
     if missing:
         have = ", ".join(f"{cluster.get(k, 0):g} {k}" for k in need)
         fields = ("workers", "cpus_per_worker", "gpu")
-        raise ConfigError(Problem(fields, f"one trial needs {', '.join(missing)} but {where} has {have}; lower workers or cpus_per_worker, or drop gpu"))
+        raise ConfigError(
+            Problem(fields, f"one trial needs {', '.join(missing)} but {where} has {have}; lower workers or cpus_per_worker, or drop gpu")
+        )
     return max(1, min(math.floor(cluster[k] / need[k] + 1e-9) for k in need if need[k] > 0))

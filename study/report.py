@@ -25,12 +25,18 @@ def describe_plan(name: str, plan: Plan) -> str:
     preset = plan.preset
     lines = [f"study {name!r}: preset {preset.name!r} — {preset.description}"]
     if plan.is_search:
-        lines.append(f"{plan.num_trials} trials proposed by Optuna TPE (scheduler: {preset.scheduler}); {len(plan.configs)} sampled suggestions validated")
+        lines.append(
+            f"{plan.num_trials} trials proposed by Optuna TPE (scheduler: {preset.scheduler}); {len(plan.configs)} sampled suggestions validated"
+        )
         configs = plan.configs[:1]
     else:
-        lines.append(f"{plan.num_trials} trials (grid over {', '.join(preset.grid) or 'nothing'} x {len(preset.seeds)} seed(s); scheduler: {preset.scheduler})")
+        lines.append(
+            f"{plan.num_trials} trials (grid over {', '.join(preset.grid) or 'nothing'} x {len(preset.seeds)} seed(s); scheduler: {preset.scheduler})"
+        )
         configs = plan.configs
-    lines.append(f"{'#':>4}  {'loss':<13}{'batch':>6}{'M':>3}{'V':>3}{'lr':>9}{'seed':>5}  {'resources':<44}{'encoder passes':>15}{'GPU-h':>8}")
+    lines.append(
+        f"{'#':>4}  {'loss':<13}{'batch':>6}{'M':>3}{'V':>3}{'lr':>9}{'seed':>5}  {'resources':<44}{'encoder passes':>15}{'GPU-h':>8}"
+    )
     total_passes, total_hours = 0, 0.0
     for i, cfg in enumerate(configs, 1):
         driver, workers = trial_resources(cfg)
@@ -38,10 +44,16 @@ def describe_plan(name: str, plan: Plan) -> str:
         total_passes += passes
         total_hours += hours if hours is not None else 0.0
         hours_text = f"{hours:8.2f}" if hours is not None else "     n/a"
-        lines.append(f"{i:>4}  {cfg.loss:<13}{cfg.batch_size:>6}{cfg.views:>3}{cfg.views_per_image:>3}{cfg.lr:>9.3g}{cfg.seed:>5}  {resources_text(driver, workers, cfg.workers):<44}{passes:>15,}{hours_text}")
+        lines.append(
+            f"{i:>4}  {cfg.loss:<13}{cfg.batch_size:>6}{cfg.views:>3}{cfg.views_per_image:>3}{cfg.lr:>9.3g}{cfg.seed:>5}  {resources_text(driver, workers, cfg.workers):<44}{passes:>15,}{hours_text}"
+        )
     scale = plan.num_trials / len(configs)
     priced = all(gpu_hours(c) is not None for c in configs)
-    hours = f"about {total_hours * scale:.1f} GPU-hours of pretraining on H100-class GPUs (estimate at batch-512 throughput; small batches run slower)" if priced else "GPU-hours n/a: no measured throughput for some trials"
+    hours = (
+        f"about {total_hours * scale:.1f} GPU-hours of pretraining on H100-class GPUs (estimate at batch-512 throughput; small batches run slower)"
+        if priced
+        else "GPU-hours n/a: no measured throughput for some trials"
+    )
     lines.append(f"total: {int(total_passes * scale):,} encoder passes; {hours}")
     lines.append(f"evaluation after each pretraining: {preset.evaluation}")
     return "\n".join(lines)
@@ -64,5 +76,7 @@ def print_summary(name: str, study_run_id: str, tracking_uri: str, folder: Path)
     where = f"then open {results_url('http://127.0.0.1:5000', best.info.experiment_id)}" if best is not None else ""
     print(f"study {name}: MLflow run {study_run_id}; browse with: mlflow ui --backend-store-uri {tracking_uri} {where}".rstrip())
     print(f"report: {report.html}")
-    print(f"checkpoints of each trial: {write_checkpoint_map(tracking_uri, study_run_id, folder / CHECKPOINT_MAP)}; re-evaluate one with: "
-          f"python study/linear_eval.py --study {shlex.quote(name)} --trial RUN_NAME")
+    print(
+        f"checkpoints of each trial: {write_checkpoint_map(tracking_uri, study_run_id, folder / CHECKPOINT_MAP)}; re-evaluate one with: "
+        f"python study/linear_eval.py --study {shlex.quote(name)} --trial RUN_NAME"
+    )

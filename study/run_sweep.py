@@ -31,31 +31,81 @@ BUNDLED = "digits"  # scikit-learn's digits ship with the package: nothing to ch
 def build_parser() -> argparse.ArgumentParser:
     from search_spaces import PRESETS
 
-    parser = argparse.ArgumentParser(prog="study/run_sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="study/run_sweep.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--preset", help=f"a named study from search_spaces/: {', '.join(PRESETS)}")
-    what.add_argument("--resume", metavar="NAME", help="continue the study NAME, a folder directly under --storage-path: finished trials are kept, interrupted ones continue")
+    what.add_argument(
+        "--resume",
+        metavar="NAME",
+        help="continue the study NAME, a folder directly under --storage-path: finished trials are kept, interrupted ones continue",
+    )
     parser.add_argument(
-        "--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config field, a grid axis (a list: batch_size=[64, 256]), seeds, num_samples, scheduler or eval.<field>; values are YAML",
     )
     parser.add_argument("--config", type=path_arg("config"), help="YAML mapping of overrides (as --set), applied before --set")
-    parser.add_argument("--data-dir", "--data_dir", type=text_arg("data_dir"), help="folder holding the dataset: the same as --set data_dir=DIR")
-    parser.add_argument("--name", help=f"study name (default: PRESET-YYYYmmdd-HHMMSS), made of {NAME_CHARS}; the MLflow tree and storage folder use it")
-    parser.add_argument("--storage-path", type=path_arg("storage_path"), default="nce_runs", help="Tune and Train storage (a shared path on a cluster; default: nce_runs)")
-    parser.add_argument("--tracking-uri", type=text_arg("tracking_uri"), help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
-    parser.add_argument("--experiment", default="nce-study", help=f"MLflow experiment, made of {NAME_CHARS} (default: nce-study)")
-    parser.add_argument("--max-concurrent", type=bounded_int("max_concurrent", 1, 10_000), help="trials at once (default: as many as the cluster fits)")
-    parser.add_argument("--grace-period", type=bounded_int("grace_period", 1, 100_000), default=1, help="ASHA: epochs before a trial can be stopped (default: 1)")
-    parser.add_argument("--reduction-factor", type=bounded_int("reduction_factor", 2, 1000), default=2, help="ASHA: keep 1/N of trials at each rung (default: 2)")
-    parser.add_argument("--max-failures", type=bounded_int("max_failures", 0, 100), default=0, help="restarts of a failed trial from its last checkpoint (default: 0)")
-    parser.add_argument("--address", type=text_arg("address"), help="Ray cluster address (default: RAY_ADDRESS, else a running local cluster, else a new one)")
     parser.add_argument(
-        "--trust-state", action="store_true",
+        "--data-dir", "--data_dir", type=text_arg("data_dir"), help="folder holding the dataset: the same as --set data_dir=DIR"
+    )
+    parser.add_argument(
+        "--name", help=f"study name (default: PRESET-YYYYmmdd-HHMMSS), made of {NAME_CHARS}; the MLflow tree and storage folder use it"
+    )
+    parser.add_argument(
+        "--storage-path",
+        type=path_arg("storage_path"),
+        default="nce_runs",
+        help="Tune and Train storage (a shared path on a cluster; default: nce_runs)",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        type=text_arg("tracking_uri"),
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
+    )
+    parser.add_argument("--experiment", default="nce-study", help=f"MLflow experiment, made of {NAME_CHARS} (default: nce-study)")
+    parser.add_argument(
+        "--max-concurrent", type=bounded_int("max_concurrent", 1, 10_000), help="trials at once (default: as many as the cluster fits)"
+    )
+    parser.add_argument(
+        "--grace-period",
+        type=bounded_int("grace_period", 1, 100_000),
+        default=1,
+        help="ASHA: epochs before a trial can be stopped (default: 1)",
+    )
+    parser.add_argument(
+        "--reduction-factor",
+        type=bounded_int("reduction_factor", 2, 1000),
+        default=2,
+        help="ASHA: keep 1/N of trials at each rung (default: 2)",
+    )
+    parser.add_argument(
+        "--max-failures",
+        type=bounded_int("max_failures", 0, 100),
+        default=0,
+        help="restarts of a failed trial from its last checkpoint (default: 0)",
+    )
+    parser.add_argument(
+        "--address",
+        type=text_arg("address"),
+        help="Ray cluster address (default: RAY_ADDRESS, else a running local cluster, else a new one)",
+    )
+    parser.add_argument(
+        "--trust-state",
+        action="store_true",
         help="resume even though Tune's state files differ from the digest the study recorded (a driver killed by SIGKILL "
         "while saving them); only for a folder nobody else can write: restoring unpickles them",
     )
-    parser.add_argument("--dry-run", action="store_true", help="print the trials, their resources and cost, check that the datasets are there; start nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the trials, their resources and cost, check that the datasets are there; start nothing",
+    )
     return parser
 
 
@@ -64,7 +114,10 @@ def overrides_from(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
     from_file = read_yaml_file(args.config) if args.config else {}
     sources = {key: f"in config={str(args.config)!r}:" for key in from_file}
     given = ({"data_dir": args.data_dir} if args.data_dir else {}) | parse_overrides(args.overrides)
-    sources |= {key: "--data-dir" if key == "data_dir" and args.data_dir and key not in parse_overrides(args.overrides) else "--set" for key in given}
+    sources |= {
+        key: "--data-dir" if key == "data_dir" and args.data_dir and key not in parse_overrides(args.overrides) else "--set"
+        for key in given
+    }
     return from_file | given, sources
 
 
@@ -77,7 +130,11 @@ def study_plan(args: argparse.Namespace) -> tuple[str, str, Plan]:
             raise ConfigError(problem("resume", args.resume, f"it must name a study under --storage-path; {plan_file} does not exist"))
         saved = read_plan_file(plan_file)
         try:
-            return args.resume, saved["preset"], make_plan(saved["preset"], saved["overrides"], dict.fromkeys(saved["overrides"], f"in {plan_file}:"))
+            return (
+                args.resume,
+                saved["preset"],
+                make_plan(saved["preset"], saved["overrides"], dict.fromkeys(saved["overrides"], f"in {plan_file}:")),
+            )
         except ConfigError as err:
             raise err.within(str(plan_file)) from None
     name = args.name if args.name is not None else f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"

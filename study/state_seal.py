@@ -60,7 +60,9 @@ def check(tracking_uri: str, run_id: str | None, folder: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     if not run_id:
-        raise ConfigError(f"{folder}: the study has no MLflow study run in this experiment and tracking store, so its state is not restored")
+        raise ConfigError(
+            f"{folder}: the study has no MLflow study run in this experiment and tracking store, so its state is not restored"
+        )
     recorded = MlflowClient(tracking_uri).get_run(run_id).data.tags.get(SEAL_TAG)
     if recorded is None:
         raise ConfigError(f"{folder}: the study's MLflow run {run_id} records no digest of its state, so it is not restored")
@@ -98,4 +100,3 @@ class SealCallback(Callback):
 
     def __getstate__(self) -> dict[str, Any]:
         return self.__dict__ | {"_last": None, "_checked": 0.0}  # after a restore, the files are hashed afresh
-

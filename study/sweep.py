@@ -82,18 +82,34 @@ def tune_config(args: argparse.Namespace, context: StudyContext, plan: Plan, con
     scheduler = None
     if preset.scheduler == "asha":
         scheduler = ASHAScheduler(
-            time_attr="epoch", metric=rs.M_VAL_KNN, mode="max", max_t=epochs, grace_period=args.grace_period, reduction_factor=args.reduction_factor
+            time_attr="epoch",
+            metric=rs.M_VAL_KNN,
+            mode="max",
+            max_t=epochs,
+            grace_period=args.grace_period,
+            reduction_factor=args.reduction_factor,
         )
     if preset.search is None:
         # metric and mode live on the scheduler when there is one (Tune refuses them twice).
         objective = {} if scheduler else {"metric": rs.M_VAL_KNN, "mode": "max"}
         return tune.TuneConfig(
-            **objective, scheduler=scheduler, num_samples=1, max_concurrent_trials=concurrency, reuse_actors=True, trial_dirname_creator=folders
+            **objective,
+            scheduler=scheduler,
+            num_samples=1,
+            max_concurrent_trials=concurrency,
+            reuse_actors=True,
+            trial_dirname_creator=folders,
         )
-    search = build_search(preset.search, study=name, journal=args.storage_path.resolve() / name / "optuna.journal", metric=rs.M_VAL_KNN, epochs=epochs)
+    search = build_search(
+        preset.search, study=name, journal=args.storage_path.resolve() / name / "optuna.journal", metric=rs.M_VAL_KNN, epochs=epochs
+    )
     return tune.TuneConfig(
-        search_alg=search, scheduler=scheduler, num_samples=preset.num_samples, max_concurrent_trials=min(concurrency, TPE_MAX_CONCURRENT),
-        reuse_actors=True, trial_dirname_creator=folders,
+        search_alg=search,
+        scheduler=scheduler,
+        num_samples=preset.num_samples,
+        max_concurrent_trials=min(concurrency, TPE_MAX_CONCURRENT),
+        reuse_actors=True,
+        trial_dirname_creator=folders,
     )
 
 
@@ -125,7 +141,9 @@ def check_tuning(plan: Plan, tuning: Tuning) -> None:
         space = CellSpace.of(tuning, loss)
         clash = sorted(set(plan.preset.per_loss.get(loss, {})) & {"lr", *space.hyperparameters})
         if clash:
-            raise ConfigError(f"tuning: per_loss[{loss!r}] fixes {', '.join(clash)}, which the tuning protocol tunes; remove one of the two")
+            raise ConfigError(
+                f"tuning: per_loss[{loss!r}] fixes {', '.join(clash)}, which the tuning protocol tunes; remove one of the two"
+            )
         for corner_index in (0, 1):
             hyperparameters = {h: HYPERPARAMETERS[h].search[corner_index] for h in space.hyperparameters}
             corner = cell | {"seed": tuning.seed, "lr": tuning.lr[corner_index]} | hyperparameters
@@ -135,7 +153,9 @@ def check_tuning(plan: Plan, tuning: Tuning) -> None:
                 raise ConfigError(f"tuning cell {cell_label(cell)}: {err}") from None
 
 
-def tune_cell(args: argparse.Namespace, context: StudyContext, plan: Plan, cell: dict[str, Any], concurrency: int, console: StudyConsole) -> dict[str, float]:
+def tune_cell(
+    args: argparse.Namespace, context: StudyContext, plan: Plan, cell: dict[str, Any], concurrency: int, console: StudyConsole
+) -> dict[str, float]:
     """One cell's Optuna study of exactly ``tuning.samples`` trials; the best validation config."""
     tuning, label = plan.preset.tuning, cell_label(cell)
     assert tuning is not None
@@ -148,12 +168,18 @@ def tune_cell(args: argparse.Namespace, context: StudyContext, plan: Plan, cell:
     cell_context = dataclasses.replace(context, fixed=context.fixed | cell | {"seed": tuning.seed})
     trainable = tune.with_resources(tune.with_parameters(run_trial, context=cell_context), trial_placement(plan, ray.cluster_resources()))
     config = tune.TuneConfig(
-        search_alg=search, num_samples=tuning.samples, max_concurrent_trials=min(concurrency, tuning.samples), reuse_actors=True,
+        search_alg=search,
+        num_samples=tuning.samples,
+        max_concurrent_trials=min(concurrency, tuning.samples),
+        reuse_actors=True,
         trial_dirname_creator=functools.partial(trial_folder, context=cell_context),
     )
     callbacks = [TrialStatusCallback(context.tracking_uri, context.experiment, context.study, epochs)]
     run_config = tune.RunConfig(
-        name=label, storage_path=str(folder), callbacks=callbacks, progress_reporter=console.reporter(f"tuning {label}", cell | {"seed": tuning.seed}),
+        name=label,
+        storage_path=str(folder),
+        callbacks=callbacks,
+        progress_reporter=console.reporter(f"tuning {label}", cell | {"seed": tuning.seed}),
         verbose=1,
     )
     results = tune.Tuner(trainable, tune_config=config, run_config=run_config).fit()
@@ -164,7 +190,9 @@ def tune_cell(args: argparse.Namespace, context: StudyContext, plan: Plan, cell:
     return {k: best.config[k] for k in ("lr", *space.hyperparameters)}
 
 
-def tune_cells(args: argparse.Namespace, context: StudyContext, plan: Plan, concurrency: int, console: StudyConsole) -> dict[str, dict[str, float]]:
+def tune_cells(
+    args: argparse.Namespace, context: StudyContext, plan: Plan, concurrency: int, console: StudyConsole
+) -> dict[str, dict[str, float]]:
     """Each cell's selection, tuning the cells not yet selected (a resumed study keeps its own)."""
     path = args.storage_path.resolve() / context.study / "tuning.json"
     selections = json.loads(path.read_text()) if path.is_file() else {}
@@ -223,7 +251,9 @@ def record_baselines(context: StudyContext, plan: Plan, console: StudyConsole) -
     task = ray.remote(random_init_run)
     refs = [task.options(num_cpus=min(1.0, c.cpus_per_worker), num_gpus=1 if c.gpu else 0).remote(c.to_dict(), context) for c in todo]
     if refs:
-        console.print(f"\nrandom-init baseline: {len(refs)} evaluation(s) of the untrained encoder (seeds {sorted({c.seed for c in todo})})")
+        console.print(
+            f"\nrandom-init baseline: {len(refs)} evaluation(s) of the untrained encoder (seeds {sorted({c.seed for c in todo})})"
+        )
     ray.get(refs)
 
 
@@ -239,30 +269,63 @@ def study_context(args: argparse.Namespace, name: str, preset_name: str, plan: P
     )
     write_plan_file(storage / name, preset_name, plan.overrides, study_run_id)
     fixed = plan.preset.fixed | {"data_dir": str(Path(plan.preset.fixed.get("data_dir", PretrainConfig.data_dir)).expanduser().resolve())}
-    return StudyContext(name, study_run_id, tracking_uri, args.experiment, str(storage / name / "train"), fixed, plan.preset.per_loss, plan.preset.evaluation, args.max_failures)
+    return StudyContext(
+        name,
+        study_run_id,
+        tracking_uri,
+        args.experiment,
+        str(storage / name / "train"),
+        fixed,
+        plan.preset.per_loss,
+        plan.preset.evaluation,
+        args.max_failures,
+    )
 
 
-def study_tuner(args: argparse.Namespace, context: StudyContext, plan: Plan, concurrency: int, selections: dict[str, dict[str, float]], console: StudyConsole) -> tune.Tuner:
+def study_tuner(
+    args: argparse.Namespace,
+    context: StudyContext,
+    plan: Plan,
+    concurrency: int,
+    selections: dict[str, dict[str, float]],
+    console: StudyConsole,
+) -> tune.Tuner:
     storage = args.storage_path.resolve()
     entry = run_trial if plan.is_search else run_grid_point
     trainable = tune.with_resources(tune.with_parameters(entry, context=context), trial_placement(plan, ray.cluster_resources()))
     if args.resume and tune.Tuner.can_restore(str(storage / context.study)):
-        return tune.Tuner.restore(str(storage / context.study), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
+        return tune.Tuner.restore(
+            str(storage / context.study), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+        )
     epochs = int(plan.preset.fixed.get("epochs", 1))
-    callbacks = [TrialStatusCallback(context.tracking_uri, args.experiment, context.study, epochs), state_seal.SealCallback(context.tracking_uri, context.study_run_id, storage / context.study)]
+    callbacks = [
+        TrialStatusCallback(context.tracking_uri, args.experiment, context.study, epochs),
+        state_seal.SealCallback(context.tracking_uri, context.study_run_id, storage / context.study),
+    ]
     run_config = tune.RunConfig(
-        name=context.study, storage_path=str(storage), callbacks=callbacks,
-        failure_config=tune.FailureConfig(max_failures=args.max_failures), progress_reporter=console.reporter("trials"), verbose=1,
+        name=context.study,
+        storage_path=str(storage),
+        callbacks=callbacks,
+        failure_config=tune.FailureConfig(max_failures=args.max_failures),
+        progress_reporter=console.reporter("trials"),
+        verbose=1,
     )
-    return tune.Tuner(trainable, param_space=param_space(plan, selections), tune_config=tune_config(args, context, plan, concurrency), run_config=run_config)
+    return tune.Tuner(
+        trainable,
+        param_space=param_space(plan, selections),
+        tune_config=tune_config(args, context, plan, concurrency),
+        run_config=run_config,
+    )
 
 
 def stopped(args: argparse.Namespace, context: StudyContext, stop: Stop) -> int:
     """After SIGINT or SIGTERM: every run of the study still RUNNING ends KILLED with the signal as reason."""
     runs = [run.info.run_id for run in search_runs(MlflowClient(context.tracking_uri), {rs.STUDY: context.study})]
     ended = end_running_as_killed(context.tracking_uri, [*runs, context.study_run_id], stop.reason)
-    print(f"\nstudy {context.study} {stop.reason}: {ended} MLflow runs ended KILLED; continue it with\n"
-          f"  python study/run_sweep.py --resume {context.study} --storage-path {args.storage_path}")
+    print(
+        f"\nstudy {context.study} {stop.reason}: {ended} MLflow runs ended KILLED; continue it with\n"
+        f"  python study/run_sweep.py --resume {context.study} --storage-path {args.storage_path}"
+    )
     return stop.exit_code
 
 

@@ -29,12 +29,27 @@ CLR_ALIASES = {entry.clr: name for name, entry in CATALOG.items() if entry.clr} 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="study/train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser = argparse.ArgumentParser(
+        prog="study/train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--config", type=text_arg("config"), help="YAML file of config fields; flags override it")
-    parser.add_argument("--clr", choices=sorted(CLR_ALIASES), help="FlatCLR's flag: " + ", ".join(f"{clr} = --loss {loss}" for clr, loss in CLR_ALIASES.items()))
-    parser.add_argument("--resume", metavar="RUN_NAME", help="continue the run RUN_NAME (a folder directly under --save_dir) from its last valid checkpoint")
-    parser.add_argument("--max-failures", type=bounded_int("max_failures", 0, 100), default=0, help="Ray Train restarts after a worker failure, from the last checkpoint (default: 0)")
-    parser.add_argument("--address", type=text_arg("address"), help="Ray cluster address (default: RAY_ADDRESS, else a new Ray instance on this machine)")
+    parser.add_argument(
+        "--clr",
+        choices=sorted(CLR_ALIASES),
+        help="FlatCLR's flag: " + ", ".join(f"{clr} = --loss {loss}" for clr, loss in CLR_ALIASES.items()),
+    )
+    parser.add_argument(
+        "--resume", metavar="RUN_NAME", help="continue the run RUN_NAME (a folder directly under --save_dir) from its last valid checkpoint"
+    )
+    parser.add_argument(
+        "--max-failures",
+        type=bounded_int("max_failures", 0, 100),
+        default=0,
+        help="Ray Train restarts after a worker failure, from the last checkpoint (default: 0)",
+    )
+    parser.add_argument(
+        "--address", type=text_arg("address"), help="Ray cluster address (default: RAY_ADDRESS, else a new Ray instance on this machine)"
+    )
     add_config_flags(parser, PretrainConfig)
     return parser
 
@@ -133,14 +148,24 @@ def train(args: argparse.Namespace, cfg: PretrainConfig, name: str, tracking_uri
     with quiet_ray(Path(cfg.save_dir) / name / "ray.log"):
         ray.init(address=ray_address(args), configure_logging=False, log_to_driver=True)
     run_id = mlflow_run(cfg, tracking_uri, name, resume=bool(args.resume))
-    trainer = build_trainer(cfg, name=name, storage_path=str(Path(cfg.save_dir).resolve()), run_id=run_id, tracking_uri=tracking_uri, max_failures=args.max_failures)
+    trainer = build_trainer(
+        cfg,
+        name=name,
+        storage_path=str(Path(cfg.save_dir).resolve()),
+        run_id=run_id,
+        tracking_uri=tracking_uri,
+        max_failures=args.max_failures,
+    )
     with stop_on_signals() as stop:
         try:
             result = trainer.fit()
         except BaseException as err:  # a failure ends the run FAILED with its reason; SIGINT or SIGTERM ends it KILLED
             if stop.signum is not None:
                 end_running_as_killed(tracking_uri, [run_id], stop.reason)
-                print(f"\nrun {name} {stop.reason}; resume it with: python study/train.py --resume {name} --save_dir {cfg.save_dir}", file=sys.stderr)
+                print(
+                    f"\nrun {name} {stop.reason}; resume it with: python study/train.py --resume {name} --save_dir {cfg.save_dir}",
+                    file=sys.stderr,
+                )
                 return stop.exit_code
             end_run(tracking_uri, run_id, failed_reason=f"{type(err).__name__}: {err}")
             raise

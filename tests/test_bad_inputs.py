@@ -84,7 +84,7 @@ TRAIN = [
     (["--limit_train", "0"], "limit_train=0"),
     (["--n_eval_epochs", "0"], "n_eval_epochs=0"),
     (["--run_name", "../../../x"], "run_name='../../../x'"),
-    (["--run_name", "a'b"], "run_name=\"a'b\""),
+    (["--run_name", "a'b"], 'run_name="a\'b"'),
     (["--run_name", "grüße"], "run_name='grüße'"),
     (["--run_name", "/abs/x"], "run_name='/abs/x'"),
     (["--run_name", ".."], "run_name='..'"),
@@ -168,7 +168,7 @@ RUN_SWEEP = [
     (["--preset", "quickstart", "--set", "workers=8"], "workers"),
     (["--preset", "quickstart", "--set", "gpu=true"], "GPU"),
     ([*QUICK, "--name", "../../x"], "name='../../x'"),
-    ([*QUICK, "--name", "a'b"], "name=\"a'b\""),
+    ([*QUICK, "--name", "a'b"], 'name="a\'b"'),
     ([*QUICK, "--name", ""], "name=''"),
     ([*QUICK, "--experiment", "it's"], "experiment="),
     (["--resume", "../elsewhere/x", "--storage-path", "{tmp}/nce_runs"], "resume='../elsewhere/x'"),
@@ -205,7 +205,11 @@ ANALYSIS = [
     (["tables", "--study", "nope", "--tracking-uri", "sqlite:///{tmp}/missing.db"], "missing.db"),
     (["tables", "--study", "nope", "--tracking-uri", "http://127.0.0.1:9"], "127.0.0.1:9"),
 ]
-CASES = [(command, args, named) for command, table in (("train", TRAIN), ("linear_eval", LINEAR_EVAL), ("run_sweep", RUN_SWEEP), ("analysis", ANALYSIS)) for args, named in table]
+CASES = [
+    (command, args, named)
+    for command, table in (("train", TRAIN), ("linear_eval", LINEAR_EVAL), ("run_sweep", RUN_SWEEP), ("analysis", ANALYSIS))
+    for args, named in table
+]
 
 
 def test_the_suite_holds_at_least_100_bad_inputs_on_each_command_line() -> None:
@@ -231,7 +235,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "latin1.yaml").write_bytes("lr: 0.1 # é\n".encode("latin-1"))
     (root / "empty").mkdir()
     storage = root / "nce_runs"
-    for name, text in {"listy": "[1, 2]", "nopreset": '{"overrides": {}}', "garbled": "{not json", "badpreset": '{"preset": "gone", "overrides": {}, "mlflow_run_id": "x"}'}.items():
+    for name, text in {
+        "listy": "[1, 2]",
+        "nopreset": '{"overrides": {}}',
+        "garbled": "{not json",
+        "badpreset": '{"preset": "gone", "overrides": {}, "mlflow_run_id": "x"}',
+    }.items():
         (storage / name).mkdir(parents=True)
         (storage / name / "study.json").write_text(text)
     (root / "elsewhere" / "x").mkdir(parents=True)

@@ -28,9 +28,36 @@ def run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedP
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cwd = tmp_path_factory.mktemp("train")
-    done = run([str(REPO / "study/train.py"), "--dataset", "digits", "--backbone", "small", "--epochs", "2", "--workers", "2",
-         "--cpus-per-worker", "0.5", "--batch_size", "64", "--limit-train", "256", "--n_eval_epochs", "1",
-         "--n_save_epochs", "1", "--knn-k", "10", "--run-name", "digits-ddp", "--loss", "flatnce"], cwd)
+    done = run(
+        [
+            str(REPO / "study/train.py"),
+            "--dataset",
+            "digits",
+            "--backbone",
+            "small",
+            "--epochs",
+            "2",
+            "--workers",
+            "2",
+            "--cpus-per-worker",
+            "0.5",
+            "--batch_size",
+            "64",
+            "--limit-train",
+            "256",
+            "--n_eval_epochs",
+            "1",
+            "--n_save_epochs",
+            "1",
+            "--knn-k",
+            "10",
+            "--run-name",
+            "digits-ddp",
+            "--loss",
+            "flatnce",
+        ],
+        cwd,
+    )
     (cwd / "train.log").write_text(done.stdout + done.stderr)
     return cwd
 
@@ -55,7 +82,10 @@ def test_train_under_ray_train_logs_one_run_with_every_epoch_once(trained: Path)
 
 
 def test_linear_eval_writes_a_child_run_of_the_pretraining_run(trained: Path) -> None:
-    done = run([str(REPO / "study/linear_eval.py"), "--model_path", "checkpoints/digits-ddp/epoch_00002", "--epochs", "5", "--batch_size", "64"], trained)
+    done = run(
+        [str(REPO / "study/linear_eval.py"), "--model_path", "checkpoints/digits-ddp/epoch_00002", "--epochs", "5", "--batch_size", "64"],
+        trained,
+    )
     assert "test accuracy" in done.stdout
     uri = f"sqlite:///{trained / 'mlflow.db'}"
     [pre] = runs_of_kind(uri, rs.KIND_PRETRAIN)
@@ -69,8 +99,26 @@ def test_linear_eval_writes_a_child_run_of_the_pretraining_run(trained: Path) ->
 
 
 def test_train_on_a_real_cifar10_subset(tmp_path: Path, cifar10_root: Path) -> None:
-    done = run([str(REPO / "study/train.py"), "--dataset", "cifar10", "--data-dir", str(cifar10_root), "--limit-train", "512",
-                "--backbone", "small", "--epochs", "1", "--batch_size", "128", "--run-name", "cifar-subset"], tmp_path)
+    done = run(
+        [
+            str(REPO / "study/train.py"),
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            str(cifar10_root),
+            "--limit-train",
+            "512",
+            "--backbone",
+            "small",
+            "--epochs",
+            "1",
+            "--batch_size",
+            "128",
+            "--run-name",
+            "cifar-subset",
+        ],
+        tmp_path,
+    )
     assert "validation kNN accuracy" in done.stdout
     [run_] = runs_of_kind(f"sqlite:///{tmp_path / 'mlflow.db'}", rs.KIND_PRETRAIN)
     assert run_.info.status == "FINISHED" and run_.data.params["limit_train"] == "512"
@@ -86,9 +134,27 @@ def test_a_successful_train_run_prints_no_traceback(trained: Path) -> None:
 @pytest.mark.slow
 def test_sigterm_to_the_sweep_driver_ends_running_runs_killed_and_resume_continues(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [str(REPO / "study/run_sweep.py"), "--preset", "quickstart", "--name", "stopped", "--set", "loss=[infonce,flatnce]",
-            "--set", "epochs=3", "--set", "limit_train=256", "--set", "batch_size=[64]", "--set", "knn_k=10", "--set", "eval.mode=knn",
-            "--max-concurrent", "1"]
+    args = [
+        str(REPO / "study/run_sweep.py"),
+        "--preset",
+        "quickstart",
+        "--name",
+        "stopped",
+        "--set",
+        "loss=[infonce,flatnce]",
+        "--set",
+        "epochs=3",
+        "--set",
+        "limit_train=256",
+        "--set",
+        "batch_size=[64]",
+        "--set",
+        "knn_k=10",
+        "--set",
+        "eval.mode=knn",
+        "--max-concurrent",
+        "1",
+    ]
     env = os.environ | {"PYTHONPATH": str(REPO)}
     driver = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300

@@ -73,7 +73,14 @@ def test_flags_override_yaml_and_clr_is_an_alias(tmp_path: Path) -> None:
 
 def test_defaults_follow_the_attentionnce_seed_command_line() -> None:
     cfg = PretrainConfig()
-    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.save_dir, cfg.n_eval_epochs, cfg.n_save_epochs) == (400, 256, 1e-3, "checkpoints", 5, 20)
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.save_dir, cfg.n_eval_epochs, cfg.n_save_epochs) == (
+        400,
+        256,
+        1e-3,
+        "checkpoints",
+        5,
+        20,
+    )
 
 
 def test_derived_values() -> None:
@@ -99,7 +106,11 @@ def test_the_registry_names_the_config_checks_are_the_registries() -> None:
     from trainables.optim import LR_SCALING, OPTIMIZERS, SCHEDULES
 
     assert (config.BACKBONE_NAMES, config.HEAD_NAMES) == (tuple(BACKBONES), tuple(HEADS))
-    assert (config.OPTIMIZER_NAMES, config.LR_SCALING_NAMES, config.SCHEDULE_NAMES) == (tuple(OPTIMIZERS), tuple(LR_SCALING), tuple(SCHEDULES))
+    assert (config.OPTIMIZER_NAMES, config.LR_SCALING_NAMES, config.SCHEDULE_NAMES) == (
+        tuple(OPTIMIZERS),
+        tuple(LR_SCALING),
+        tuple(SCHEDULES),
+    )
 
 
 def test_every_jitter_the_config_accepts_the_augmentation_accepts() -> None:
@@ -107,7 +118,10 @@ def test_every_jitter_the_config_accepts_the_augmentation_accepts() -> None:
     from trainables.data import dataset_spec
 
     for strength in (0.0, config.MAX_JITTER_STRENGTH):
-        assert isinstance(augment_config_for(dataset_spec("cifar10"), jitter_strength=from_dict({"jitter_strength": strength}).jitter_strength), AugmentConfig)
+        assert isinstance(
+            augment_config_for(dataset_spec("cifar10"), jitter_strength=from_dict({"jitter_strength": strength}).jitter_strength),
+            AugmentConfig,
+        )
     with pytest.raises(ConfigError, match="jitter_strength"):
         from_dict({"jitter_strength": config.MAX_JITTER_STRENGTH + 0.01})
 
@@ -234,7 +248,10 @@ def test_each_flag_help_says_its_default_once_and_what_its_rule_allows(command: 
 
     from study import linear_eval
 
-    module, config_class, checks = {"train": (train, PretrainConfig, config.PRETRAIN_CHECKS), "linear_eval": (linear_eval, config.EvalConfig, config.EVAL_CHECKS)}[command]
+    module, config_class, checks = {
+        "train": (train, PretrainConfig, config.PRETRAIN_CHECKS),
+        "linear_eval": (linear_eval, config.EvalConfig, config.EVAL_CHECKS),
+    }[command]
     helps = flag_helps(module.build_parser())
     for f in dataclasses.fields(config_class):
         if f.name == "tags":

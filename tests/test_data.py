@@ -442,7 +442,9 @@ def test_the_decoded_cache_is_reused_and_follows_the_files(image_folder: Path, m
     Image.fromarray(np.zeros((50, 40, 3), dtype=np.uint8)).save(image_folder / "train" / "ant" / "0.png")
     changed = load_dataset("imagefolder", image_folder, val_fraction=1 / 3, image_size=16, load_size=16)
     assert len(sorted((image_folder / ".nce-cache").glob("*.npy"))) == 3
-    assert not torch.equal(torch.cat([changed.train.images, changed.val.images]).sum(0), torch.cat([first.train.images, first.val.images]).sum(0))
+    assert not torch.equal(
+        torch.cat([changed.train.images, changed.val.images]).sum(0), torch.cat([first.train.images, first.val.images]).sum(0)
+    )
 
 
 @pytest.mark.parametrize("in_memory_gb", [4.0, 0.0])
@@ -552,7 +554,17 @@ def test_a_28px_folder_pretrains_at_28px_and_its_run_records_the_data(tmp_path: 
         _write_images(tmp_path / "data" / "val" / name, [(28, 28)] * 4, rng)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id = create_run(uri, "data", run_name="folder", params={}, tags={})
-    cfg = from_dict({"dataset": "imagefolder", "data_dir": str(tmp_path / "data"), "backbone": "small", "head": "mlp", "epochs": 1, "batch_size": 32, "knn_k": 5})
+    cfg = from_dict(
+        {
+            "dataset": "imagefolder",
+            "data_dir": str(tmp_path / "data"),
+            "backbone": "small",
+            "head": "mlp",
+            "epochs": 1,
+            "batch_size": 32,
+            "knn_k": 5,
+        }
+    )
     session = LocalSession(tmp_path / "run")
     pretrain(cfg, session, EpochEnd(cfg, session, run_id=run_id, tracking_uri=uri))
     assert np.isfinite(session.reported[-1]["train_loss"])
@@ -570,7 +582,9 @@ def test_an_unwritable_cache_dir_is_named(image_folder: Path) -> None:
             load_dataset("imagefolder", image_folder, cache_dir=blocked / "cache", in_memory_gb=in_memory_gb)
 
 
-def test_train_py_refuses_a_folder_with_a_corrupt_image_naming_it(image_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_train_py_refuses_a_folder_with_a_corrupt_image_naming_it(
+    image_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     from study import train
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

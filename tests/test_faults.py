@@ -30,9 +30,38 @@ def runs(cwd: Path, kind: str) -> list:
     return search_runs(client, {rs.KIND: kind})
 
 
-TRAIN = ["--dataset", "digits", "--backbone", "small", "--head", "mlp", "--epochs", "3", "--workers", "2", "--cpus-per-worker", "0.5",
-         "--batch_size", "64", "--limit-train", "256", "--n_eval_epochs", "1", "--n_save_epochs", "1", "--knn-k", "10",
-         "--optimizer", "sgd", "--lr", "0.1", "--run-name", "r", "--max-failures", "1"]
+TRAIN = [
+    "--dataset",
+    "digits",
+    "--backbone",
+    "small",
+    "--head",
+    "mlp",
+    "--epochs",
+    "3",
+    "--workers",
+    "2",
+    "--cpus-per-worker",
+    "0.5",
+    "--batch_size",
+    "64",
+    "--limit-train",
+    "256",
+    "--n_eval_epochs",
+    "1",
+    "--n_save_epochs",
+    "1",
+    "--knn-k",
+    "10",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.1",
+    "--run-name",
+    "r",
+    "--max-failures",
+    "1",
+]
 
 
 @pytest.mark.slow
@@ -55,8 +84,29 @@ def test_worker_killed_mid_epoch_resumes_to_the_same_parameters(tmp_path: Path) 
 @pytest.mark.slow
 def test_nan_and_out_of_memory_trials_fail_with_reasons_and_the_study_goes_on(tmp_path: Path) -> None:
     faults = "nan:epoch=2:step=0:batch=64:seed=1;memcap:mb=60:batch=512:seed=0"
-    done = run("study/run_sweep.py", ["--preset", "quickstart", "--name", "faults", "--set", "loss=[infonce]", "--set", "batch_size=[64,512]",
-               "--set", "seeds=2", "--set", "epochs=2", "--set", "n_save_epochs=1", "--set", "eval.mode=knn"], tmp_path, fault=faults)
+    done = run(
+        "study/run_sweep.py",
+        [
+            "--preset",
+            "quickstart",
+            "--name",
+            "faults",
+            "--set",
+            "loss=[infonce]",
+            "--set",
+            "batch_size=[64,512]",
+            "--set",
+            "seeds=2",
+            "--set",
+            "epochs=2",
+            "--set",
+            "n_save_epochs=1",
+            "--set",
+            "eval.mode=knn",
+        ],
+        tmp_path,
+        fault=faults,
+    )
     by_trial = {(r.data.params["batch_size"], r.data.params["seed"]): r for r in runs(tmp_path, rs.KIND_PRETRAIN)}
     assert len(by_trial) == 4
     nan, oom = by_trial[("64", "1")], by_trial[("512", "0")]

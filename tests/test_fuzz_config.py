@@ -180,7 +180,11 @@ def offenders(values: dict[Any, Any]) -> set[Any]:
         bad |= {h for h in HYPERPARAMETERS if typed.get(h) is not None and h not in TAKES[cfg["loss"]]}
     if not mistyped & {"batch_size", "workers"} and cfg["workers"] >= 1 and cfg["batch_size"] % cfg["workers"]:
         bad |= {"batch_size", "workers"}
-    if not mistyped & {"schedule", "epochs", "warmup_epochs"} and cfg["schedule"] == "cosine" and cfg["warmup_epochs"] >= cfg["epochs"] >= 1:
+    if (
+        not mistyped & {"schedule", "epochs", "warmup_epochs"}
+        and cfg["schedule"] == "cosine"
+        and cfg["warmup_epochs"] >= cfg["epochs"] >= 1
+    ):
         bad.add("warmup_epochs")
     return bad
 
@@ -216,7 +220,14 @@ def numbers(rule: Rule, low: float | None, high: float | None, *, low_open: bool
         first = None if low is None else int(low) + (1 if low_open else 0)
         last = None if high is None else int(high) - (1 if high_open else 0)
         return st.integers(first if first is not None else -(10**6), last if last is not None else 10**6)
-    floats = st.floats(low, high, exclude_min=low_open and low is not None, exclude_max=high_open and high is not None, allow_nan=False, allow_infinity=False)
+    floats = st.floats(
+        low,
+        high,
+        exclude_min=low_open and low is not None,
+        exclude_max=high_open and high is not None,
+        allow_nan=False,
+        allow_infinity=False,
+    )
     return floats if high is not None else floats.filter(lambda v: v < 1e6) | st.integers(int(low or 0) + 1, int(low or 0) + 1000)
 
 
@@ -250,9 +261,13 @@ def out_of_range(rule: Rule) -> st.SearchStrategy | None:
         return None
     options = []
     if rule.low is not None:
-        options.append(numbers(rule, None if rule.kind is float else rule.low - 10**6, rule.low, low_open=False, high_open=not rule.low_open))
+        options.append(
+            numbers(rule, None if rule.kind is float else rule.low - 10**6, rule.low, low_open=False, high_open=not rule.low_open)
+        )
     if rule.high is not None:
-        options.append(numbers(rule, rule.high, None if rule.kind is float else rule.high + 10**6, low_open=not rule.high_open, high_open=False))
+        options.append(
+            numbers(rule, rule.high, None if rule.kind is float else rule.high + 10**6, low_open=not rule.high_open, high_open=False)
+        )
     if rule.kind is float:
         options.append(st.sampled_from((math.nan, math.inf, -math.inf)))
         options.append(st.just(10**400))  # an int no float can hold
@@ -449,7 +464,9 @@ def sweep_overrides(draw: st.DrawFn) -> list[str]:
             choices = (*LOSSES, "simclr") if axis == "loss" else (16, 30, 32, 64, 1)
             items.append(f"{axis}={yaml_text(draw(st.lists(st.sampled_from(choices), min_size=1, max_size=3, unique=True)))}")
     if draw(st.integers(0, 7)) == 0:
-        items.insert(draw(st.integers(0, len(items))), f"{draw(st.sampled_from(('lossx', 'batchsize', 'eval.epoch')))}={draw(st.integers(0, 9))}")
+        items.insert(
+            draw(st.integers(0, len(items))), f"{draw(st.sampled_from(('lossx', 'batchsize', 'eval.epoch')))}={draw(st.integers(0, 9))}"
+        )
     return items
 
 
@@ -509,11 +526,9 @@ def test_sweep_overrides_are_validated_before_ray_naming_the_field(items: list[s
     assert any(all(names(stderr, key) for key in bad) for bad in failing), (items, [sorted(b) for b in failing], stderr)
 
 
-
 def test_sweep_override_with_an_exponent_is_a_number() -> None:
     code, stderr = run_sweep_main(["--preset", "quickstart", "--set", "lr=1e-3", "--dry-run"])
     assert code == 0, stderr
-
 
 
 def test_sweep_override_that_is_not_yaml_gets_a_message() -> None:
@@ -521,11 +536,9 @@ def test_sweep_override_that_is_not_yaml_gets_a_message() -> None:
     assert code == 2 and "tags" in stderr
 
 
-
 def test_sweep_eval_override_of_a_wrong_type_gets_a_message() -> None:
     code, stderr = run_sweep_main(["--preset", "quickstart", "--set", "eval.epochs=ten", "--dry-run"])
     assert code == 2 and "epochs" in stderr
-
 
 
 def test_sweep_with_an_empty_grid_axis_gets_a_message() -> None:
@@ -583,7 +596,11 @@ def test_yaml_reads_exponents_as_numbers(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("lr: [0.1\n", "is not valid YAML"), ("- lr\n- 0.1\n", "must hold a mapping"), ("lr: !!python/object:os.system x\n", "is not valid YAML")],
+    [
+        ("lr: [0.1\n", "is not valid YAML"),
+        ("- lr\n- 0.1\n", "must hold a mapping"),
+        ("lr: !!python/object:os.system x\n", "is not valid YAML"),
+    ],
 )
 def test_a_bad_yaml_file_gets_a_message_naming_it(tmp_path: Path, text: str, expected: str, no_tracking_env: None) -> None:
     path = tmp_path / "bad run.yaml"

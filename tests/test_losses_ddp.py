@@ -46,7 +46,9 @@ def test_two_process_gather_matches_one_process_full_batch(name: str, two_ranks:
     torch.testing.assert_close(grads, z.grad, rtol=1e-10, atol=1e-13)
     # Each rank's loss is the mean over its own anchors; their mean is the full-batch loss.
     assert torch.stack([r[name]["value"] for r in two_ranks]).mean().item() == pytest.approx(value.item(), rel=1e-12)
-    assert torch.stack([r[name]["pos_prob"] for r in two_ranks]).mean().item() == pytest.approx(loss.diagnostics()[CATALOG[name].diagnostics[0]].item(), rel=1e-12)
+    assert torch.stack([r[name]["pos_prob"] for r in two_ranks]).mean().item() == pytest.approx(
+        loss.diagnostics()[CATALOG[name].diagnostics[0]].item(), rel=1e-12
+    )
 
 
 def test_without_gather_the_gradient_differs(tmp_path: Path) -> None:

@@ -17,8 +17,17 @@ from trainables.pretrain import NonFiniteLossError, pretrain
 from trainables.session import LocalSession
 
 TINY = {
-    "dataset": "digits", "backbone": "small", "head": "mlp", "limit_train": 192, "batch_size": 64,
-    "epochs": 2, "n_eval_epochs": 1, "n_save_epochs": 1, "lr": 1e-3, "knn_k": 10, "seed": 3,
+    "dataset": "digits",
+    "backbone": "small",
+    "head": "mlp",
+    "limit_train": 192,
+    "batch_size": 64,
+    "epochs": 2,
+    "n_eval_epochs": 1,
+    "n_save_epochs": 1,
+    "lr": 1e-3,
+    "knn_k": 10,
+    "seed": 3,
 }
 
 
@@ -54,7 +63,14 @@ def no_bn_backbone(image_size: int) -> tuple[nn.Module, int]:
     """A backbone without BatchNorm: on CPU each DDP worker's BN would see only its shard
     (SyncBatchNorm needs CUDA), so exact equivalence needs a model free of batch statistics."""
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
     return net, 16
 
 

@@ -23,7 +23,15 @@ from mlflow.tracking import MlflowClient
 
 from study import linear_eval as linear_eval_cli
 from trainables import run_schema as rs
-from trainables.checkpoint import CHECKSUM_FILE, STATE_FILE, CorruptCheckpointError, UnsafeCheckpointError, load_checkpoint, load_latest_valid, save_checkpoint
+from trainables.checkpoint import (
+    CHECKSUM_FILE,
+    STATE_FILE,
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+    load_checkpoint,
+    load_latest_valid,
+    save_checkpoint,
+)
 from trainables.config import from_dict
 from trainables.epoch_end import EpochEnd
 from trainables.pretrain import pretrain
@@ -136,8 +144,14 @@ def leaks(texts: list[str]) -> list[str]:
 def test_no_secret_reaches_params_tags_or_the_failure_reason(store: str, secret_env: None) -> None:
     uri = store
     cfg = from_dict(leaky_config())
-    run_id = create_run(uri, cfg.experiment, run_name=cfg.run_name or "", params=pretrain_params(cfg), tags=cfg.tags | {rs.KIND: rs.KIND_PRETRAIN})
-    end_run(uri, run_id, failed_reason=f"MlflowException: API request to {cfg.tracking_uri}/api/2.0/mlflow/runs/log-batch failed; token {ENV_SECRETS['HF_TOKEN']}")
+    run_id = create_run(
+        uri, cfg.experiment, run_name=cfg.run_name or "", params=pretrain_params(cfg), tags=cfg.tags | {rs.KIND: rs.KIND_PRETRAIN}
+    )
+    end_run(
+        uri,
+        run_id,
+        failed_reason=f"MlflowException: API request to {cfg.tracking_uri}/api/2.0/mlflow/runs/log-batch failed; token {ENV_SECRETS['HF_TOKEN']}",
+    )
     run = MlflowClient(uri).get_run(run_id)
     texts = [*run.data.params.values(), *run.data.params, *run.data.tags.values(), *run.data.tags, run.info.run_name]
     assert leaks(texts) == []
@@ -181,9 +195,18 @@ def artifact_texts(client: MlflowClient, run_id: str, into: Path) -> list[str]:
 def test_no_secret_reaches_the_run_artifacts(store: str, tmp_path: Path, secret_env: None) -> None:
     torch.set_num_threads(1)
     uri = store
-    cfg = from_dict(leaky_config(
-        dataset="digits", backbone="small", head="mlp", limit_train=128, batch_size=64, epochs=1, n_eval_epochs=1, knn_k=5,
-    ))
+    cfg = from_dict(
+        leaky_config(
+            dataset="digits",
+            backbone="small",
+            head="mlp",
+            limit_train=128,
+            batch_size=64,
+            epochs=1,
+            n_eval_epochs=1,
+            knn_k=5,
+        )
+    )
     run_id = create_run(uri, cfg.experiment, run_name=cfg.run_name or "", params=pretrain_params(cfg), tags=cfg.tags)
     session = LocalSession(tmp_path / "checkpoints")
     pretrain(cfg, session, EpochEnd(cfg, session, run_id=run_id, tracking_uri=uri))

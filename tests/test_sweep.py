@@ -25,7 +25,20 @@ from trainables.mlflow_search import search_runs
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP = str(REPO / "study" / "run_sweep.py")
-SMALL = ["--set", "seeds=1", "--set", "epochs=2", "--set", "limit_train=256", "--set", "batch_size=[64]", "--set", "knn_k=10", "--set", "eval.mode=knn"]
+SMALL = [
+    "--set",
+    "seeds=1",
+    "--set",
+    "epochs=2",
+    "--set",
+    "limit_train=256",
+    "--set",
+    "batch_size=[64]",
+    "--set",
+    "knn_k=10",
+    "--set",
+    "eval.mode=knn",
+]
 
 
 def sweep(args: list[str], cwd: Path, timeout: int = 420) -> subprocess.CompletedProcess:
@@ -65,9 +78,34 @@ def test_bad_input_is_rejected_before_any_trial(tmp_path: Path, capsys: pytest.C
 
 
 def test_tpe_proposes_conditional_parameters_only_for_their_losses(tmp_path: Path) -> None:
-    sweep(["--preset", "tpe-lr", "--name", "tpe", "--set", "num_samples=4", "--set", "dataset=digits", "--set", "backbone=small",
-           "--set", "gpu=false", "--set", "epochs=1", "--set", "limit_train=256", "--set", "knn_k=10", "--set", "eval.mode=knn"], tmp_path)
-    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "nce_runs" / "tpe" / "optuna.journal")))
+    sweep(
+        [
+            "--preset",
+            "tpe-lr",
+            "--name",
+            "tpe",
+            "--set",
+            "num_samples=4",
+            "--set",
+            "dataset=digits",
+            "--set",
+            "backbone=small",
+            "--set",
+            "gpu=false",
+            "--set",
+            "epochs=1",
+            "--set",
+            "limit_train=256",
+            "--set",
+            "knn_k=10",
+            "--set",
+            "eval.mode=knn",
+        ],
+        tmp_path,
+    )
+    journal = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "nce_runs" / "tpe" / "optuna.journal"))
+    )
     trials = optuna.load_study(study_name="tpe", storage=journal).trials
     assert len(trials) == 4
     own = {"d_pos": {"attentionnce"}, "d_neg": {"attentionnce"}, "tau_plus": {"dcl", "hcl"}, "beta": {"hcl"}}
@@ -94,11 +132,17 @@ def wait_for(condition, timeout: float, what: str) -> None:
 def test_killed_driver_resumes_with_each_trial_once(tmp_path: Path) -> None:
     args = ["--preset", "quickstart", "--name", "killed", "--set", "loss=[infonce,flatnce,dcl]", "--max-concurrent", "1", *SMALL]
     env = os.environ | {"PYTHONPATH": str(REPO)}
-    driver = subprocess.Popen([sys.executable, SWEEP, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    driver = subprocess.Popen(
+        [sys.executable, SWEEP, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         # study.json is written once the MLflow store exists: polling earlier would race its creation.
         started = tmp_path / "nce_runs" / "killed" / "study.json"
-        wait_for(lambda: started.exists() and any(r.info.status == "FINISHED" for r in trial_runs(tmp_path, "killed")), 300, "a first finished trial")
+        wait_for(
+            lambda: started.exists() and any(r.info.status == "FINISHED" for r in trial_runs(tmp_path, "killed")),
+            300,
+            "a first finished trial",
+        )
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
         driver.wait()
@@ -141,7 +185,10 @@ def test_flatclr_probe_runs_at_flatclrs_batch() -> None:
 
 def test_both_losses_of_the_views_study_meet_at_every_attentionnce_compute() -> None:
     configs = make_plan("attentionnce-views", {}).configs
-    v = {loss: {(c.views + (2 if loss == "attentionnce" else 1), c.batch_size) for c in configs if c.loss == loss} for loss in ("infonce", "attentionnce")}
+    v = {
+        loss: {(c.views + (2 if loss == "attentionnce" else 1), c.batch_size) for c in configs if c.loss == loss}
+        for loss in ("infonce", "attentionnce")
+    }
     assert v["attentionnce"] <= v["infonce"]  # every AttentionNCE (V, batch) has its InfoNCE peer
     m = {loss: {(c.views, c.batch_size) for c in configs if c.loss == loss} for loss in ("infonce", "attentionnce")}
     assert m["attentionnce"] <= m["infonce"]  # and the views table compares them at the same M
@@ -155,8 +202,13 @@ def test_a_loss_own_axis_values_replace_the_grids_only_for_that_loss() -> None:
 
 
 def test_tuning_settings_are_checked() -> None:
-    for kwargs, field in (({"samples": 0}, "tuning.samples"), ({"lr": (0.1, 0.01)}, "tuning.lr"), ({"metric": "test_acc"}, "tuning.metric"),
-                          ({"hyperparameters": ("tau",)}, "tuning.hyperparameters"), ({"sampler": "grid"}, "tuning.sampler")):
+    for kwargs, field in (
+        ({"samples": 0}, "tuning.samples"),
+        ({"lr": (0.1, 0.01)}, "tuning.lr"),
+        ({"metric": "test_acc"}, "tuning.metric"),
+        ({"hyperparameters": ("tau",)}, "tuning.hyperparameters"),
+        ({"sampler": "grid"}, "tuning.sampler"),
+    ):
         with pytest.raises(ValueError, match=field):
             Tuning(**kwargs)
 
@@ -179,7 +231,9 @@ def test_console_starts_with_the_plan_and_a_wall_clock_from_measured_throughput(
     StudyConsole("s", plan, tmp_path, out=out).start({"CPU": 2.0}, 2)
     cfg = plan.configs[0]
     images = 5000  # limit_train: the pretraining images of an epoch
-    per_trial = [cfg.epochs * (images // c.batch_size) * c.batch_size * 2 / CPU_THROUGHPUT[("small", 32)] + TRIAL_OVERHEAD_S for c in plan.configs]
+    per_trial = [
+        cfg.epochs * (images // c.batch_size) * c.batch_size * 2 / CPU_THROUGHPUT[("small", 32)] + TRIAL_OVERHEAD_S for c in plan.configs
+    ]
     text = out.getvalue()
     assert "plan: 24 trials, plus a random-init baseline per seed [0, 1, 2]" in text
     assert f"estimated wall-clock: {sum(per_trial) / 2 / 60:.0f} min" in text
@@ -215,8 +269,28 @@ def test_console_prints_each_finished_trial_once_with_its_mlflow_name_and_a_fina
 def test_every_cell_gets_the_same_tuning_budget_and_only_its_reruns_enter_the_table(tmp_path: Path) -> None:
     from analysis.load import load_study
 
-    tiny = ["--set", "dataset=digits", "--set", "limit_train=256", "--set", "epochs=1", "--set", "warmup_epochs=0", "--set", "batch_size=[64]",
-            "--set", "loss=[infonce,flatnce]", "--set", "seeds=2", "--set", "knn_k=10", "--set", "eval.mode=knn", "--max-concurrent", "2"]
+    tiny = [
+        "--set",
+        "dataset=digits",
+        "--set",
+        "limit_train=256",
+        "--set",
+        "epochs=1",
+        "--set",
+        "warmup_epochs=0",
+        "--set",
+        "batch_size=[64]",
+        "--set",
+        "loss=[infonce,flatnce]",
+        "--set",
+        "seeds=2",
+        "--set",
+        "knn_k=10",
+        "--set",
+        "eval.mode=knn",
+        "--max-concurrent",
+        "2",
+    ]
     sweep(["--preset", "cifar10-cpu-tuned", "--name", "fair", *tiny], tmp_path, timeout=1200)
     tuning = PRESETS["cifar10-cpu-tuned"].tuning
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -230,11 +304,14 @@ def test_every_cell_gets_the_same_tuning_budget_and_only_its_reruns_enter_the_ta
     for run in finals:  # each re-run carries its cell's best configuration on validation
         cell = budget[(run.data.params["loss"], run.data.params["batch_size"])]
         best = max(r.data.metrics[rs.M_FINAL_VAL_KNN] for r in cell)
-        chosen = [r for r in cell if (r.data.params["lr"], r.data.params["temperature"]) == (run.data.params["lr"], run.data.params["temperature"])]
+        chosen = [
+            r
+            for r in cell
+            if (r.data.params["lr"], r.data.params["temperature"]) == (run.data.params["lr"], run.data.params["temperature"])
+        ]
         assert chosen and chosen[0].data.metrics[rs.M_FINAL_VAL_KNN] == best
     trials = load_study("fair", f"sqlite:///{tmp_path / 'mlflow.db'}", eval_mode="knn")
     assert sorted(trials["run_id"]) == sorted(r.info.run_id for r in finals)  # the table reads the re-runs only
-
 
 
 # --- the random-init baseline -----------------------------------------------------------------

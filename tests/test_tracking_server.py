@@ -62,7 +62,9 @@ def epoch_metrics(epoch: int) -> dict[str, float]:
     return {rs.M_TRAIN_LOSS: 5.0 - epoch / 10, rs.M_POS_PROB: epoch / 100}
 
 
-def test_a_server_that_goes_away_mid_run_loses_no_epoch(server: Server, unbounded_env: None, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_server_that_goes_away_mid_run_loses_no_epoch(
+    server: Server, unbounded_env: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     uri = f"http://alice:{PASSWORD}@127.0.0.1:{server.port}"
     check_reachable(uri)  # credentials in the URI do not stop the check from reaching the server
     run_id = create_run(uri, "nce-study", run_name="server-goes-away", params={"lr": 0.1}, tags={rs.KIND: rs.KIND_PRETRAIN})

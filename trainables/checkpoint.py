@@ -77,7 +77,9 @@ def load_checkpoint(directory: str | Path, map_location: str | torch.device = "c
             "such checkpoints; the file comes from elsewhere or was altered."
         ) from err
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:  # truncated with a matching checksum
-        raise CorruptCheckpointError(f"checkpoint {directory} cannot be read: {STATE_FILE}: {type(err).__name__}: {str(err)[:200]}") from err
+        raise CorruptCheckpointError(
+            f"checkpoint {directory} cannot be read: {STATE_FILE}: {type(err).__name__}: {str(err)[:200]}"
+        ) from err
 
 
 def load_latest_valid(candidates: list[Path], map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path] | None:

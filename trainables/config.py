@@ -340,7 +340,9 @@ def hyperparameters_fit_the_loss(cfg: PretrainConfig) -> list[Problem]:
     given = [n for n in hyperparameter_names() if getattr(cfg, n) is not None and n not in entry.hyperparameters]
     if cfg.attention_preset is not None and not entry.presets:
         given.append("attention_preset")
-    problems = [Problem((n,), f"{n}={shown(getattr(cfg, n))} does not apply to loss={cfg.loss!r}, which takes: {takes(cfg.loss)}") for n in given]
+    problems = [
+        Problem((n,), f"{n}={shown(getattr(cfg, n))} does not apply to loss={cfg.loss!r}, which takes: {takes(cfg.loss)}") for n in given
+    ]
     if entry.presets and cfg.attention_preset in set(preset_names()) - set(entry.presets):  # published for another loss only
         allowed = ", ".join(entry.presets)
         message = f"attention_preset={cfg.attention_preset!r} is not published for loss={cfg.loss!r}; allowed: {allowed}"

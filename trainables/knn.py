@@ -12,7 +12,9 @@ from trainables.data import Images
 from trainables.features import Encode, split_features
 
 
-def knn_predict(bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, *, k: int, temperature: float, num_classes: int, chunk: int = 1024) -> torch.Tensor:
+def knn_predict(
+    bank: torch.Tensor, bank_labels: torch.Tensor, queries: torch.Tensor, *, k: int, temperature: float, num_classes: int, chunk: int = 1024
+) -> torch.Tensor:
     """Predicted class of every query.
 
     Shape:
@@ -32,5 +34,7 @@ def knn_accuracy(encode: Encode, bank: Images, queries: Images, *, k: int, tempe
     """Top-1 kNN accuracy of the queries against the bank, identical on every worker."""
     bank_feats = split_features(encode, bank)
     query_feats = split_features(encode, queries)
-    predicted = knn_predict(bank_feats, bank.labels.to(bank_feats.device), query_feats, k=k, temperature=temperature, num_classes=num_classes)
+    predicted = knn_predict(
+        bank_feats, bank.labels.to(bank_feats.device), query_feats, k=k, temperature=temperature, num_classes=num_classes
+    )
     return (predicted.cpu() == queries.labels).float().mean().item()

@@ -175,7 +175,9 @@ def code_version() -> str:
     repo = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
@@ -221,7 +223,9 @@ def pretrain_params(cfg: Any) -> dict[str, Any]:
     return {k: v for k, v in cfg.to_dict().items() if k != "tags"} | derived | library_versions()
 
 
-def create_run(tracking_uri: str, experiment: str, *, run_name: str, params: dict[str, Any], tags: dict[str, str], parent_run_id: str | None = None) -> str:
+def create_run(
+    tracking_uri: str, experiment: str, *, run_name: str, params: dict[str, Any], tags: dict[str, str], parent_run_id: str | None = None
+) -> str:
     """A new RUNNING run with its params and tags; returns its id."""
     client = MlflowClient(tracking_uri)
     secrets = secret_values()
@@ -315,7 +319,9 @@ class RunLogger:
                 raise
             log.warning(
                 "MLflow write failed (%s); %d metric values and %d artifact folders kept for retry",
-                redact_text(str(err), secret_values()), len(self.pending), len(self.pending_artifacts),
+                redact_text(str(err), secret_values()),
+                len(self.pending),
+                len(self.pending_artifacts),
             )
 
     def flush_with_retry(self, deadline_s: float = 600.0, wait_s: float = 5.0) -> None:

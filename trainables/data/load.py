@@ -80,7 +80,9 @@ def load_dataset(
         if download:
             raise ValueError(f"download: got True for dataset {name!r}; allowed: False (image folders are never downloaded)")
         cache = Path(cache_dir).expanduser() if cache_dir is not None else path / CACHE_FOLDER
-        return _load_folder(spec, scan(spec, path), (image_size, load_size), (mean, std), in_memory_gb, cache, (val_fraction, split_seed, limit_train))
+        return _load_folder(
+            spec, scan(spec, path), (image_size, load_size), (mean, std), in_memory_gb, cache, (val_fraction, split_seed, limit_train)
+        )
     for field, value in (("image_size", image_size), ("load_size", load_size), ("mean", mean)):
         if value not in (None, getattr(spec, field)):
             raise ValueError(f"{field}: got {value} for dataset {name!r}; allowed: None or {getattr(spec, field)} (the dataset's own)")
@@ -90,15 +92,27 @@ def load_dataset(
 def load_for(cfg: PretrainConfig, *, download: bool | None = None) -> Splits:
     """The dataset a pretraining config names, split as it says (``download``: override the config's)."""
     return load_dataset(
-        cfg.dataset, cfg.data_dir, download=cfg.download if download is None else download, val_fraction=cfg.val_fraction,
-        split_seed=cfg.split_seed, limit_train=cfg.limit_train, image_size=cfg.image_size, load_size=cfg.load_size,
-        in_memory_gb=cfg.in_memory_gb, cache_dir=cfg.cache_dir,
+        cfg.dataset,
+        cfg.data_dir,
+        download=cfg.download if download is None else download,
+        val_fraction=cfg.val_fraction,
+        split_seed=cfg.split_seed,
+        limit_train=cfg.limit_train,
+        image_size=cfg.image_size,
+        load_size=cfg.load_size,
+        in_memory_gb=cfg.in_memory_gb,
+        cache_dir=cfg.cache_dir,
     )
 
 
 def _load_folder(
-    spec: DatasetSpec, files: FileList, sizes: tuple[int | None, int | None], stats: tuple[RGB | None, RGB | None],
-    in_memory_gb: float, cache: Path, splitting: tuple[float, int, int | None],
+    spec: DatasetSpec,
+    files: FileList,
+    sizes: tuple[int | None, int | None],
+    stats: tuple[RGB | None, RGB | None],
+    in_memory_gb: float,
+    cache: Path,
+    splitting: tuple[float, int, int | None],
 ) -> Splits:
     """Decode (or stream) a scanned folder dataset at its resolved sizes, with its statistics, and split it."""
     image_size, load_size = resolve_sizes(spec, files, *sizes)
@@ -127,8 +141,14 @@ def _load_folder(
     if mean is None or std is None:
         mean, std = cached_stats(cache_folder(cache) / f"{prefix}-{key}-stats.json", lambda: channel_stats(sample.batches(STATS_BATCH)))
     resolved = replace(
-        spec, num_classes=len(files.classes), image_size=image_size, load_size=load_size, mean=mean, std=std,
-        train_images=len(train_paths), augment=spec.augment or augment_defaults(image_size),
+        spec,
+        num_classes=len(files.classes),
+        image_size=image_size,
+        load_size=load_size,
+        mean=mean,
+        std=std,
+        train_images=len(train_paths),
+        augment=spec.augment or augment_defaults(image_size),
     )
     if in_memory:
         return split_in_memory(resolved, official, *splitting)

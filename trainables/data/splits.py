@@ -86,9 +86,7 @@ def _class_list(classes: tuple[str, ...]) -> str:
     return joined[: MLFLOW_PARAM_CHARS - 40].rsplit(",", 1)[0] + f",... ({len(classes)} classes in all)"
 
 
-def stratified_holdout(
-    labels: torch.Tensor, fraction: float, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
+def stratified_holdout(labels: torch.Tensor, fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Hold out ``round(fraction * n_c)`` random rows of each class c.
 
     Args:
@@ -151,10 +149,7 @@ def check_val_fraction(val_fraction: float) -> None:
         raise ValueError(f"val_fraction: got {val_fraction!r}; allowed: a number strictly between 0 and 1")
 
 
-
-def split_in_memory(
-    spec: DatasetSpec, official: Official, val_fraction: float, split_seed: int, limit_train: int | None
-) -> Splits:
+def split_in_memory(spec: DatasetSpec, official: Official, val_fraction: float, split_seed: int, limit_train: int | None) -> Splits:
     """Hold val out of the official train split and assemble the pretraining images."""
     train_rows, val_rows = train_val_indices(official.train.labels, val_fraction, split_seed, limit_train)
     train = official.train.subset(train_rows)
@@ -166,7 +161,13 @@ def split_in_memory(
 
 
 def split_folder(
-    spec: DatasetSpec, classes: tuple[str, ...], train: FolderImages, test: FolderImages, val_fraction: float, split_seed: int, limit_train: int | None
+    spec: DatasetSpec,
+    classes: tuple[str, ...],
+    train: FolderImages,
+    test: FolderImages,
+    val_fraction: float,
+    split_seed: int,
+    limit_train: int | None,
 ) -> Splits:
     """The same hold-out over the rows of an image folder's training files."""
     train_rows, val_rows = train_val_indices(train.labels, val_fraction, split_seed, limit_train)
