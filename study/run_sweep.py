@@ -161,12 +161,17 @@ def check_flags(args: argparse.Namespace) -> None:
 def check_data(plan: Plan) -> None:
     """Every dataset the trials use loads (and an image folder's decoded cache is built), before any trial starts.
 
-    The bundled digits need no check, which keeps a quickstart dry run free of torch."""
-    from trainables.data import load_for
+    The bundled digits need no check, which keeps a quickstart dry run free of torch. The driver never
+    downloads: a dataset a trial is asked to download (``download=true``) is checked only if already there."""
+    from trainables.data import DatasetNotFoundError, load_for
 
     fields = ("dataset", "data_dir", "download", "image_size", "load_size", "in_memory_gb", "cache_dir")
     for cfg in {tuple(getattr(c, f) for f in fields): c for c in plan.configs if c.dataset != BUNDLED}.values():
-        load_for(cfg)
+        try:
+            load_for(cfg, download=False)
+        except DatasetNotFoundError:
+            if not cfg.download:
+                raise
 
 
 def check_resources(args: argparse.Namespace, plan: Plan) -> None:

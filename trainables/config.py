@@ -46,6 +46,7 @@ SCHEDULE_NAMES = ("cosine", "constant")
 MAX_VIEWS = 64  # M; the papers go to M = 8 (AttentionNCE) and every view is an encoder pass
 MAX_BATCH_SIZE = 1 << 17  # SimCLR's largest batch is 8,192
 MAX_EPOCHS = 100_000
+RAY_RESOURCE_STEP = 0.0001
 MAX_WORKERS = 4096
 MAX_PROJ_DIM = 1 << 16
 MAX_IMAGE_SIZE = 4096  # pixels a side; ImageNet trains at 224
@@ -395,8 +396,9 @@ PRETRAIN_CHECKS: list[Check] = [
     at_least("knn_temperature", 0, strict=True),
     between("workers", 1, MAX_WORKERS),
     between("seed", 0, 2**32, high_open=True),  # SeedSequence takes seeds >= 0 (trainables/data/order.py)
-    between("cpus_per_worker", 0, MAX_WORKERS, low_open=True),
-    between("gpus_per_worker", 0, 1, low_open=True),  # one process drives one device
+    # Ray counts resources in steps of 0.0001: a smaller share is no share at all.
+    between("cpus_per_worker", RAY_RESOURCE_STEP, MAX_WORKERS),
+    between("gpus_per_worker", RAY_RESOURCE_STEP, 1),  # one process drives one device
     between("jitter_strength", 0, MAX_JITTER_STRENGTH),
     between("blur_prob", 0, 1),
     a_text("data_dir"),
