@@ -116,7 +116,7 @@ def worker_command(lay: Layout, index: int) -> list[str]:
 
 
 def study_args(lay: Layout, name: str) -> list[str]:
-    """infonce at batch 64 and 128 on digits, 3 epochs, two DDP workers per trial, a checkpoint every epoch."""
+    """infonce at batch 64 and 128 on digits, one seed, 3 epochs, two DDP workers per trial, a checkpoint every epoch."""
     return [
         "--preset",
         "quickstart",
@@ -126,6 +126,8 @@ def study_args(lay: Layout, name: str) -> list[str]:
         "loss=infonce",
         "--set",
         "batch_size=[64,128]",
+        "--set",
+        "seeds=1",
         "--set",
         "workers=2",
         "--set",
