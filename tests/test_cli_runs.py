@@ -151,6 +151,8 @@ def test_sigterm_to_the_sweep_driver_ends_running_runs_killed_and_resume_continu
         "--set",
         "batch_size=[64]",
         "--set",
+        "seeds=1",
+        "--set",
         "knn_k=10",
         "--set",
         "eval.mode=knn",
