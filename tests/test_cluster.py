@@ -168,11 +168,17 @@ def resume_args(lay: Layout, name: str) -> list[str]:
     ]
 
 
-def submit_command(lay: Layout, sweep_args: list[str], *job_options: str) -> list[str]:
+# `ray job stop` sends SIGTERM, then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S (3 s by default): too short for the
+# driver to end its runs KILLED and seal Tune's state, after which --resume would refuse the folder.
+STOP_GRACE = {"RAY_JOB_STOP_WAIT_TIME_S": "60"}
+
+
+def submit_command(lay: Layout, sweep_args: list[str], *job_options: str, env: dict[str, str] | None = None) -> list[str]:
     """No ``--working-dir`` here, unlike on a real cluster: nodes on one machine share Ray's runtime-env
     folder, and an uploaded working directory was replaced under the running driver. The job runs
     in the folder ``ray start`` ran in, this checkout, from which the project is installed."""
-    return ["ray", "job", "submit", f"--address={lay.jobs}", *job_options, "--", "python", "study/run_sweep.py", *sweep_args]
+    runtime_env = f"--runtime-env-json={json.dumps({'env_vars': STOP_GRACE | (env or {})})}"
+    return ["ray", "job", "submit", f"--address={lay.jobs}", runtime_env, *job_options, "--", "python", "study/run_sweep.py", *sweep_args]
 
 
 def stop_command(lay: Layout, job: str) -> list[str]:
@@ -370,9 +376,7 @@ def cluster() -> Iterator[Cluster]:
 
 def submit(c: Cluster, job: str, sweep_args: list[str], fault: str | None = None) -> None:
     options = [f"--submission-id={job}", "--no-wait"]
-    if fault:
-        options.append(f"--runtime-env-json={json.dumps({'env_vars': {'NCE_FAULT': fault}})}")
-    done = c.run(submit_command(c.lay, sweep_args, *options), timeout=300)
+    done = c.run(submit_command(c.lay, sweep_args, *options, env={"NCE_FAULT": fault} if fault else None), timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
 
