@@ -471,7 +471,8 @@ def test_a_stopped_driver_job_resumes_with_each_trial_once(cluster: Cluster, uni
     stopped_at = time.time()
     done = cluster.run(stop_command(cluster.lay, "job-stop-1"), timeout=120)
     assert done.returncode == 0 and cluster.job_status("job-stop-1") == "STOPPED", done.stdout + done.stderr
-    assert by_batch(cluster, "job-stop")["128"].info.status == "RUNNING"  # killed with its driver, not ended
+    stopped = by_batch(cluster, "job-stop")["128"]  # the driver ends its running runs before it exits
+    assert stopped.info.status == "KILLED" and "SIGTERM" in stopped.data.tags[rs.FAILURE_REASON], stopped.data.tags
     submit(cluster, "job-stop-2", resume_args(cluster.lay, "job-stop"))
     wait_job(cluster, "job-stop-2")
     assert_each_trial_once_each_epoch_once(cluster, "job-stop", uninterrupted)
