@@ -1,8 +1,10 @@
 """Read one study's MLflow tree into a DataFrame with one row per trial.
 
 The tree is the one ``trainables.run_schema`` describes: a study run, its trial (pretraining)
-runs, and each trial's evaluation runs. All of a study's runs carry the ``nce.study`` tag, so
-one paginated tag search fetches the whole tree; nothing reads the store's files directly.
+runs, and each trial's evaluation runs. All of a study's runs carry the ``nce.study`` tag and
+their ``nce.kind``: each load searches the store for the kinds it reads (and an evaluation's
+mode), never the whole tree, because building a run's entities is what a large study's load costs.
+Nothing reads the store's files directly.
 """
 
 from __future__ import annotations
@@ -112,14 +114,15 @@ def load_study(
     if eval_mode not in EVAL_MODES:
         raise ValueError(f"eval_mode must be one of {EVAL_MODES}, not {eval_mode!r}")
     uri = tracking_uri or mlflow.get_tracking_uri()
-    study_run, tree = _study_tree(name_or_parent_run_id, uri)
-    trials = [run for run in tree if _is_child(run, rs.KIND_PRETRAIN, study_run.info.run_id)]
+    client = MlflowClient(uri)
+    study_run = _find_study_run(client, name_or_parent_run_id, uri)
+    trials = _children(client, study_run, rs.KIND_PRETRAIN)
     if not trials:
         raise StudyNotFoundError(
             f"study {_study_label(study_run)} in {uri} has no trial runs ({rs.KIND}={rs.KIND_PRETRAIN})"
         )
     trial_ids = {run.info.run_id for run in trials}
-    evals = [run for run in tree if _is_eval_of(run, trial_ids, eval_mode)]
+    evals = [run for run in _study_runs(client, study_run, rs.KIND_EVAL, eval_mode) if run.data.tags.get(rs.PARENT) in trial_ids]
     frame = _typed(pd.DataFrame([_trial_row(run, study_run) for run in trials]))
     frame[ENCODER_PASSES] = frame[rs.P_VIEWS_PER_IMAGE] * frame[rs.P_EPOCHS]
     frame[EVAL_MODE] = eval_mode
@@ -149,13 +152,11 @@ def load_baselines(
     """
     if eval_mode not in EVAL_MODES:
         raise ValueError(f"eval_mode must be one of {EVAL_MODES}, not {eval_mode!r}")
-    study_run, tree = _study_tree(name_or_parent_run_id, tracking_uri or mlflow.get_tracking_uri())
-    rows = [
-        _baseline_row(run) for run in tree
-        if _is_child(run, rs.KIND_BASELINE, study_run.info.run_id)
-        and run.data.tags.get(rs.BASELINE) == rs.BASELINE_RANDOM_INIT
-        and run.data.params.get(rs.P_EVAL_MODE) == eval_mode
-    ]
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    client = MlflowClient(uri)
+    study_run = _find_study_run(client, name_or_parent_run_id, uri)
+    baselines = _children(client, study_run, rs.KIND_BASELINE, eval_mode)
+    rows = [_baseline_row(run) for run in baselines if run.data.tags.get(rs.BASELINE) == rs.BASELINE_RANDOM_INIT]
     frame = pd.DataFrame(rows, columns=BASELINE_COLUMNS) if rows else empty_baselines()
     frame[rs.P_SEED] = pd.to_numeric(frame[rs.P_SEED], errors="coerce").astype("Int64")
     return frame.astype({key: "float64" for key in EVAL_METRICS}).sort_values(START_TIME, ignore_index=True)
@@ -204,11 +205,18 @@ def load_history(run_ids: list[str], metrics: tuple[str, ...], tracking_uri: str
     return frame.sort_values([RUN_ID, "metric", "step"], ignore_index=True)
 
 
-def _study_tree(name_or_id: str, uri: str) -> tuple[Run, list[Run]]:
-    """The study run and every run carrying its ``nce.study`` tag."""
-    client = MlflowClient(uri)
-    study_run = _find_study_run(client, name_or_id, uri)
-    return study_run, search_runs(client, {rs.STUDY: study_run.data.tags[rs.STUDY]})
+def _study_runs(client: MlflowClient, study_run: Run, kind: str, eval_mode: str | None = None) -> list[Run]:
+    """The runs of the study of one ``nce.kind`` (and, given, one evaluation mode), in any experiment
+    (a trial may be re-evaluated into another)."""
+    tags = {rs.STUDY: study_run.data.tags[rs.STUDY], rs.KIND: kind}
+    params = {rs.P_EVAL_MODE: eval_mode} if eval_mode else None
+    return search_runs(client, tags, params=params)
+
+
+def _children(client: MlflowClient, study_run: Run, kind: str, eval_mode: str | None = None) -> list[Run]:
+    """Those of :func:`_study_runs` whose parent is the study run itself."""
+    runs = _study_runs(client, study_run, kind, eval_mode)
+    return [run for run in runs if run.data.tags.get(rs.PARENT) == study_run.info.run_id]
 
 
 def _find_study_run(client: MlflowClient, name_or_id: str, uri: str) -> Run:
@@ -239,20 +247,6 @@ def _get_run_or_none(client: MlflowClient, run_id: str) -> Run | None:
         return client.get_run(run_id)
     except MlflowException:
         return None
-
-
-def _is_child(run: Run, kind: str, parent_id: str) -> bool:
-    tags = run.data.tags
-    return tags.get(rs.KIND) == kind and tags.get(rs.PARENT) == parent_id
-
-
-def _is_eval_of(run: Run, trial_ids: set[str], eval_mode: str) -> bool:
-    tags = run.data.tags
-    return (
-        tags.get(rs.KIND) == rs.KIND_EVAL
-        and tags.get(rs.PARENT) in trial_ids
-        and run.data.params.get(rs.P_EVAL_MODE) == eval_mode
-    )
 
 
 def _study_label(study_run: Run) -> str:

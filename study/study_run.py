@@ -144,7 +144,10 @@ class TrialStatusCallback(Callback):
         self.tracking_uri, self.experiment, self.study, self.epochs = tracking_uri, experiment, study, epochs
 
     def _end(self, trial: Trial, status: str, reason: str | None = None) -> None:
-        run = find_trial_runs(self.tracking_uri, self.experiment, self.study).get(trial.trial_id)
+        # One lookup by trial id: a search of every trial run per trial would grow with the study.
+        client = MlflowClient(self.tracking_uri)
+        tags = {rs.STUDY: self.study, rs.KIND: rs.KIND_PRETRAIN, rs.TRIAL_ID: trial.trial_id}
+        run = find_run(client, tags, experiments=[ensure_experiment(client, self.experiment)])
         if run is None:  # the trial died before it could create its run
             log.warning("trial %s has no MLflow run to mark %s", trial.trial_id, status)
             return

@@ -51,3 +51,18 @@ def test_search_reads_every_page(client: MlflowClient, monkeypatch: pytest.Monke
 def test_a_backtick_in_a_key_is_refused() -> None:
     with pytest.raises(ValueError, match="backtick"):
         tag_clause("a`b", "v")
+
+
+def test_params_filter_in_the_store_and_exactly(client: MlflowClient) -> None:
+    experiment = client.create_experiment("e")
+    wanted = set()
+    for mode in ("knn", "linear", "it's", "knn"):
+        run = client.create_run(experiment, tags={"s": "x"})
+        client.log_param(run.info.run_id, "eval_mode", mode)
+        if mode == "knn":
+            wanted.add(run.info.run_id)
+    client.create_run(experiment, tags={"s": "x"})  # no param at all
+    assert {r.info.run_id for r in search_runs(client, {"s": "x"}, params={"eval_mode": "knn"})} == wanted
+    assert [r.data.params["eval_mode"] for r in search_runs(client, {"s": "x"}, params={"eval_mode": "it's"})] == ["it's"]
+    assert search_runs(client, {"s": "y"}, params={"eval_mode": "knn"}) == []
+    assert tag_clause("eval_mode", "knn", "params") == "params.`eval_mode` = 'knn'"
