@@ -66,3 +66,34 @@ def test_params_filter_in_the_store_and_exactly(client: MlflowClient) -> None:
     assert [r.data.params["eval_mode"] for r in search_runs(client, {"s": "x"}, params={"eval_mode": "it's"})] == ["it's"]
     assert search_runs(client, {"s": "y"}, params={"eval_mode": "knn"}) == []
     assert tag_clause("eval_mode", "knn", "params") == "params.`eval_mode` = 'knn'"
+
+
+def test_the_collector_is_back_as_it_was_after_a_search(client: MlflowClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    client.create_run(client.create_experiment("e"), tags={"s": "x"})
+    seen = []
+    real = MlflowClient.search_runs
+
+    def spy(self, *args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "search_runs", spy)
+    assert gc.isenabled()
+    assert len(search_runs(client, {"s": "x"})) == 1
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        search_runs(client, {"s": "x"})
+        assert not gc.isenabled()  # a caller's own choice is kept
+    finally:
+        gc.enable()
+
+    def failing(self, *args, **kwargs):
+        raise RuntimeError("store down")
+
+    monkeypatch.setattr(MlflowClient, "search_runs", failing)
+    with pytest.raises(RuntimeError, match="store down"):
+        search_runs(client, {"s": "x"})
+    assert gc.isenabled()
