@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainables.config import RECIPES
+from trainables.config import RECIPES, ConfigError
 from trainables.losses.catalog import field_help
 
 # The loss fields' help (loss, views, each loss hyperparameter) comes from the loss catalog.
@@ -154,6 +155,13 @@ def bounded_int(name: str, low: int, high: int) -> Callable[[str], int]:
     return convert
 
 
+def int_flag(parser: argparse.ArgumentParser, flag: str, low: int, high: int, help: str, default: int | None = None) -> None:
+    """An integer flag in [low, high], its errors naming its field; the help says a default that is not None."""
+    name = flag.removeprefix("--").replace("-", "_")
+    said = help if default is None else f"{help} (default: {default})"
+    parser.add_argument(flag, type=bounded_int(name, low, high), default=default, help=said)
+
+
 def text_arg(name: str, max_chars: int = 1000) -> Callable[[str], str]:
     """argparse's type for free text (a path, a URI): non-empty, bounded, no NUL byte."""
 
@@ -176,3 +184,22 @@ def path_arg(name: str) -> Callable[[str], Path]:
 def given_fields(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(config_class)}
     return {k: v for k, v in vars(args).items() if k in names}
+
+
+def usage_error(err: Exception) -> int:
+    """A refused input, said on stderr as ``error: ...``; returns the commands' exit status for it, 2."""
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+
+
+def reachable_tracking_uri(given: str | None) -> str:
+    """The tracking URI a command records to (``given``, else the default), checked to answer before
+    anything starts; a ConfigError saying why where it does not."""
+    from trainables.tracking import TrackingUnavailableError, check_reachable, resolve_tracking_uri
+
+    try:
+        uri = resolve_tracking_uri(given)
+        check_reachable(uri)
+    except TrackingUnavailableError as err:
+        raise ConfigError(str(err)) from None
+    return uri

@@ -81,7 +81,8 @@ class StudyConsole:
         return list(self.plan.preset.grid) + ["seed"] if not self.plan.is_search else ["loss", "batch_size", "lr", "seed"]
 
     def start(self, cluster: dict[str, float], concurrency: int) -> None:
-        """The plan, the resources and the estimated wall-clock, before the first trial."""
+        """The plan, the resources and the estimated wall-clock, before the first trial: a study's one
+        account of its plan (the trial-by-trial list is the dry run's)."""
         preset, self.concurrency = self.plan.preset, concurrency
         tuning = preset.tuning
         tuned = len(preset.cells()) * tuning.samples if tuning else 0
@@ -105,6 +106,7 @@ class StudyConsole:
         else:
             lines.append("estimated wall-clock: n/a (no measured throughput for this backbone and device; see study/cost.py)")
         lines.append(f"Ray's own log: {self.folder / 'ray.log'}")
+        lines += [f"note: {note}" for note in self.plan.notes]  # what the overrides replaced, as a dry run says it
         self.print("\n".join(lines))
 
     def reporter(self, phase: str, cell: dict[str, Any] | None = None) -> StudyReporter:

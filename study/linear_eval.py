@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from study.cli import add_config_flags, given_fields, text_arg
+from study.cli import add_config_flags, given_fields, reachable_tracking_uri, text_arg, usage_error
 from trainables.config import ConfigError, EvalConfig, eval_from_dict, problem
 
 STATE_FILE = "state.pt"  # trainables.checkpoint's, named here so that a bad path is refused without torch
@@ -99,32 +99,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         eval_cfg = eval_from_dict(given_fields(args, EvalConfig))
         checkpoints = checkpoints_to_evaluate(args)
+        tracking_uri = reachable_tracking_uri(args.tracking_uri)
+        if args.trial is not None:
+            from study.study_run import trial_checkpoint
+
+            checkpoints = [trial_checkpoint(tracking_uri, args.study, args.trial)]
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return usage_error(err)
     from tqdm import tqdm
 
     from trainables import run_schema as rs
     from trainables.checkpoint import CorruptCheckpointError
     from trainables.data import DatasetNotFoundError
-    from trainables.tracking import TrackingUnavailableError, check_reachable, resolve_tracking_uri
 
-    try:
-        tracking_uri = resolve_tracking_uri(args.tracking_uri)
-        check_reachable(tracking_uri)
-        if args.trial is not None:
-            from study.study_run import trial_checkpoint
-
-            checkpoints = [trial_checkpoint(tracking_uri, args.study, args.trial)]
-    except (TrackingUnavailableError, ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     for checkpoint in tqdm(checkpoints, desc="checkpoints", disable=len(checkpoints) == 1):
         try:
             result = evaluate_one(checkpoint, eval_cfg, tracking_uri, Path(args.log_dir))
         except (CorruptCheckpointError, DatasetNotFoundError, ConfigError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+            return usage_error(err)
         print(
             f"{checkpoint}: {eval_cfg.mode} test accuracy {result[rs.M_TEST_AT_BEST_VAL]:.4f} at the validation-selected epoch "
             f"(validation {result[rs.M_BEST_VAL_ACC]:.4f}); MLflow run {result['eval_run_id']} (mlflow ui --backend-store-uri {tracking_uri})"

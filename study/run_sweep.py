@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from study.cli import bounded_int, path_arg, text_arg
+from study.cli import int_flag, path_arg, reachable_tracking_uri, text_arg, usage_error
 from study.plan import Plan, machine_resources, make_plan, max_concurrent, parse_overrides, preset_named
 from study.study_file import PLAN_FILE, read_plan_file
 from trainables.config import NAME_CHARS, ConfigError, from_file, problem, read_yaml_file
@@ -69,27 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)",
     )
     parser.add_argument("--experiment", default="nce-study", help=f"MLflow experiment, made of {NAME_CHARS} (default: nce-study)")
-    parser.add_argument(
-        "--max-concurrent", type=bounded_int("max_concurrent", 1, 10_000), help="trials at once (default: as many as the cluster fits)"
-    )
-    parser.add_argument(
-        "--grace-period",
-        type=bounded_int("grace_period", 1, 100_000),
-        default=1,
-        help="ASHA: epochs before a trial can be stopped (default: 1)",
-    )
-    parser.add_argument(
-        "--reduction-factor",
-        type=bounded_int("reduction_factor", 2, 1000),
-        default=2,
-        help="ASHA: keep 1/N of trials at each rung (default: 2)",
-    )
-    parser.add_argument(
-        "--max-failures",
-        type=bounded_int("max_failures", 0, 100),
-        default=0,
-        help="restarts of a failed trial from its last checkpoint (default: 0)",
-    )
+    int_flag(parser, "--max-concurrent", 1, 10_000, "trials at once (default: as many as the cluster fits)")
+    int_flag(parser, "--grace-period", 1, 100_000, "ASHA: epochs before a trial can be stopped", default=1)
+    int_flag(parser, "--reduction-factor", 2, 1000, "ASHA: keep 1/N of trials at each rung", default=2)
+    int_flag(parser, "--max-failures", 0, 100, "restarts of a failed trial from its last checkpoint", default=0)
     parser.add_argument(
         "--address",
         type=text_arg("address"),
@@ -215,27 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         name, preset_name, plan = validated(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        return 0
-    from trainables.tracking import TrackingUnavailableError, check_reachable, resolve_tracking_uri
+        if args.dry_run:
+            return 0
+        tracking_uri = reachable_tracking_uri(args.tracking_uri)
+        from study.sweep import run_study  # imports Ray: only a study that starts needs it
 
-    try:
-        tracking_uri = resolve_tracking_uri(args.tracking_uri)
-        check_reachable(tracking_uri)
-    except TrackingUnavailableError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print_plan(name, plan)
-    from study.sweep import run_study
-
-    try:
         return run_study(args, name, preset_name, plan, tracking_uri)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return usage_error(err)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from study.cli import add_config_flags, bounded_int, given_fields, text_arg
+from study.cli import add_config_flags, given_fields, int_flag, reachable_tracking_uri, text_arg, usage_error
 from study.plan import machine_resources, max_concurrent
 from trainables.config import ConfigError, PretrainConfig, from_dict, from_yaml, problem
 from trainables.files import under
@@ -41,12 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--resume", metavar="RUN_NAME", help="continue the run RUN_NAME (a folder directly under --save_dir) from its last valid checkpoint"
     )
-    parser.add_argument(
-        "--max-failures",
-        type=bounded_int("max_failures", 0, 100),
-        default=0,
-        help="Ray Train restarts after a worker failure, from the last checkpoint (default: 0)",
-    )
+    int_flag(parser, "--max-failures", 0, 100, "Ray Train restarts after a worker failure, from the last checkpoint", default=0)
     parser.add_argument(
         "--address", type=text_arg("address"), help="Ray cluster address (default: RAY_ADDRESS, else a new Ray instance on this machine)"
     )
@@ -119,17 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         name = cfg.run_name or f"{cfg.loss}-m{cfg.views}-b{cfg.batch_size}-{time.strftime('%Y%m%d-%H%M%S')}"
         check_before_start(args, cfg, name)
+        tracking_uri = reachable_tracking_uri(cfg.tracking_uri)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from trainables.tracking import TrackingUnavailableError, check_reachable, resolve_tracking_uri
-
-    try:
-        tracking_uri = resolve_tracking_uri(cfg.tracking_uri)
-        check_reachable(tracking_uri)
-    except TrackingUnavailableError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return usage_error(err)
     return train(args, cfg, name, tracking_uri)
 
 
