@@ -10,29 +10,34 @@ HTML page, and logs them to the study's MLflow run.
 
 from __future__ import annotations
 
-from analysis.cells import Diff, Stat, Table
-from analysis.load import StudyNotFoundError, load_baselines, load_history, load_study
-from analysis.loss_tables import AXES, batch_size_table, equal_compute_table, loss_axis_table, lr_table, views_table
-from analysis.report import Report, write_report
-from analysis.reported_table import reported_table
-from analysis.tables import all_tables
+import importlib
+from typing import Any
 
-__all__ = [
-    "AXES",
-    "Diff",
-    "Report",
-    "Stat",
-    "StudyNotFoundError",
-    "Table",
-    "all_tables",
-    "batch_size_table",
-    "equal_compute_table",
-    "load_baselines",
-    "load_history",
-    "load_study",
-    "loss_axis_table",
-    "lr_table",
-    "reported_table",
-    "views_table",
-    "write_report",
-]
+# Name -> submodule, imported on first use: ``python -m analysis --help`` reads this package without
+# importing pandas or MLflow.
+_EXPORTS = {
+    "AXES": "loss_tables",
+    "Diff": "cells",
+    "Report": "report",
+    "Stat": "cells",
+    "StudyNotFoundError": "load",
+    "Table": "cells",
+    "all_tables": "tables",
+    "batch_size_table": "loss_tables",
+    "equal_compute_table": "loss_tables",
+    "load_baselines": "load",
+    "load_history": "load",
+    "load_study": "load",
+    "loss_axis_table": "loss_tables",
+    "lr_table": "loss_tables",
+    "reported_table": "reported_table",
+    "views_table": "loss_tables",
+    "write_report": "report",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"analysis.{_EXPORTS[name]}"), name)

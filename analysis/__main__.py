@@ -13,16 +13,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import mlflow
-
-from analysis import plots, render
-from analysis.conditions import conditions
 from analysis.labels import METRIC_LABELS
-from analysis.load import EVAL_MODES, StudyNotFoundError, load_baselines, load_study
-from analysis.report import page, summary_items, write_report, write_table, write_text
-from analysis.tables import all_tables
 from trainables import run_schema as rs
-from trainables.tracking import TrackingUnavailableError, check_reachable
+from trainables.config import EVAL_MODES
+
+# The names of analysis/render.py's FORMATS, kept here so that --help and argument errors answer
+# without importing pandas, MLflow or matplotlib; tests/test_cli_ux.py checks they are the same.
+TABLE_FORMATS = ("md", "csv", "latex")
 
 _EPILOG = """examples:
   python -m analysis tables --study cifar10-batch --tracking-uri sqlite:///mlflow.db
@@ -40,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tables" and args.format == "html" and args.out is None:
         # The page embeds its plots (hundreds of kB): it belongs in a file, not on a terminal.
         parser.error("tables --format html needs --out DIR to write tables.html into")
+    from analysis.load import StudyNotFoundError  # pandas and MLflow: only once the arguments are good
+    from trainables.tracking import TrackingUnavailableError
+
     try:
         _check_store(args.tracking_uri)
         return _COMMANDS[args.command](args)
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_store(uri: str | None) -> None:
     """A store that is not there is named, not created (reading must write nothing) or retried for minutes."""
+    from trainables.tracking import TrackingUnavailableError, check_reachable
+
     if uri and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise TrackingUnavailableError(f"tracking_uri={uri!r}: no MLflow store at {uri.removeprefix('sqlite:///')}")
     if uri:
@@ -57,6 +59,14 @@ def _check_store(uri: str | None) -> None:
 
 
 def _tables(args: argparse.Namespace) -> int:
+    import mlflow
+
+    from analysis import plots, render
+    from analysis.conditions import conditions
+    from analysis.load import load_baselines, load_study
+    from analysis.report import page, summary_items, write_table, write_text
+    from analysis.tables import all_tables
+
     trials = load_study(args.study, args.tracking_uri, eval_mode=args.eval)
     baselines = load_baselines(args.study, args.tracking_uri, eval_mode=args.eval)
     tables = all_tables(trials, args.metric, baselines)
@@ -76,6 +86,9 @@ def _tables(args: argparse.Namespace) -> int:
 
 
 def _plots(args: argparse.Namespace) -> int:
+    from analysis import plots
+    from analysis.load import load_baselines, load_study
+
     trials = load_study(args.study, args.tracking_uri, eval_mode=args.eval)
     baselines = load_baselines(args.study, args.tracking_uri, eval_mode=args.eval)
     figures = plots.study_figures(trials, args.tracking_uri, args.metric, curve_runs=args.runs, baselines=baselines)
@@ -86,6 +99,8 @@ def _plots(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from analysis.report import write_report
+
     report = write_report(
         args.study, args.tracking_uri, args.out, log_to_mlflow=args.log, eval_mode=args.eval, metric=args.metric
     )
@@ -118,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _common(tables)
     tables.add_argument(
-        "--format", choices=[*render.FORMATS, "html"], default="md",
+        "--format", choices=[*TABLE_FORMATS, "html"], default="md",
         help="md (default), csv, latex (booktabs) or html (one page with the tables and plots; needs --out)",
     )
     tables.add_argument(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from trainables import run_schema as rs
 from trainables.losses.catalog import BASELINE, CATALOG
+
+if TYPE_CHECKING:  # the command line's --help reads the labels without importing pandas
+    import pandas as pd
 
 LOSS_LABELS: dict[str, str] = {name: entry.label for name, entry in CATALOG.items()}
 REFERENCE_LOSS = BASELINE  # every other loss is compared with it, as every paper of the study does
@@ -28,6 +30,8 @@ def loss_label(loss: str) -> str:
 
 def loss_order(losses: Iterable[str]) -> list[str]:
     """The distinct losses in ``LOSS_LABELS`` order, unknown ones after, alphabetically."""
+    import pandas as pd
+
     present = {str(loss) for loss in losses if not pd.isna(loss)}
     return [loss for loss in LOSS_LABELS if loss in present] + sorted(present - set(LOSS_LABELS))
 

@@ -25,6 +25,7 @@ COMMANDS: dict[str, list[str]] = {
     "run_sweep.py --help": ["study/run_sweep.py", "--help"],
     "train.py --help": ["study/train.py", "--help"],
     "linear_eval.py --help": ["study/linear_eval.py", "--help"],
+    "python -m analysis --help": ["-m", "analysis", "--help"],
     "run_sweep.py --preset quickstart --dry-run": ["study/run_sweep.py", "--preset", "quickstart", "--dry-run"],
     "run_sweep.py --preset quickstrat (error)": ["study/run_sweep.py", "--preset", "quickstrat"],
     "run_sweep.py --set batchsize=64 (error)": ["study/run_sweep.py", "--preset", "quickstart", "--set", "batchsize=64"],

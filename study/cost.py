@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainables.config import PretrainConfig
+from trainables.data.layouts import scan
 from trainables.data.specs import dataset_spec
 
 # Encoder passes (view images, forward + backward) per second on one GPU, keyed by
@@ -19,8 +20,6 @@ def pretrain_images(cfg: PretrainConfig) -> int:
     spec = dataset_spec(cfg.dataset)
     if spec.train_images is not None:
         return spec.pretrain_images(cfg.val_fraction, cfg.limit_train)
-    from trainables.data.folders import scan  # reads torchvision's file rules; the built-in datasets need no torch here
-
     official = len(scan(spec, Path(cfg.data_dir).expanduser()).train)
     return spec.pretrain_images(cfg.val_fraction, cfg.limit_train, official)
 

@@ -17,12 +17,14 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from study.cli import int_flag, path_arg, reachable_tracking_uri, text_arg, usage_error
 from study.plan import Plan, machine_resources, make_plan, max_concurrent, parse_overrides, preset_named
 from study.study_file import PLAN_FILE, read_plan_file
-from trainables.config import NAME_CHARS, ConfigError, from_file, problem, read_yaml_file
+from trainables.config import NAME_CHARS, ConfigError, PretrainConfig, from_file, problem, read_yaml_file
+from trainables.data.specs import DATASETS
 from trainables.files import under
 
 BUNDLED = "digits"  # scikit-learn's digits ship with the package: nothing to check on disk
@@ -141,20 +143,35 @@ def check_flags(args: argparse.Namespace) -> None:
         raise ConfigError(problem("experiment", args.experiment, f"a name is made of {NAME_CHARS}"))
 
 
-def check_data(plan: Plan) -> None:
-    """Every dataset the trials use loads (and an image folder's decoded cache is built), before any trial starts.
+def check_data(plan: Plan, *, dry_run: bool) -> None:
+    """Every dataset the trials use is there, before any trial starts.
 
-    The bundled digits need no check, which keeps a quickstart dry run free of torch. The driver never
-    downloads: a dataset a trial is asked to download (``download=true``) is checked only if already there."""
-    from trainables.data import DatasetNotFoundError, load_for
+    A dry run checks the files of each dataset's layout without importing torch; a study loads each
+    dataset (checksums verified, an image folder's decoded cache built). The bundled digits need no
+    check. The driver never downloads: a dataset a trial is asked to download (``download=true``) is
+    checked only if already there."""
+    from trainables.data import DatasetNotFoundError, UnreadableImageError
 
     fields = ("dataset", "data_dir", "download", "image_size", "load_size", "in_memory_gb", "cache_dir")
     for cfg in {tuple(getattr(c, f) for f in fields): c for c in plan.configs if c.dataset != BUNDLED}.values():
         try:
-            load_for(cfg, download=False)
-        except DatasetNotFoundError:
+            dataset_there(cfg, dry_run=dry_run)
+        except DatasetNotFoundError as err:
             if not cfg.download:
-                raise
+                raise ConfigError(str(err)) from None
+        except UnreadableImageError as err:
+            raise ConfigError(str(err)) from None
+
+
+def dataset_there(cfg: PretrainConfig, *, dry_run: bool) -> None:
+    if dry_run:
+        from trainables.data.layouts import check_files
+
+        check_files(DATASETS[cfg.dataset], Path(cfg.data_dir).expanduser())
+    else:
+        from trainables.data import load_for
+
+        load_for(cfg, download=False)
 
 
 def check_resources(args: argparse.Namespace, plan: Plan) -> None:
@@ -177,6 +194,7 @@ def validated(args: argparse.Namespace) -> tuple[str, str, Plan]:
     check_flags(args)
     name, preset_name, plan = study_plan(args)
     if args.dry_run:
+        check_data(plan, dry_run=True)  # first: the plan counts an image folder's files
         print_plan(name, plan)
         try:
             check_resources(args, plan)
@@ -184,13 +202,7 @@ def validated(args: argparse.Namespace) -> tuple[str, str, Plan]:
             print(f"note: not on this machine: {err}; a cluster's --address is checked when the study starts")
     else:
         check_resources(args, plan)
-    if any(c.dataset != BUNDLED for c in plan.configs):
-        from trainables.data import DatasetNotFoundError, UnreadableImageError
-
-        try:
-            check_data(plan)
-        except (DatasetNotFoundError, UnreadableImageError) as err:
-            raise ConfigError(str(err)) from None
+        check_data(plan, dry_run=False)
     return name, preset_name, plan
 
 

@@ -25,22 +25,13 @@ from torchvision.datasets.utils import check_integrity
 
 from trainables.data.errors import DatasetNotFoundError
 from trainables.data.images import LabeledImages
+from trainables.data.layouts import not_found_message
 from trainables.data.splits import Official, stratified_holdout
 
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_TEST_SEED = 0
 # The order of the official class_names.txt, which torchvision reads only where the file is present.
 STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
-
-def _not_found_message(name: str, root: Path, expected: str) -> str:
-    """Where torchvision looked for ``name`` and the command that fetches it."""
-    return (
-        f"Dataset '{name}' was not found, or is incomplete, in {root}: torchvision looked for "
-        f"{root / expected} and its checksummed files. Nothing is downloaded unless asked; fetch it once "
-        f"with `python study/train.py --dataset {name} --data-dir {root} --download ...`, or pass as "
-        f"--data-dir the folder that already holds {expected}/."
-    )
-
 
 def _bad_files(folder: Path, files: tuple[tuple[str, str], ...]) -> str:
     """Which of the (file name, md5) pairs are missing from ``folder`` or fail their md5, in words."""
@@ -62,7 +53,7 @@ def _not_found_as_ours(name: str, root: Path, expected: str, files: tuple[tuple[
     except RuntimeError as err:
         if "not found" not in str(err):
             raise
-        raise DatasetNotFoundError(_not_found_message(name, root, expected) + _bad_files(root / expected, files)) from err
+        raise DatasetNotFoundError(not_found_message(name, root, expected) + _bad_files(root / expected, files)) from err
 
 
 def _chw(hwc: np.ndarray) -> torch.Tensor:

@@ -17,3 +17,8 @@ class UnreadableImageError(ValueError):
             last = message.rstrip().splitlines()[-1]
             message = last.split(": ", 1)[1] if ": " in last else last
         super().__init__(message)
+
+
+class MalformedDatasetError(DatasetNotFoundError, ValueError):
+    """A dataset's files are there but disagree with its layout (train/ and val/ naming different classes,
+    an annotation naming no image): a missing dataset to whoever checks the files, a bad value to a loader's caller."""

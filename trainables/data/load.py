@@ -17,7 +17,8 @@ import torch
 
 from trainables.data.builtin import BUILTIN_LOADERS
 from trainables.data.decode import ImageFiles, cache_folder, decoded, decoding_workers, files_key
-from trainables.data.folders import FileList, resolve_sizes, scan
+from trainables.data.folders import resolve_sizes
+from trainables.data.layouts import FileList, scan
 from trainables.data.images import FolderImages, LabeledImages
 from trainables.data.specs import DEFAULT_IN_MEMORY_GB, RGB, DatasetSpec, augment_defaults, dataset_spec
 from trainables.data.splits import Official, Splits, check_val_fraction, split_folder, split_in_memory

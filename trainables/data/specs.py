@@ -45,6 +45,10 @@ class DatasetSpec:
         unlabeled_images: Images used only for pretraining, beside the training split (STL-10).
         augment: Augmentation settings of the dataset (``AugmentConfig`` fields); None where they
             follow from the resolution (``augment_defaults``).
+        folder: The folder under the data folder that holds the files torchvision reads (its
+            ``base_folder``); Tiny-ImageNet's archive root. Empty where the layout is the data folder's own.
+        files: The files in ``folder`` that torchvision's loader reads (its checksummed lists), so
+            that a dry run checks they are there without importing torch; the tests check both agree.
     """
 
     name: str
@@ -57,6 +61,8 @@ class DatasetSpec:
     train_images: int | None
     unlabeled_images: int = 0
     augment: Mapping[str, float | tuple[float, float]] | None = field(default_factory=lambda: SMALL_IMAGES, hash=False)
+    folder: str = ""
+    files: tuple[str, ...] = ()
 
     def pretrain_images(self, val_fraction: float, limit_train: int | None, train_images: int | None = None) -> int:
         """Images one pretraining epoch draws from: the training split after the validation
@@ -75,10 +81,17 @@ class DatasetSpec:
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "cifar10": DatasetSpec("cifar10", False, 10, 32, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 50_000),
-    "cifar100": DatasetSpec("cifar100", False, 100, 32, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 50_000),
+    "cifar10": DatasetSpec(
+        "cifar10", False, 10, 32, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 50_000,
+        folder="cifar-10-batches-py", files=(*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"),
+    ),
+    "cifar100": DatasetSpec(
+        "cifar100", False, 100, 32, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 50_000,
+        folder="cifar-100-python", files=("train", "test", "meta"),
+    ),
     "stl10": DatasetSpec(
-        "stl10", False, 10, 96, 96, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713), 5_000, 100_000, LARGE_IMAGES
+        "stl10", False, 10, 96, 96, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713), 5_000, 100_000, LARGE_IMAGES,
+        folder="stl10_binary", files=("train_X.bin", "train_y.bin", "unlabeled_X.bin", "test_X.bin", "test_y.bin"),
     ),
     "imagefolder": DatasetSpec("imagefolder", True, None, None, None, None, None, None, augment=None),
     "digits": DatasetSpec(
@@ -86,7 +99,7 @@ DATASETS: dict[str, DatasetSpec] = {
         # Digits are not mirror-symmetric, and an 8x8 source cannot survive an 8% crop.
         augment=MappingProxyType({**SMALL_IMAGES, "flip_prob": 0.0, "crop_scale": (0.5, 1.0)}),
     ),
-    "tinyimagenet": DatasetSpec("tinyimagenet", True, 200, 64, 64, None, None, 100_000, augment=LARGE_IMAGES),
+    "tinyimagenet": DatasetSpec("tinyimagenet", True, 200, 64, 64, None, None, 100_000, augment=LARGE_IMAGES, folder="tiny-imagenet-200"),
     "imagenet": DatasetSpec("imagenet", True, 1000, 224, 256, IMAGENET_MEAN, IMAGENET_STD, 1_281_167, augment=LARGE_IMAGES),
 }
 

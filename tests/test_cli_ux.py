@@ -1,0 +1,160 @@
+"""What the command lines print and import: help and argument errors without the heavy libraries, a
+dry run on files without torch, a study's plan said once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "torchvision", "mlflow", "pandas", "ray", "sklearn", "optuna", "matplotlib")
+
+
+def imported_heavy(code: str, cwd: Path) -> tuple[str, list[str]]:
+    """(the last line ``code`` prints, before the heavy modules it left imported) of a fresh interpreter."""
+    script = f"import sys\n{code}\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) >= 2, done.stdout[-2000:] + done.stderr[-2000:]
+    return lines[-2], eval(lines[-1])  # noqa: S307 - the list the script itself printed
+
+
+ANALYSIS = """
+import runpy
+sys.argv = ["analysis", *{argv!r}]
+try:
+    runpy.run_module("analysis", run_name="__main__", alter_sys=True)
+except SystemExit as exit:
+    print(exit.code)
+"""
+
+
+@pytest.mark.parametrize(("argv", "code"), [(["--help"], "0"), (["tables", "--bogus"], "2"), (["tables", "--study", "s", "--format", "svg"], "2")])
+def test_analysis_help_and_argument_errors_import_no_heavy_library(tmp_path: Path, argv: list[str], code: str) -> None:
+    exit_code, heavy = imported_heavy(ANALYSIS.format(argv=argv), tmp_path)
+    assert (exit_code, heavy) == (code, [])
+
+
+def test_the_analysis_format_names_are_the_renderers() -> None:
+    import analysis.__main__ as cli
+    from analysis import render
+
+    assert cli.TABLE_FORMATS == tuple(render.FORMATS)
+
+
+def test_the_analysis_package_still_exports_its_functions() -> None:
+    import analysis
+
+    assert callable(analysis.load_study) and callable(analysis.write_report) and "Table" in analysis.__all__
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        analysis.nothing  # noqa: B018
+
+
+# --- a dry run on a dataset stored as files ---------------------------------------------------------
+
+DRY_RUN = "from study import run_sweep\nprint(run_sweep.main({argv!r}))"
+
+
+def write_image_folder(root: Path) -> Path:
+    for part in ("train", "val"):
+        for name in ("cat", "dog"):
+            (root / part / name).mkdir(parents=True)
+            (root / part / name / "0.png").write_bytes(b"not decoded by a dry run")
+    return root
+
+
+def write_tiny_imagenet(data_dir: Path) -> Path:
+    root = data_dir / "tiny-imagenet-200"
+    (root / "train" / "n01" / "images").mkdir(parents=True)
+    (root / "train" / "n01" / "images" / "n01_0.JPEG").write_bytes(b"")
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "val" / "images" / "val_0.JPEG").write_bytes(b"")
+    (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn01\t0\t0\t1\t1\n")
+    (root / "wnids.txt").write_text("n01\n")
+    return data_dir
+
+
+@pytest.mark.parametrize("dataset", ["imagefolder", "tinyimagenet"])
+def test_a_dry_run_on_files_checks_them_without_torch(tmp_path: Path, dataset: str) -> None:
+    data = write_image_folder(tmp_path / "folder") if dataset == "imagefolder" else write_tiny_imagenet(tmp_path / "tiny")
+    argv = ["--preset", "quickstart", "--dry-run", "--set", f"dataset={dataset}", "--data-dir", str(data)]
+    assert imported_heavy(DRY_RUN.format(argv=argv), tmp_path) == ("0", [])
+
+
+def test_a_dry_run_on_cifar10_checks_its_files_without_torch(tmp_path: Path, cifar10_root: Path) -> None:
+    argv = ["--preset", "cifar10-cpu", "--dry-run", "--data-dir", str(cifar10_root)]
+    assert imported_heavy(DRY_RUN.format(argv=argv), tmp_path) == ("0", [])
+
+
+def test_a_dry_run_names_the_missing_file_without_torch(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from study import run_sweep
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(b"")
+    argv = ["--preset", "cifar10-cpu", "--dry-run", "--data-dir", str(tmp_path)]
+    assert imported_heavy(DRY_RUN.format(argv=argv), tmp_path) == ("2", [])
+    assert run_sweep.main(argv) == 2
+    missing = "data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch, batches.meta"
+    assert f"Missing from {folder}: {missing}" in capsys.readouterr().err
+
+
+def test_a_dry_run_names_an_image_folder_without_val(tmp_path: Path) -> None:
+    from study import run_sweep
+    from trainables.config import ConfigError
+
+    write_image_folder(tmp_path)
+    for name in ("cat", "dog"):
+        (tmp_path / "val" / name / "0.png").unlink()
+    args = run_sweep.build_parser().parse_args(["--preset", "quickstart", "--dry-run", "--set", "dataset=imagefolder", "--data-dir", str(tmp_path)])
+    with pytest.raises(ConfigError, match=r"class folder .*val/cat holds no image files"):
+        run_sweep.validated(args)
+
+
+def test_the_torch_free_layout_is_torchvisions(tmp_path: Path) -> None:
+    from torchvision import datasets
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+    from trainables.data.layouts import IMAGE_EXTENSIONS, scan
+    from trainables.data.specs import DATASETS
+
+    assert IMAGE_EXTENSIONS == IMG_EXTENSIONS
+    for name, cls, meta in (("cifar10", datasets.CIFAR10, "filename"), ("cifar100", datasets.CIFAR100, "filename"), ("stl10", datasets.STL10, None)):
+        spec = DATASETS[name]
+        assert spec.folder == cls.base_folder
+        assert set(spec.files) == {f for f, _ in cls.train_list + cls.test_list} | ({cls.meta[meta]} if meta else set())
+    root = write_image_folder(tmp_path)
+    (root / "train" / "cat" / "deeper").mkdir()
+    for extra in ("deeper/1.JPG", "2.txt", "3.webp"):
+        (root / "train" / "cat" / extra).write_bytes(b"")
+    _, index = find_classes(str(root / "train"))
+    theirs = [(Path(p), label) for p, label in make_dataset(str(root / "train"), index, extensions=IMG_EXTENSIONS)]
+    assert list(scan(DATASETS["imagefolder"], root).train) == theirs
+
+
+# --- a study's plan, said once ---------------------------------------------------------------------
+
+
+def test_a_study_that_starts_prints_its_plan_once(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from study import run_sweep, sweep
+    from study.console import StudyConsole
+    from study.plan import make_plan
+
+    def started(args, name, preset_name, plan, tracking_uri) -> int:  # the console's account, as a study gives it
+        StudyConsole(name, plan, tmp_path).start({"CPU": 2.0}, 1)
+        return 0
+
+    monkeypatch.setattr(sweep, "run_study", started)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert run_sweep.main(["--preset", "quickstart", "--name", "once", "--tracking-uri", uri, "--set", "seeds=1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("quickstart") == 1 and "encoder passes" not in out, out
+    plan = make_plan("lineage-baselines", {"views": 2})
+    console = StudyConsole("s", plan, tmp_path)
+    console.start({"CPU": 2.0}, 1)
+    assert "note: override views=2 replaces the preset's setting for loss 'attentionnce'" in capsys.readouterr().out
