@@ -11,6 +11,8 @@ HTML page, and logs them to the study's MLflow run.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 # Name -> submodule, imported on first use: ``python -m analysis --help`` reads this package without
@@ -41,3 +43,15 @@ def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'analysis' has no attribute {name!r}")
     return getattr(importlib.import_module(f"analysis.{_EXPORTS[name]}"), name)
+
+
+class _Package(types.ModuleType):
+    """Keeps an exported function whose name is also its submodule's (``reported_table``): importing
+    the submodule binds it on the package, which would otherwise hide the function."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not (name in _EXPORTS and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

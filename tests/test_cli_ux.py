@@ -50,7 +50,10 @@ def test_the_analysis_format_names_are_the_renderers() -> None:
 def test_the_analysis_package_still_exports_its_functions() -> None:
     import analysis
 
+    import analysis.reported_table  # noqa: F401 - the submodule of the same name as the function, imported first
+
     assert callable(analysis.load_study) and callable(analysis.write_report) and "Table" in analysis.__all__
+    assert callable(analysis.reported_table)
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         analysis.nothing  # noqa: B018
 
