@@ -85,3 +85,13 @@ def test_a_resumed_study_reuses_the_finished_baseline(study: tuple[str, str]) ->
     linear = baseline(0, EvalConfig(epochs=2, batch_size=64), study)
     assert 0.0 <= linear[rs.M_TEST_AT_BEST_VAL] <= 1.0
     assert len(search_runs(MlflowClient(uri), {rs.KIND: rs.KIND_BASELINE})) == 2  # another mode is another row
+
+
+def test_the_baseline_records_the_trials_validation_knn_of_its_encoder(study: tuple[str, str]) -> None:
+    """The number a learned encoder's validation kNN is compared with (the demo prints both) has one home: this run."""
+    from trainables.components import build_components, validation_knn
+
+    torch.set_num_threads(1)
+    cfg = from_dict(CFG | {"seed": 0})
+    expected = validation_knn(build_components(cfg), cfg, torch.device("cpu"))
+    assert baseline(0, KNN, study)[rs.M_FINAL_VAL_KNN] == pytest.approx(expected, abs=1e-6)

@@ -3,7 +3,8 @@
 For a study seed s, :func:`random_init_baseline` builds the components of the trial config with
 seed s (so the encoder is exactly the one a trial of seed s starts from: same architecture,
 same split, same initial weights), evaluates it with the study's evaluation (same mode, recipe,
-probe seed), and records it as a run under the study run, tagged as run_schema describes.
+probe seed), and records it as a run under the study run, tagged as run_schema describes, with
+the trials' validation kNN accuracy of that encoder (``final_val_knn_acc``).
 Learning is then visible as the distance between a trial's row and this one.
 """
 
@@ -13,7 +14,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from trainables import run_schema as rs
-from trainables.components import build_components, training_device
+from trainables.components import build_components, training_device, validation_knn
 from trainables.config import PretrainConfig
 from trainables.evaluation import EvalConfig, Pretrained, eval_params, record
 from trainables.mlflow_search import search_runs
@@ -42,6 +43,8 @@ def random_init_baseline(cfg: PretrainConfig, evaluation: EvalConfig, *, trackin
     name = f"random-init-{evaluation.mode}-s{cfg.seed}"
     params = eval_params(encoder, evaluation)
     run_id = create_run(tracking_uri, experiment, run_name=name, params=params, tags=tags, parent_run_id=study_run_id)
+    # The trials' own validation kNN monitor, of the encoder they start from: what a learned encoder's is compared with.
+    client.log_metric(run_id, rs.M_FINAL_VAL_KNN, validation_knn(c, cfg, device))
     record(encoder, evaluation, device, tracking_uri=tracking_uri, run_id=run_id)
     return run_id
 
