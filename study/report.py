@@ -8,6 +8,7 @@ from pathlib import Path
 from study.cost import encoder_passes, gpu_hours
 from study.plan import Plan, trial_resources
 from trainables import run_schema as rs
+from trainables.config import PretrainConfig
 
 CHECKPOINT_MAP = "checkpoints.tsv"  # in the study's folder: each trial's MLflow run name and checkpoint folder
 
@@ -55,8 +56,20 @@ def describe_plan(name: str, plan: Plan) -> str:
         else "GPU-hours n/a: no measured throughput for some trials"
     )
     lines.append(f"total: {int(total_passes * scale):,} encoder passes; {hours}")
+    lines += loss_settings(plan.configs)
     lines.append(f"evaluation after each pretraining: {preset.evaluation}")
     return "\n".join(lines)
+
+
+def loss_settings(configs: list[PretrainConfig]) -> list[str]:
+    """Each loss's hyperparameters as the trials run them, and the dataset they were published for."""
+    lines: dict[str, None] = {}  # in trial order, each once
+    for cfg in configs:
+        values = ", ".join(f"{k}={v:g}" for k, v in cfg.loss_hyperparameters().items())
+        source = f" (published for {cfg.published_for}: attention_preset={cfg.attention_preset!r})" if cfg.published_for else ""
+        if values:
+            lines[f"loss {cfg.loss}: {values}{source}"] = None
+    return list(lines)
 
 
 def print_summary(name: str, study_run_id: str, tracking_uri: str, folder: Path) -> None:

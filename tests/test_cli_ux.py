@@ -161,3 +161,40 @@ def test_a_study_that_starts_prints_its_plan_once(tmp_path: Path, capsys: pytest
     console = StudyConsole("s", plan, tmp_path)
     console.start({"CPU": 2.0}, 1)
     assert "note: override views=2 replaces the preset's setting for loss 'attentionnce'" in capsys.readouterr().out
+
+
+# --- a preset's loss settings follow its dataset ---------------------------------------------------
+
+
+@pytest.mark.parametrize(("dataset", "published"), [("cifar10", (1.0, 10.0)), ("tinyimagenet", (4.0, 1.0)), ("stl10", (2.0, 0.5))])
+def test_attentionnce_views_takes_the_values_published_for_its_dataset(dataset: str, published: tuple[float, float]) -> None:
+    from study.plan import make_plan
+    from study.report import describe_plan
+    from trainables.losses.catalog import CATALOG
+
+    plan = make_plan("attentionnce-views", {"dataset": dataset})
+    attention = [c for c in plan.configs if c.loss == "attentionnce"]
+    assert {(c.loss_hyperparameters()["d_pos"], c.loss_hyperparameters()["d_neg"]) for c in attention} == {published}
+    assert tuple(CATALOG["attentionnce"].presets[dataset].values()) == published  # the catalog is their one home
+    d_pos, d_neg = (f"{v:g}" for v in published)
+    assert f"loss attentionnce: d_pos={d_pos}, d_neg={d_neg}, temperature=0.5 (published for {dataset}" in describe_plan("s", plan)
+    assert "follow the dataset" in plan.preset.description and "tinyimagenet (4, 1)" in plan.preset.description
+
+
+def test_a_given_value_beats_the_published_one_and_a_dataset_without_any_is_refused() -> None:
+    from study.plan import make_plan
+    from trainables.config import ConfigError
+
+    plan = make_plan("attentionnce-views", {"dataset": "tinyimagenet", "d_neg": 2.0})
+    assert {tuple(c.loss_hyperparameters().values())[:2] for c in plan.configs if c.loss == "attentionnce"} == {(4.0, 2.0)}
+    with pytest.raises(ConfigError, match=r"attention_preset='dataset' takes the values loss='attentionnce' published for dataset='digits'"):
+        make_plan("attentionnce-views", {"dataset": "digits"})
+    make_plan("attentionnce-views", {"dataset": "digits", "d_pos": 1.0, "d_neg": 1.0})  # both given: nothing to look up
+
+
+def test_the_published_values_are_recorded_with_the_run() -> None:
+    from trainables.config import from_dict
+    from trainables.tracking import pretrain_params
+
+    params = pretrain_params(from_dict({"loss": "attentionnce", "attention_preset": "dataset", "dataset": "tinyimagenet"}))
+    assert (params["attention_preset"], params["d_pos"], params["d_neg"]) == ("dataset", 4.0, 1.0)

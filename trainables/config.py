@@ -29,9 +29,14 @@ from typing import Any
 import yaml
 
 from trainables.data.specs import DATASETS, DEFAULT_IN_MEMORY_GB
-from trainables.losses.catalog import BASELINE, CATALOG, HYPERPARAMETERS, hyperparameter_names, preset_names, takes
+from trainables.losses.catalog import (
+    BASELINE, CATALOG, HYPERPARAMETERS, LossEntry, hyperparameter_names, preset_hyperparameters, preset_names, takes,
+)
 
 PRECISION_NAMES = ("auto", "fp32", "bf16")
+# attention_preset's value for "the hyperparameters published for the run's own dataset", so that a study
+# run on another dataset (--set dataset=tinyimagenet) takes that dataset's, from the loss catalog.
+FROM_DATASET = "dataset"
 # Registry names of the torch modules (trainables/models.py, trainables/optim.py), kept here so that
 # validation and --help never import torch; tests/test_config.py checks they equal the registries. Once a
 # module is imported its registry is read instead (see ``registry``), so a name registered at run time counts.
@@ -249,7 +254,7 @@ class PretrainConfig:
     # What is compared. The losses' hyperparameters follow views (see with_loss_hyperparameters).
     loss: str = BASELINE
     views: int = 1
-    attention_preset: str | None = None  # a dataset name whose hyperparameters the loss's paper published
+    attention_preset: str | None = None  # a dataset whose published hyperparameters the loss takes; FROM_DATASET: the run's
     # Data.
     dataset: str = "cifar10"
     data_dir: str = "data"
@@ -317,9 +322,13 @@ class PretrainConfig:
     def loss_hyperparameters(self) -> dict[str, float]:
         """The hyperparameters given for this loss (its own defaults fill the rest)."""
         given = {name: getattr(self, name) for name in hyperparameter_names() if getattr(self, name) is not None}
-        if self.attention_preset is not None:
-            given = dict(CATALOG[self.loss].presets[self.attention_preset]) | given
-        return given
+        published = CATALOG[self.loss].presets.get(self.published_for or "", {})
+        return dict(published) | given
+
+    @property
+    def published_for(self) -> str | None:
+        """The dataset whose published hyperparameters the loss takes (``attention_preset`` resolved)."""
+        return self.dataset if self.attention_preset == FROM_DATASET else self.attention_preset
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -348,7 +357,19 @@ def hyperparameters_fit_the_loss(cfg: PretrainConfig) -> list[Problem]:
         allowed = ", ".join(entry.presets)
         message = f"attention_preset={cfg.attention_preset!r} is not published for loss={cfg.loss!r}; allowed: {allowed}"
         problems.append(Problem(("attention_preset",), message))
-    return problems
+    return problems + unpublished_dataset(cfg, entry)
+
+
+def unpublished_dataset(cfg: PretrainConfig, entry: LossEntry) -> list[Problem]:
+    """attention_preset=FROM_DATASET on a dataset the loss's paper published nothing for, unless every value is given."""
+    unset = [name for name in preset_hyperparameters() if name in entry.hyperparameters and getattr(cfg, name) is None]
+    if cfg.attention_preset != FROM_DATASET or not entry.presets or cfg.dataset in entry.presets or not unset:
+        return []
+    message = (
+        f"attention_preset={FROM_DATASET!r} takes the values loss={cfg.loss!r} published for dataset={cfg.dataset!r}, and there are "
+        f"none; allowed: a dataset it published them for ({', '.join(entry.presets)}), or {', '.join(unset)} given"
+    )
+    return [Problem(("attention_preset", "dataset"), message)]
 
 
 def workers_divide_batch(cfg: PretrainConfig) -> list[Problem]:
@@ -373,7 +394,7 @@ PRETRAIN_CHECKS: list[Check] = [
     one_of("lr_scaling", registry("trainables.optim", "LR_SCALING", LR_SCALING_NAMES)),
     one_of("schedule", registry("trainables.optim", "SCHEDULES", SCHEDULE_NAMES)),
     one_of("precision", PRECISION_NAMES),
-    one_of("attention_preset", preset_names(), optional=True),
+    one_of("attention_preset", lambda: (*preset_names(), FROM_DATASET), optional=True),
     between("views", 1, MAX_VIEWS),
     between("batch_size", 2, MAX_BATCH_SIZE),
     between("epochs", 1, MAX_EPOCHS),

@@ -220,7 +220,9 @@ def pretrain_params(cfg: Any) -> dict[str, Any]:
         rs.P_WORLD_SIZE: cfg.workers,
         rs.P_DEVICE_TYPE: "cuda" if cfg.gpu else "cpu",
     }
-    return {k: v for k, v in cfg.to_dict().items() if k != "tags"} | derived | library_versions()
+    # The loss's hyperparameters as it runs them: a published preset's values are recorded, not only its name.
+    resolved = cfg.loss_hyperparameters()
+    return {k: v for k, v in cfg.to_dict().items() if k != "tags"} | resolved | derived | library_versions()
 
 
 def create_run(

@@ -183,7 +183,7 @@ def field_help() -> dict[str, str]:
         "loss": "contrastive loss: " + ", ".join(f"{e.name} ({e.summary})" for e in CATALOG.values()),
         "views": "M, positive views per anchor; encoded views per image: "
         + "; ".join(f"{'/'.join(names)} M+{extra}" for extra, names in rules.items()),
-        "attention_preset": "take the hyperparameters published for this dataset: "
+        "attention_preset": "take the hyperparameters published for this dataset ('dataset': the run's own): "
         + "; ".join(f"{e.name}: {', '.join(e.presets)}" for e in CATALOG.values() if e.presets),
     }
     for name in hyperparameter_names():
