@@ -8,9 +8,11 @@ store, ``analysis.load.load_study`` and ``python -m analysis tables`` (in this p
 discarded) are timed, --repeats times each:
 
     sqlite           the tracking URI is the SQLite file itself (a local study's default)
+    postgres         the tracking URI is the PostgreSQL database itself (Debian's postgresql,
+                     started here in a temporary folder on a free port and stopped at the end):
+                     how docs/cluster.md has large studies analysed
     server-sqlite    ``mlflow server`` on that SQLite file, over HTTP (docs/cluster.md's head)
-    server-postgres  ``mlflow server`` on PostgreSQL (Debian's postgresql, started here in a
-                     temporary folder on a free port and stopped at the end)
+    server-postgres  ``mlflow server`` on PostgreSQL, over HTTP (what the trials write through)
 
     python benchmarks/scale_analysis.py                      # 5,000 trials, all three stores
     python benchmarks/scale_analysis.py --trials 500 --stores sqlite
@@ -49,7 +51,7 @@ from trainables.losses.catalog import CATALOG  # noqa: E402
 
 STUDY = "scale"
 EXPERIMENT = "nce-study"
-STORES = ("sqlite", "server-sqlite", "server-postgres")
+STORES = ("sqlite", "postgres", "server-sqlite", "server-postgres")
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 EPOCH_METRICS = ("train_loss", "pos_prob", "grad_scale", "lr_now", "images_per_s", "val_knn_acc")
 
@@ -262,9 +264,9 @@ def measure(store: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
     folder = root / store
     folder.mkdir()
     with contextlib.ExitStack() as stack:
-        db = stack.enter_context(postgres(folder)) if store == "server-postgres" else f"sqlite:///{folder / 'mlflow.db'}"
+        db = stack.enter_context(postgres(folder)) if store.endswith("postgres") else f"sqlite:///{folder / 'mlflow.db'}"
         runs, fill_s = populate(db, folder / "artifacts", args.trials, args.epochs)
-        uri = db if store == "sqlite" else stack.enter_context(mlflow_server(db, folder))
+        uri = stack.enter_context(mlflow_server(db, folder)) if store.startswith("server-") else db
         if args.warm_up:
             tables_once(uri)  # imports, the server's first queries
         timings = [tables_once(uri) for _ in range(args.repeats)]

@@ -69,18 +69,9 @@ def trial_times(uri: str, study: str) -> tuple[list[float], list[float], float, 
     from mlflow.tracking import MlflowClient
 
     from trainables import run_schema as rs
+    from trainables.mlflow_search import search_runs
 
-    client = MlflowClient(uri)
-    ids = [e.experiment_id for e in client.search_experiments()]
-    runs, token = [], None
-    while True:
-        page = client.search_runs(
-            ids, f"tags.`{rs.STUDY}` = '{study}' and tags.`{rs.KIND}` = '{rs.KIND_PRETRAIN}'", max_results=1000, page_token=token
-        )
-        runs += page
-        token = page.token
-        if not token:
-            break
+    runs = search_runs(MlflowClient(uri), {rs.STUDY: study, rs.KIND: rs.KIND_PRETRAIN})
     runs.sort(key=lambda r: r.info.start_time)
     inside = [(r.info.end_time - r.info.start_time) / 1000 for r in runs]
     between = [(b.info.start_time - a.info.end_time) / 1000 for a, b in zip(runs, runs[1:])]
