@@ -10,10 +10,11 @@ HTML page, and logs them to the study's MLflow run.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import Any
+
+from trainables.lazy import lazy_getattr
 
 # Name -> submodule, imported on first use: ``python -m analysis --help`` reads this package without
 # importing pandas or MLflow.
@@ -39,10 +40,7 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'analysis' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"analysis.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 
 
 class _Package(types.ModuleType):

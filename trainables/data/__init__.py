@@ -22,8 +22,7 @@ implements, in memory or from files), ``splits`` (the validation hold-out and ``
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from trainables.lazy import lazy_getattr
 
 # Name -> submodule. Imported on first use, so that ``trainables.data.specs`` (and config validation
 # and --help with it) is read without importing torch.
@@ -48,7 +47,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'trainables.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"trainables.data.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -1,0 +1,19 @@
+"""A package whose names are imported from their submodules on first use, so that importing the package
+(for ``--help``, for validation) does not import torch, pandas or MLflow."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+
+def lazy_getattr(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
+    """The package's module ``__getattr__``: ``exports`` maps each name to the submodule that defines it."""
+
+    def getattr_(name: str) -> Any:
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
+
+    return getattr_
