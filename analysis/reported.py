@@ -97,73 +97,46 @@ def _debiased_lineage(method: str, loss: str, accuracy: str, source: str) -> Rep
     )
 
 
-def _raminnakhli(dataset: str, method: str, loss: str, batch_size: int, accuracy: str) -> ReportedNumber:
-    return ReportedNumber(
-        dataset=dataset,
-        loss=loss,
-        method=method,
-        accuracy=accuracy,
-        tag="T",
-        source="raminnakhli/Decoupled-Contrastive-Learning README (batch_tables.md §1.3A)",
-        setting="ResNet-18, tau 0.1, Adam 1e-3, 100-epoch linear probe; single runs",
-        batch_size=batch_size,
-        epochs=100,
-        note=_DECOUPLED if loss == "flatnce" else "",
-    )
-
-
-def _lee_figure4(dataset: str, method: str, loss: str, batch_size: int, accuracy: str) -> ReportedNumber:
-    return ReportedNumber(
-        dataset=dataset,
-        loss=loss,
-        method=method,
-        accuracy=accuracy,
-        tag="F",
-        source="Lee et al. ICML 2025, Fig. 4, read by a chart transcription (batch_tables.md §1.3B)",
-        setting="ResNet-18 (CIFAR stem), SGD lr 0.3*B/256, tau tuned per method, 200-epoch linear probe",
-        batch_size=batch_size,
-        epochs=200,
-        note=_DECOUPLED if loss == "flatnce" else "",
-    )
-
-
-def _raminnakhli_all() -> list[ReportedNumber]:
-    table = {
-        "cifar10": {
-            "infonce": ("78.3", "81.47", "83.09", "83.26"),
-            "flatnce": ("84.6", "85.57", "85.63", "85.36"),
-        },
-        "cifar100": {
-            "infonce": ("52.2", "57.76", "58", "59.6"),
-            "flatnce": ("60.1", "60.33", "61.73", "61.92"),
-        },
+def _batch_sweeps() -> list[ReportedNumber]:
+    """SimCLR against DCL at each batch size on CIFAR-10 and CIFAR-100, from two sources: the Decoupled CL
+    README's table (single runs) and Lee et al.'s Fig. 4. Each row: a batch size's accuracies, one per column
+    of ``columns``."""
+    columns = (("cifar10", "infonce"), ("cifar10", "flatnce"), ("cifar100", "infonce"), ("cifar100", "flatnce"))
+    readme = {
+        32: ("78.3", "84.6", "52.2", "60.1"),
+        64: ("81.47", "85.57", "57.76", "60.33"),
+        128: ("83.09", "85.63", "58", "61.73"),
+        256: ("83.26", "85.36", "59.6", "61.92"),
     }
-    methods = {"infonce": "SimCLR (cross entropy)", "flatnce": "DCL"}
-    return [
-        _raminnakhli(dataset, methods[loss], loss, batch, accuracy)
-        for dataset, by_loss in table.items()
-        for loss, row in by_loss.items()
-        for batch, accuracy in zip((32, 64, 128, 256), row)
+    figure = {
+        32: ("86.4", "87.0", "55.7", "59.0"),
+        64: ("87.7", "87.9", "58.1", "60.7"),
+        128: ("88.0", "88.4", "58.6", "61.7"),
+        256: ("88.2", "88.7", "59.7", "61.4"),
+        512: ("88.5", "88.6", "59.4", "61.0"),
+    }
+    sources = [  # rows, SimCLR's name there, tag, source, setting, pretraining epochs
+        (readme, "SimCLR (cross entropy)", "T", "raminnakhli/Decoupled-Contrastive-Learning README (batch_tables.md §1.3A)",
+         "ResNet-18, tau 0.1, Adam 1e-3, 100-epoch linear probe; single runs", 100),
+        (figure, "SimCLR", "F", "Lee et al. ICML 2025, Fig. 4, read by a chart transcription (batch_tables.md §1.3B)",
+         "ResNet-18 (CIFAR stem), SGD lr 0.3*B/256, tau tuned per method, 200-epoch linear probe", 200),
     ]
-
-
-def _lee_all() -> list[ReportedNumber]:
-    table = {
-        "cifar10": {
-            "infonce": ("86.4", "87.7", "88.0", "88.2", "88.5"),
-            "flatnce": ("87.0", "87.9", "88.4", "88.7", "88.6"),
-        },
-        "cifar100": {
-            "infonce": ("55.7", "58.1", "58.6", "59.7", "59.4"),
-            "flatnce": ("59.0", "60.7", "61.7", "61.4", "61.0"),
-        },
-    }
-    methods = {"infonce": "SimCLR", "flatnce": "DCL"}
     return [
-        _lee_figure4(dataset, methods[loss], loss, batch, accuracy)
-        for dataset, by_loss in table.items()
-        for loss, row in by_loss.items()
-        for batch, accuracy in zip((32, 64, 128, 256, 512), row)
+        ReportedNumber(
+            dataset=dataset,
+            loss=loss,
+            method=simclr if loss == "infonce" else "DCL",
+            accuracy=row[column],
+            tag=tag,
+            source=source,
+            setting=setting,
+            batch_size=batch_size,
+            epochs=epochs,
+            note=_DECOUPLED if loss == "flatnce" else "",
+        )
+        for rows, simclr, tag, source, setting, epochs in sources
+        for column, (dataset, loss) in enumerate(columns)
+        for batch_size, row in rows.items()
     ]
 
 
@@ -232,8 +205,7 @@ REPORTED: tuple[ReportedNumber, ...] = (
     _debiased_lineage("Debiased CL (tau+ 0.05)", "dcl", "81.85", "chingyaoc/DCL README"),
     _debiased_lineage("Debiased CL (tau+ 0.1)", "dcl", "84.26", "chingyaoc/DCL and joshr17/HCL READMEs"),
     _debiased_lineage("HCL (beta 1.0, tau+ 0.1)", "hcl", "87.44", "joshr17/HCL image/README"),
-    *_raminnakhli_all(),
-    *_lee_all(),
+    *_batch_sweeps(),
     *_simclr_cifar10(),
     *_imagenet_decoupled(),
 )
