@@ -12,6 +12,7 @@ import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 
 import pandas as pd
 
@@ -55,22 +56,8 @@ _LATEX_SPECIALS: dict[str, str] = {
     "^": r"\textasciicircum{}",
 }
 
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 80rem; padding: 0 1rem; color: #222; }
-.scroll { overflow-x: auto; }
-table { border-collapse: collapse; margin: 0.5rem 0; font-variant-numeric: tabular-nums; font-size: 0.85rem; }
-p.caption { font-size: 0.9rem; color: #444; margin: 0.3rem 0; }
-dl.summary { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; font-size: 0.95rem; }
-dl.summary dt { color: #555; } dl.summary dd { margin: 0; }
-ul.conditions { font-size: 0.9rem; }
-th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #ddd; }
-thead th { border-bottom: 2px solid #222; }
-tbody th { font-weight: normal; text-align: left; white-space: nowrap; }
-.l { text-align: left; } .r { text-align: right; white-space: nowrap; }
-ul.notes { font-size: 0.85rem; color: #444; }
-td .d { font-size: 0.8rem; color: #555; white-space: normal; }
-figure { margin: 1rem 0; } figure img { max-width: 100%; } figcaption { font-size: 0.9rem; color: #444; }
-"""
+# Kept readable in report.css, inlined on one line: every page stays self-contained and carries it short.
+_CSS = " ".join(line.strip() for line in files("analysis").joinpath("report.css").read_text("utf-8").splitlines() if line.strip())
 
 
 @dataclass(frozen=True)
