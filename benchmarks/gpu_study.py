@@ -42,23 +42,12 @@ CIFAR10_TRAIN = 50_000  # images per epoch in the s/epoch figures, as gpu_pretra
 
 def offline_install(wheelhouse: Path) -> Path:
     """.gpu/venv with the wheelhouse installed (--no-index) over the machine's own torch; its python."""
+    from tools.offline_check import install_offline
+
     python = VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(VENV)], check=True)
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-index",
-            f"--find-links={wheelhouse}",
-            "-r",
-            str(wheelhouse / "requirements.txt"),
-        ],
-        check=True,
-    )
+    install_offline(python, wheelhouse)
     return python
 
 

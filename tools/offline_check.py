@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from packaging.requirements import Requirement
-
 from tools.trim_ray_wheel import DROPPED
-from tools.wheelhouse import IMAGE_DEFAULT, REPO, closure
+
+# tools.wheelhouse (and packaging) are imported where they are used: benchmarks/gpu_study.py
+# calls install_offline on a machine that has torch and little else.
 
 AUDIT_HOOK = '''
 import os, sys
@@ -50,6 +50,10 @@ def image_site(image_has: list[str], folder: Path) -> None:
     """Links to this environment's files of the image's packages (and their requirements), dist-info included."""
     import importlib.metadata as md
 
+    from packaging.requirements import Requirement
+
+    from tools.wheelhouse import closure
+
     folder.mkdir(parents=True)
     for name in sorted(closure([Requirement(n) for n in image_has])):
         dist = md.distribution(name)
@@ -59,7 +63,16 @@ def image_site(image_has: list[str], folder: Path) -> None:
                 (folder / top).symlink_to(root / top)
 
 
+def install_offline(python: Path, wheelhouse: Path, env: dict[str, str] | None = None) -> None:
+    """The docs' one line: the wheelhouse's requirements.txt into ``python``'s environment, from its wheels alone."""
+    requirements = str(wheelhouse / "requirements.txt")
+    command = [str(python), "-m", "pip", "install", "--quiet", "--no-index", f"--find-links={wheelhouse}", "-r", requirements]
+    subprocess.run(command, check=True, env=env)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from tools.wheelhouse import IMAGE_DEFAULT, REPO
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wheelhouse", type=Path, default=REPO / "wheelhouse")
     parser.add_argument("--image-has", nargs="+", default=list(IMAGE_DEFAULT), metavar="PACKAGE")
@@ -79,21 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([str(python), "-m", "pip", "uninstall", "--quiet", "--yes", "setuptools"], check=True, env=quiet)
         wheelhouse = args.wheelhouse.resolve()
         started = time.monotonic()
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--no-index",
-                f"--find-links={wheelhouse}",
-                "-r",
-                str(wheelhouse / "requirements.txt"),
-            ],
-            check=True,
-            env=quiet,
-        )
+        install_offline(python, wheelhouse, quiet)
         print(f"offline install: {time.monotonic() - started:.0f} s")
         logs, run_dir = work / "imports", work / "run"
         logs.mkdir(), run_dir.mkdir()
