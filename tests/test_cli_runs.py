@@ -16,49 +16,13 @@ from mlflow.tracking import MlflowClient
 from trainables import run_schema as rs
 from trainables.mlflow_search import search_runs
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = os.environ | {"PYTHONPATH": str(REPO), "RAY_DEDUP_LOGS": "0"}
-    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+from scripts import REPO, TINY_TRAIN, overrides, run_script  # tests/ helpers, via conftest
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cwd = tmp_path_factory.mktemp("train")
-    done = run(
-        [
-            str(REPO / "study/train.py"),
-            "--dataset",
-            "digits",
-            "--backbone",
-            "small",
-            "--epochs",
-            "2",
-            "--workers",
-            "2",
-            "--cpus-per-worker",
-            "0.5",
-            "--batch_size",
-            "64",
-            "--limit-train",
-            "256",
-            "--n_eval_epochs",
-            "1",
-            "--n_save_epochs",
-            "1",
-            "--knn-k",
-            "10",
-            "--run-name",
-            "digits-ddp",
-            "--loss",
-            "flatnce",
-        ],
-        cwd,
-    )
+    done = run_script("study/train.py", [*TINY_TRAIN, "--epochs", "2", "--run-name", "digits-ddp", "--loss", "flatnce"], cwd, timeout=300)
     (cwd / "train.log").write_text(done.stdout + done.stderr)
     (cwd / "train.out").write_text(done.stdout)  # what the command itself printed; Ray forwards the workers' lines to stderr
     return cwd
@@ -84,10 +48,8 @@ def test_train_under_ray_train_logs_one_run_with_every_epoch_once(trained: Path)
 
 
 def test_linear_eval_writes_a_child_run_of_the_pretraining_run(trained: Path) -> None:
-    done = run(
-        [str(REPO / "study/linear_eval.py"), "--model_path", "checkpoints/digits-ddp/epoch_00002", "--epochs", "5", "--batch_size", "64"],
-        trained,
-    )
+    args = ["--model_path", "checkpoints/digits-ddp/epoch_00002", "--epochs", "5", "--batch_size", "64"]
+    done = run_script("study/linear_eval.py", args, trained, timeout=300)
     assert "test accuracy" in done.stdout
     uri = f"sqlite:///{trained / 'mlflow.db'}"
     [pre] = runs_of_kind(uri, rs.KIND_PRETRAIN)
@@ -101,26 +63,8 @@ def test_linear_eval_writes_a_child_run_of_the_pretraining_run(trained: Path) ->
 
 
 def test_train_on_a_real_cifar10_subset(tmp_path: Path, cifar10_root: Path) -> None:
-    done = run(
-        [
-            str(REPO / "study/train.py"),
-            "--dataset",
-            "cifar10",
-            "--data-dir",
-            str(cifar10_root),
-            "--limit-train",
-            "512",
-            "--backbone",
-            "small",
-            "--epochs",
-            "1",
-            "--batch_size",
-            "128",
-            "--run-name",
-            "cifar-subset",
-        ],
-        tmp_path,
-    )
+    args = ["--dataset", "cifar10", "--data-dir", str(cifar10_root), "--limit-train", "512", "--backbone", "small", "--epochs", "1"]
+    done = run_script("study/train.py", [*args, "--batch_size", "128", "--run-name", "cifar-subset"], tmp_path, timeout=300)
     assert "validation kNN accuracy" in done.stdout
     [run_] = runs_of_kind(f"sqlite:///{tmp_path / 'mlflow.db'}", rs.KIND_PRETRAIN)
     assert run_.info.status == "FINISHED" and run_.data.params["limit_train"] == "512"
@@ -137,29 +81,8 @@ def test_a_successful_train_run_prints_no_traceback(trained: Path) -> None:
 @pytest.mark.slow
 def test_sigterm_to_the_sweep_driver_ends_running_runs_killed_and_resume_continues(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    args = [
-        str(REPO / "study/run_sweep.py"),
-        "--preset",
-        "quickstart",
-        "--name",
-        "stopped",
-        "--set",
-        "loss=[infonce,flatnce]",
-        "--set",
-        "epochs=3",
-        "--set",
-        "limit_train=256",
-        "--set",
-        "batch_size=[64]",
-        "--set",
-        "seeds=1",
-        "--set",
-        "knn_k=10",
-        "--set",
-        "eval.mode=knn",
-        "--max-concurrent",
-        "1",
-    ]
+    settings = overrides("loss=[infonce,flatnce]", "epochs=3", "limit_train=256", "batch_size=[64]", "seeds=1", "knn_k=10", "eval.mode=knn")
+    args = [str(REPO / "study/run_sweep.py"), "--preset", "quickstart", "--name", "stopped", *settings, "--max-concurrent", "1"]
     env = os.environ | {"PYTHONPATH": str(REPO)}
     driver = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
@@ -173,7 +96,7 @@ def test_sigterm_to_the_sweep_driver_ends_running_runs_killed_and_resume_continu
     assert runs and all(r.info.status != "RUNNING" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
     killed = [r for r in runs if r.info.status == "KILLED"]
     assert killed and all("SIGTERM" in r.data.tags[rs.FAILURE_REASON] for r in killed)
-    resumed = run([*args[:1], "--resume", "stopped"], tmp_path, timeout=600)
+    resumed = run_script("study/run_sweep.py", ["--resume", "stopped"], tmp_path, timeout=600)
     trials = search_runs(MlflowClient(uri), {rs.STUDY: "stopped", rs.KIND: rs.KIND_PRETRAIN})
     assert sorted(r.data.params["loss"] for r in trials) == ["flatnce", "infonce"], resumed.stdout[-2000:]
     assert all(r.info.status == "FINISHED" for r in trials), [(r.info.run_name, r.info.status) for r in trials]

@@ -37,7 +37,7 @@ from mlflow.tracking import MlflowClient
 
 from trainables import run_schema as rs
 
-REPO = Path(__file__).resolve().parents[1]
+from scripts import REPO, overrides  # tests/ helpers, via conftest
 BIN = Path(sys.executable).parent  # ray, mlflow and python of the project's environment
 DOCS = REPO / "docs" / "cluster.md"
 EPOCHS = 3
@@ -86,71 +86,31 @@ def mlflow_command(lay: Layout) -> list[str]:
     ]
 
 
+def ray_start(lay: Layout, node: int, *flags: str) -> list[str]:
+    """``ray start`` for node ``node`` of the layout (0: the head): its dashboard agent's port, a 100 MB object store."""
+    common = ["--object-store-memory=100000000", f"--dashboard-agent-listen-port={lay.agents[node]}", "--disable-usage-stats"]
+    return ["ray", "start", *flags, *common]
+
+
 def head_command(lay: Layout) -> list[str]:
-    return [
-        "ray",
-        "start",
-        "--head",
-        f"--port={lay.gcs}",
-        f"--dashboard-port={lay.dashboard}",
-        f"--ray-client-server-port={lay.client}",
-        "--num-cpus=0",
-        '--resources={"TRAIN_DRIVER": 8}',
-        "--object-store-memory=100000000",
-        f"--dashboard-agent-listen-port={lay.agents[0]}",
-        "--disable-usage-stats",
-    ]
+    ports = [f"--port={lay.gcs}", f"--dashboard-port={lay.dashboard}", f"--ray-client-server-port={lay.client}"]
+    return ray_start(lay, 0, "--head", *ports, "--num-cpus=0", '--resources={"TRAIN_DRIVER": 8}')
 
 
 def worker_command(lay: Layout, index: int) -> list[str]:
-    return [
-        "ray",
-        "start",
-        f"--address=127.0.0.1:{lay.gcs}",
-        f"--node-name=worker-{index}",
-        "--num-cpus=1",
-        "--object-store-memory=100000000",
-        f"--dashboard-agent-listen-port={lay.agents[index]}",
-        "--disable-usage-stats",
-    ]
+    return ray_start(lay, index, f"--address=127.0.0.1:{lay.gcs}", f"--node-name=worker-{index}", "--num-cpus=1")
 
 
 def study_args(lay: Layout, name: str) -> list[str]:
     """infonce at batch 64 and 128 on digits, one seed, 3 epochs, two DDP workers per trial, a checkpoint every epoch."""
+    settings = overrides(
+        "loss=infonce", "batch_size=[64,128]", "seeds=1", "workers=2", "cpus_per_worker=0.5", f"epochs={EPOCHS}", "n_save_epochs=1",
+        "limit_train=512", "knn_k=10", "eval.mode=knn",
+    )
     return [
-        "--preset",
-        "quickstart",
-        "--name",
-        name,
-        "--set",
-        "loss=infonce",
-        "--set",
-        "batch_size=[64,128]",
-        "--set",
-        "seeds=1",
-        "--set",
-        "workers=2",
-        "--set",
-        "cpus_per_worker=0.5",
-        "--set",
-        f"epochs={EPOCHS}",
-        "--set",
-        "n_save_epochs=1",
-        "--set",
-        "limit_train=512",
-        "--set",
-        "knn_k=10",
-        "--set",
-        "eval.mode=knn",
-        "--max-concurrent",
-        "2",
-        "--max-failures",
-        "1",
-        "--storage-path",
-        f"{lay.root}/storage",
-        "--tracking-uri",
-        lay.tracking_uri,
-    ]
+        "--preset", "quickstart", "--name", name, *settings, "--max-concurrent", "2", "--max-failures", "1",
+        "--storage-path", f"{lay.root}/storage", "--tracking-uri", lay.tracking_uri,
+    ]  # fmt: skip
 
 
 def resume_args(lay: Layout, name: str) -> list[str]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,14 +12,7 @@ from trainables import run_schema as rs
 from trainables.checkpoint import load_checkpoint
 from trainables.mlflow_search import search_runs
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def run(script: str, args: list[str], cwd: Path, fault: str | None = None, timeout: int = 420) -> subprocess.CompletedProcess:
-    env = os.environ | {"PYTHONPATH": str(REPO)} | ({"NCE_FAULT": fault} if fault else {})
-    done = subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    return done
+from scripts import TINY_TRAIN, overrides, run_script  # tests/ helpers, via conftest
 
 
 def runs(cwd: Path, kind: str) -> list:
@@ -30,46 +20,15 @@ def runs(cwd: Path, kind: str) -> list:
     return search_runs(client, {rs.KIND: kind})
 
 
-TRAIN = [
-    "--dataset",
-    "digits",
-    "--backbone",
-    "small",
-    "--head",
-    "mlp",
-    "--epochs",
-    "3",
-    "--workers",
-    "2",
-    "--cpus-per-worker",
-    "0.5",
-    "--batch_size",
-    "64",
-    "--limit-train",
-    "256",
-    "--n_eval_epochs",
-    "1",
-    "--n_save_epochs",
-    "1",
-    "--knn-k",
-    "10",
-    "--optimizer",
-    "sgd",
-    "--lr",
-    "0.1",
-    "--run-name",
-    "r",
-    "--max-failures",
-    "1",
-]
+TRAIN = [*TINY_TRAIN, "--head", "mlp", "--epochs", "3", "--optimizer", "sgd", "--lr", "0.1", "--run-name", "r", "--max-failures", "1"]
 
 
 @pytest.mark.slow
 def test_worker_killed_mid_epoch_resumes_to_the_same_parameters(tmp_path: Path) -> None:
     clean, faulty = tmp_path / "clean", tmp_path / "faulty"
     clean.mkdir(), faulty.mkdir()
-    run("study/train.py", TRAIN, clean)
-    run("study/train.py", TRAIN, faulty, fault=f"kill:epoch=2:step=1:once={tmp_path / 'killed-once'}")
+    run_script("study/train.py", TRAIN, clean)
+    run_script("study/train.py", TRAIN, faulty, env={"NCE_FAULT": f"kill:epoch=2:step=1:once={tmp_path / 'killed-once'}"})
     assert (tmp_path / "killed-once").exists()  # the worker really was killed
     [run_] = runs(faulty, rs.KIND_PRETRAIN)  # one MLflow run, not two
     assert run_.info.status == "FINISHED"
@@ -84,29 +43,8 @@ def test_worker_killed_mid_epoch_resumes_to_the_same_parameters(tmp_path: Path) 
 @pytest.mark.slow
 def test_nan_and_out_of_memory_trials_fail_with_reasons_and_the_study_goes_on(tmp_path: Path) -> None:
     faults = "nan:epoch=2:step=0:batch=64:seed=1;memcap:mb=60:batch=512:seed=0"
-    done = run(
-        "study/run_sweep.py",
-        [
-            "--preset",
-            "quickstart",
-            "--name",
-            "faults",
-            "--set",
-            "loss=[infonce]",
-            "--set",
-            "batch_size=[64,512]",
-            "--set",
-            "seeds=2",
-            "--set",
-            "epochs=2",
-            "--set",
-            "n_save_epochs=1",
-            "--set",
-            "eval.mode=knn",
-        ],
-        tmp_path,
-        fault=faults,
-    )
+    settings = overrides("loss=[infonce]", "batch_size=[64,512]", "seeds=2", "epochs=2", "n_save_epochs=1", "eval.mode=knn")
+    done = run_script("study/run_sweep.py", ["--preset", "quickstart", "--name", "faults", *settings], tmp_path, env={"NCE_FAULT": faults})
     by_trial = {(r.data.params["batch_size"], r.data.params["seed"]): r for r in runs(tmp_path, rs.KIND_PRETRAIN)}
     assert len(by_trial) == 4
     nan, oom = by_trial[("64", "1")], by_trial[("512", "0")]

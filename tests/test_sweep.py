@@ -23,29 +23,14 @@ from study.sweep import TUNING_SUFFIX
 from trainables import run_schema as rs
 from trainables.mlflow_search import search_runs
 
-REPO = Path(__file__).resolve().parents[1]
+from scripts import REPO, overrides, run_script  # tests/ helpers, via conftest
+
 SWEEP = str(REPO / "study" / "run_sweep.py")
-SMALL = [
-    "--set",
-    "seeds=1",
-    "--set",
-    "epochs=2",
-    "--set",
-    "limit_train=256",
-    "--set",
-    "batch_size=[64]",
-    "--set",
-    "knn_k=10",
-    "--set",
-    "eval.mode=knn",
-]
+SMALL = overrides("seeds=1", "epochs=2", "limit_train=256", "batch_size=[64]", "knn_k=10", "eval.mode=knn")
 
 
 def sweep(args: list[str], cwd: Path, timeout: int = 420) -> subprocess.CompletedProcess:
-    env = os.environ | {"PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, SWEEP, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    return done
+    return run_script("study/run_sweep.py", args, cwd, timeout)
 
 
 def trial_runs(cwd: Path, study: str) -> list:
@@ -78,31 +63,10 @@ def test_bad_input_is_rejected_before_any_trial(tmp_path: Path, capsys: pytest.C
 
 
 def test_tpe_proposes_conditional_parameters_only_for_their_losses(tmp_path: Path) -> None:
-    sweep(
-        [
-            "--preset",
-            "tpe-lr",
-            "--name",
-            "tpe",
-            "--set",
-            "num_samples=4",
-            "--set",
-            "dataset=digits",
-            "--set",
-            "backbone=small",
-            "--set",
-            "gpu=false",
-            "--set",
-            "epochs=1",
-            "--set",
-            "limit_train=256",
-            "--set",
-            "knn_k=10",
-            "--set",
-            "eval.mode=knn",
-        ],
-        tmp_path,
+    settings = overrides(
+        "num_samples=4", "dataset=digits", "backbone=small", "gpu=false", "epochs=1", "limit_train=256", "knn_k=10", "eval.mode=knn"
     )
+    sweep(["--preset", "tpe-lr", "--name", "tpe", *settings], tmp_path)
     journal = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(tmp_path / "nce_runs" / "tpe" / "optuna.journal"))
     )
@@ -269,28 +233,11 @@ def test_console_prints_each_finished_trial_once_with_its_mlflow_name_and_a_fina
 def test_every_cell_gets_the_same_tuning_budget_and_only_its_reruns_enter_the_table(tmp_path: Path) -> None:
     from analysis.load import load_study
 
-    tiny = [
-        "--set",
-        "dataset=digits",
-        "--set",
-        "limit_train=256",
-        "--set",
-        "epochs=1",
-        "--set",
-        "warmup_epochs=0",
-        "--set",
-        "batch_size=[64]",
-        "--set",
-        "loss=[infonce,flatnce]",
-        "--set",
-        "seeds=2",
-        "--set",
-        "knn_k=10",
-        "--set",
-        "eval.mode=knn",
-        "--max-concurrent",
-        "2",
-    ]
+    tiny = overrides(
+        "dataset=digits", "limit_train=256", "epochs=1", "warmup_epochs=0", "batch_size=[64]", "loss=[infonce,flatnce]", "seeds=2",
+        "knn_k=10", "eval.mode=knn",
+    )
+    tiny += ["--max-concurrent", "2"]
     sweep(["--preset", "cifar10-cpu-tuned", "--name", "fair", *tiny], tmp_path, timeout=1200)
     tuning = PRESETS["cifar10-cpu-tuned"].tuning
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
