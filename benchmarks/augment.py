@@ -34,7 +34,7 @@ from torch import Tensor  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
-from benchmarks.common import median, record, report_header  # noqa: E402
+from benchmarks.common import median, parse_timing_args, record, report_header, timing_parser  # noqa: E402
 from trainables.augment import AugmentConfig, SimCLRAugment  # noqa: E402
 from trainables.data.specs import augment_defaults  # noqa: E402
 
@@ -44,19 +44,13 @@ MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser = timing_parser(__doc__, repeats=7)
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 96], help="image sides in pixels")
     parser.add_argument("--batch", type=int, default=512, help="images per batch")
     parser.add_argument("--views", type=int, default=2, help="views per image")
     parser.add_argument("--batches", type=int, default=4, help="batches per timed repeat")
-    parser.add_argument("--repeats", type=int, default=7, help="timed repeats per method (>= 5)")
     parser.add_argument("--threads", type=int, help="torch threads of the batched pipelines (default: torch's)")
-    parser.add_argument("--no-record", action="store_true", help="print only; write no JSON or RESULTS.md line")
-    args = parser.parse_args(argv)
-    if args.repeats < 5:
-        parser.error(f"--repeats={args.repeats}: at least 5 are needed for a stable median")
-    return args
+    return parse_timing_args(parser, argv)
 
 
 def load_images(size: int, count: int) -> tuple[Tensor, str]:

@@ -6,6 +6,7 @@ machine that has nothing but torch and torchvision.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.metadata
 import json
@@ -49,6 +50,23 @@ def software(packages: Iterable[str] = ("torch", "torchvision")) -> str:
         except importlib.metadata.PackageNotFoundError:
             continue
     return ", ".join(found)
+
+
+def timing_parser(description: str, repeats: int) -> argparse.ArgumentParser:
+    """A timing benchmark's parser with the options they all take: --device, --repeats, --no-record."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed repeats per method (>= 5)")
+    parser.add_argument("--no-record", action="store_true", help="print only; write no JSON or RESULTS.md line")
+    return parser
+
+
+def parse_timing_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The options, refusing fewer than 5 repeats: the median of fewer is not stable."""
+    args = parser.parse_args(argv)
+    if args.repeats < 5:
+        parser.error(f"--repeats={args.repeats}: at least 5 are needed for a stable median")
+    return args
 
 
 def median(values: Sequence[float]) -> float:

@@ -44,7 +44,7 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from benchmarks.common import median, record, report_header  # noqa: E402
+from benchmarks.common import median, parse_timing_args, record, report_header, timing_parser  # noqa: E402
 from trainables.losses import CATALOG, build_loss  # noqa: E402
 from trainables.losses.dense import DENSE  # noqa: E402
 
@@ -234,7 +234,8 @@ def summary_line(entry: dict[str, object]) -> str:
     if "median_ms" not in ours:  # type: ignore[operator]
         return f"{entry['loss']} B={entry['B']} M={entry['M']}: skipped ({ours['skipped']})"  # type: ignore[index]
     peak = ours["peak_units"]  # type: ignore[index]
-    text = f"{entry['loss']} B={entry['B']} M={entry['M']}: {ours['median_ms']:.1f} ms, peak {peak['fwd']:.1f}/{peak['fwd+bwd']:.1f} (fwd/fwd+bwd)"  # type: ignore[index]
+    text = f"{entry['loss']} B={entry['B']} M={entry['M']}: {ours['median_ms']:.1f} ms, "  # type: ignore[index]
+    text += f"peak {peak['fwd']:.1f}/{peak['fwd+bwd']:.1f} (fwd/fwd+bwd)"
     if "median_ms" in ref:  # type: ignore[operator]
         text += f"; ref {ref['median_ms']:.1f} ms, {ref['peak_units']['fwd+bwd']:.1f}; {entry['speedup']:.1f}x"  # type: ignore[index]
     else:
@@ -243,19 +244,14 @@ def summary_line(entry: dict[str, object]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser = timing_parser(__doc__, repeats=5)
     parser.add_argument("--losses", nargs="+", default=list(CATALOG), choices=list(CATALOG))
     parser.add_argument("--batches", type=int, nargs="+", default=[256, 1024, 4096], help="B values")
     parser.add_argument("--views", type=int, nargs="+", default=[1, 6], help="M values (positive views per anchor)")
     parser.add_argument("--dim", type=int, default=128, help="D, the projection width")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per method (>= 5)")
     parser.add_argument("--min-seconds", type=float, default=1.0, help="small sizes repeat (up to 50 times) until this much was timed")
     parser.add_argument("--max-gb", type=float, help="skip a method whose estimated peak exceeds this (default: 8 on CPU, 90%% of the GPU)")
-    parser.add_argument("--no-record", action="store_true", help="print only; write no JSON or RESULTS.md line")
-    args = parser.parse_args(argv)
-    if args.repeats < 5:
-        parser.error(f"--repeats={args.repeats}: at least 5 are needed for the median")
+    args = parse_timing_args(parser, argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is visible")
     if args.max_gb is None:
@@ -283,7 +279,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.no_record:
         return
-    settings = f"`{report['command']}`; D={args.dim}, fwd+bwd, {args.repeats} repeats after warm-up, median; peak in (B·V)² fp32 matrices ((B·anchors)² where only anchors are negatives)"
+    settings = (
+        f"`{report['command']}`; D={args.dim}, fwd+bwd, {args.repeats} repeats after warm-up, median; "
+        "peak in (B·V)² fp32 matrices ((B·anchors)² where only anchors are negatives)"
+    )
     path = record(f"losses-{args.device}", report, settings, "<br>".join(summary_line(e) for e in entries))
     print(f"wrote {path}")
 

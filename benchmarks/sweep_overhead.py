@@ -42,7 +42,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import ProcessCpu, median, record, report_header  # noqa: E402
+from benchmarks.common import ProcessCpu, median, parse_timing_args, record, report_header  # noqa: E402
 from trainables.losses.catalog import BASELINE  # noqa: E402
 
 TRIALS = 8
@@ -261,10 +261,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each study and of the baseline (>= 5), after one warm-up")
     parser.add_argument("--max-concurrent", type=int, default=1, help="trials at once (default 1, so that the sum is meaningful)")
     parser.add_argument("--no-record", action="store_true", help="print only; write no JSON or RESULTS.md line")
-    args = parser.parse_args(argv)
-    if args.repeats < 5:
-        parser.error(f"--repeats={args.repeats}: at least 5 are needed for the median")
-    return args
+    return parse_timing_args(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -311,10 +308,12 @@ def main(argv: list[str] | None = None) -> None:
     loads = [r["load_average_before"] for runs in studies.values() for r in runs]
     settings = (
         f"`{report['command']}`; quickstart preset, {TRIALS} trials of 1 step ({BASELINE}, batch 32, 32 digits images, kNN eval), "
-        f"{args.max_concurrent} at a time; {args.repeats} runs after a warm-up, median; load average before a study {min(loads):.1f}-{max(loads):.1f}"
+        f"{args.max_concurrent} at a time; {args.repeats} runs after a warm-up, median; "
+        f"load average before a study {min(loads):.1f}-{max(loads):.1f}"
     )
     result = f"baseline (same trials, one process) {base:.1f} s; " + "; ".join(
-        f"{path}: study {s['median_study_wall_s']:.1f} s, Ray start {s['median_ray_init_s']:.1f} s, per-trial overhead {s['per_trial_overhead_s']:.2f} s"
+        f"{path}: study {s['median_study_wall_s']:.1f} s, Ray start {s['median_ray_init_s']:.1f} s, "
+        f"per-trial overhead {s['per_trial_overhead_s']:.2f} s"
         for path, s in summary.items()
     )
     print(f"wrote {record('sweep_overhead-cpu', report, settings, result)}")
