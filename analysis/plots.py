@@ -73,24 +73,35 @@ PLOTS: dict[str, tuple[str, str]] = {
 }
 
 
-def batch_size_figure(
-    trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL, baselines: pd.DataFrame | None = None
+def accuracy_figure(
+    trials: pd.DataFrame, axis: str, metric: str = rs.M_TEST_AT_BEST_VAL, baselines: pd.DataFrame | None = None
 ) -> Figure:
-    """Accuracy vs batch size, one line per loss: the picture of the log-K curse.
+    """Accuracy vs a study's axis, one line per loss: vs batch size, the picture of the log-K curse; vs
+    positive views M, at equal epochs (left) and against device-hours per trial (right).
 
     Args:
         trials: Frame from ``load_study``.
+        axis: ``rs.P_BATCH_SIZE`` or ``rs.P_VIEWS``.
         metric: Accuracy column to plot.
         baselines: Frame from ``load_baselines``, drawn as a band; None for none.
 
     Returns:
         The figure.
     """
-    figure, axes = _figure(1, (7.5, 4.6), "accuracy_vs_batch_size", trials)
-    summary = _present(summarize(trials, [rs.P_LOSS, rs.P_BATCH_SIZE], metric))
+    stem, panels, size, draw = _ACCURACY_PLOTS[axis]
+    figure, axes = _figure(panels, size, stem, trials, sharey=True)
+    summary = _present(summarize(trials, [rs.P_LOSS, axis], metric))
     if summary.empty:
         return _no_data(figure, _nothing_measured(trials, metric))
-    ax = axes[0]
+    draw(axes, summary, trials, metric)
+    for ax in axes:
+        _baseline_band(ax, baselines, metric, summary)
+    _legend(axes[-1])
+    return figure
+
+
+def _batch_size_panel(axes: list[Axes], summary: pd.DataFrame, trials: pd.DataFrame, metric: str) -> None:
+    [ax] = axes
     losses = list(summary[rs.P_LOSS].drop_duplicates())
     for position, (loss, group) in enumerate(summary.groupby(rs.P_LOSS, sort=False)):
         # Nudge each loss sideways (in log-2 units) so that overlapping error bars stay readable.
@@ -102,28 +113,10 @@ def batch_size_figure(
     ax.minorticks_off()
     ax.set_xlabel("batch size (images per step, log-2 scale)")
     ax.set_ylabel(AXIS_LABELS[metric])
-    _baseline_band(ax, baselines, metric, summary)
-    _legend(ax)
-    return figure
 
 
-def views_figure(
-    trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL, baselines: pd.DataFrame | None = None
-) -> Figure:
-    """Accuracy vs positive views M (left) and vs device-hours per trial (right), per loss.
-
-    Args:
-        trials: Frame from ``load_study``.
-        metric: Accuracy column to plot.
-        baselines: Frame from ``load_baselines``, drawn as a band; None for none.
-
-    Returns:
-        The figure.
-    """
-    figure, (by_views, by_compute) = _figure(2, (11, 4.6), "accuracy_vs_views", trials, sharey=True)
-    summary = _present(summarize(trials, [rs.P_LOSS, rs.P_VIEWS], metric))
-    if summary.empty:
-        return _no_data(figure, _nothing_measured(trials, metric))
+def _views_panels(axes: list[Axes], summary: pd.DataFrame, trials: pd.DataFrame, metric: str) -> None:
+    by_views, by_compute = axes
     # No sideways nudge: on an integer axis a shifted point reads as another M.
     for loss, group in summary.groupby(rs.P_LOSS, sort=False):
         _errorbar(by_views, group[rs.P_VIEWS].astype(float), group, loss)
@@ -133,10 +126,13 @@ def views_figure(
     by_views.set_ylabel(AXIS_LABELS[metric])
     by_views.set_title("equal epochs", fontsize=10)
     _compute_panel(by_compute, summary, trials)
-    for ax in (by_views, by_compute):
-        _baseline_band(ax, baselines, metric, summary)
-    _legend(by_compute)
-    return figure
+
+
+# Per axis: the plot's file stem, its panels and size (inches), and what draws them.
+_ACCURACY_PLOTS = {
+    rs.P_BATCH_SIZE: ("accuracy_vs_batch_size", 1, (7.5, 4.6), _batch_size_panel),
+    rs.P_VIEWS: ("accuracy_vs_views", 2, (11, 4.6), _views_panels),
+}
 
 
 def curves_figure(history: pd.DataFrame, trials: pd.DataFrame, run_ids: list[str]) -> Figure:
@@ -227,11 +223,11 @@ def study_figures(
         raise ValueError(f"not trial runs of study {trials[load.STUDY].iloc[0]!r}: {', '.join(strangers)}")
     history = load.load_history(runs, CURVE_METRICS, tracking_uri)
     completed = trials[trials[load.STATUS] == rs.STATUS_COMPLETED]
-    figures = {}
-    if completed[rs.P_BATCH_SIZE].nunique() > 1:
-        figures["accuracy_vs_batch_size"] = batch_size_figure(trials, metric, baselines)
-    if completed[rs.P_VIEWS].nunique() > 1:
-        figures["accuracy_vs_views"] = views_figure(trials, metric, baselines)
+    figures = {
+        stem: accuracy_figure(trials, axis, metric, baselines)
+        for axis, (stem, *_) in _ACCURACY_PLOTS.items()
+        if completed[axis].nunique() > 1
+    }
     return figures | {"training_curves": curves_figure(history, trials, runs)}
 
 
