@@ -165,12 +165,19 @@ def _compare(label: str, column: str, attribute: str) -> Callable[[pd.DataFrame,
     return check
 
 
+def _departing(trials: pd.DataFrame, paper: PaperRecipe, attributes: dict[str, str]) -> list[list[object]] | None:
+    """The recorded values of each column (keys of ``attributes``) where any departs from the paper's attribute
+    named beside it; None where all agree, as one condition line covers them together."""
+    values = [_values(trials, column) for column in attributes]
+    departs = any(_differs(found, getattr(paper, name)) for found, name in zip(values, attributes.values()))
+    return values if departs else None
+
+
 def _lr(trials: pd.DataFrame, paper: PaperRecipe) -> str:
-    optimizers, lrs = _values(trials, rs.P_OPTIMIZER), _values(trials, rs.P_LR)
-    scalings = _values(trials, rs.P_LR_SCALING)
-    same = not (_differs(optimizers, paper.optimizer) or _differs(lrs, paper.lr) or _differs(scalings, paper.lr_scaling))
-    if same:
+    departing = _departing(trials, paper, {rs.P_OPTIMIZER: "optimizer", rs.P_LR: "lr", rs.P_LR_SCALING: "lr_scaling"})
+    if departing is None:
         return ""
+    optimizers, lrs, scalings = departing
     rule = "" if paper.lr_scaling == "none" else f" × B/256 ({paper.lr_scaling} scaling)"
     return (
         f"Optimiser and lr: {_text(optimizers)}, lr {_text(lrs)}, scaling {_text(scalings) or '—'} "
@@ -179,9 +186,10 @@ def _lr(trials: pd.DataFrame, paper: PaperRecipe) -> str:
 
 
 def _schedule(trials: pd.DataFrame, paper: PaperRecipe) -> str:
-    schedules, warmups = _values(trials, _PARAM + "schedule"), _values(trials, _PARAM + "warmup_epochs")
-    if not (_differs(schedules, paper.schedule) or _differs(warmups, paper.warmup_epochs)):
+    departing = _departing(trials, paper, {_PARAM + "schedule": "schedule", _PARAM + "warmup_epochs": "warmup_epochs"})
+    if departing is None:
         return ""
+    schedules, warmups = departing
     return (
         f"lr schedule: {_text(schedules) or '—'} with {_text(warmups) or '0'} warm-up epochs "
         f"(the paper: {paper.schedule} with {paper.warmup_epochs})."
@@ -250,11 +258,11 @@ def _probe(trials: pd.DataFrame, paper: PaperRecipe) -> str:
 def _probe_recipe(trials: pd.DataFrame, paper: PaperRecipe) -> str:
     if set(_values(trials, load.EVAL_MODE)) - {"linear"}:
         return ""
-    batches, lrs, epochs = (_values(trials, _probe_column(trials, name)) for name in ("batch_size", "lr", "epochs"))
-    lr = _text(lrs) or f"{format_value(paper.probe_lr)} (the recipe's)"
-    differs = _differs(batches, paper.probe_batch_size) or _differs(epochs, paper.probe_epochs) or _differs(lrs, paper.probe_lr)
-    if not differs:
+    departing = _departing(trials, paper, {_probe_column(trials, name): f"probe_{name}" for name in ("batch_size", "lr", "epochs")})
+    if departing is None:
         return ""
+    batches, lrs, epochs = departing
+    lr = _text(lrs) or f"{format_value(paper.probe_lr)} (the recipe's)"
     step = ""
     if len(batches) == 1 and not lrs and float(str(batches[0])) < paper.probe_batch_size:
         ratio = paper.probe_batch_size / float(str(batches[0]))
