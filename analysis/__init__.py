@@ -14,30 +14,21 @@ import sys
 import types
 from typing import Any
 
-from trainables.lazy import lazy_getattr
+from trainables.lazy import by_name, lazy_getattr
 
-# Name -> submodule, imported on first use: ``python -m analysis --help`` reads this package without
-# importing pandas or MLflow.
-_EXPORTS = {
-    "AXES": "loss_tables",
-    "Diff": "cells",
-    "Report": "report",
-    "Stat": "cells",
-    "StudyNotFoundError": "load",
-    "Table": "cells",
-    "all_tables": "tables",
-    "batch_size_table": "loss_tables",
-    "equal_compute_table": "loss_tables",
-    "load_baselines": "load",
-    "load_history": "load",
-    "load_study": "load",
-    "loss_axis_table": "loss_tables",
-    "lr_table": "loss_tables",
-    "reported_table": "reported_table",
-    "views_table": "loss_tables",
-    "write_report": "report",
-}
-__all__ = list(_EXPORTS)
+# Submodule -> the names it exports, each imported on first use: ``python -m analysis --help`` reads
+# this package without importing pandas or MLflow.
+_EXPORTS = by_name(
+    {
+        "cells": ("Diff", "Stat", "Table"),
+        "load": ("StudyNotFoundError", "load_baselines", "load_history", "load_study"),
+        "loss_tables": ("AXES", "batch_size_table", "equal_compute_table", "loss_axis_table", "lr_table", "views_table"),
+        "report": ("Report", "write_report"),
+        "reported_table": ("reported_table",),
+        "tables": ("all_tables",),
+    }
+)
+__all__ = sorted(_EXPORTS)
 
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -8,6 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 
+def by_name(by_module: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """Each exported name's submodule, from the names each submodule exports."""
+    return {name: module for module, names in by_module.items() for name in names}
+
+
 def lazy_getattr(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
     """The package's module ``__getattr__``: ``exports`` maps each name to the submodule that defines it."""
 

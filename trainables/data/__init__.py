@@ -22,29 +22,21 @@ implements, in memory or from files), ``splits`` (the validation hold-out and ``
 
 from __future__ import annotations
 
-from trainables.lazy import lazy_getattr
+from trainables.lazy import by_name, lazy_getattr
 
-# Name -> submodule. Imported on first use, so that ``trainables.data.specs`` (and config validation
-# and --help with it) is read without importing torch.
-_EXPORTS = {
-    "DATASETS": "specs",
-    "DEFAULT_IN_MEMORY_GB": "specs",
-    "DatasetNotFoundError": "errors",
-    "DatasetSpec": "specs",
-    "FolderImages": "images",
-    "Images": "images",
-    "LabeledImages": "images",
-    "Splits": "splits",
-    "UnreadableImageError": "errors",
-    "batch_indices": "order",
-    "dataset_spec": "specs",
-    "epoch_generator": "order",
-    "epoch_seed": "order",
-    "load_dataset": "load",
-    "load_for": "load",
-    "worker_batch_indices": "order",
-}
-__all__ = list(_EXPORTS)
+# Submodule -> the names it exports, each imported on first use, so that ``trainables.data.specs``
+# (and config validation and --help with it) is read without importing torch.
+_EXPORTS = by_name(
+    {
+        "specs": ("DATASETS", "DEFAULT_IN_MEMORY_GB", "DatasetSpec", "dataset_spec"),
+        "errors": ("DatasetNotFoundError", "UnreadableImageError"),
+        "images": ("FolderImages", "Images", "LabeledImages"),
+        "splits": ("Splits",),
+        "order": ("batch_indices", "epoch_generator", "epoch_seed", "worker_batch_indices"),
+        "load": ("load_dataset", "load_for"),
+    }
+)
+__all__ = sorted(_EXPORTS)
 
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
