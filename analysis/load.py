@@ -18,9 +18,8 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from trainables import run_schema as rs
+from trainables.config import EVAL_MODES
 from trainables.mlflow_search import search_runs
-
-EVAL_MODES = ("linear", "finetune", "knn")
 
 # Columns of the loaded frame besides the config params (named as in run_schema).
 RUN_ID = "run_id"
