@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         # Two trials of two Ray Train workers each, one after the other, on 256 digits images evaluated by kNN.
         settings = ["loss=[infonce,flatnce]", "batch_size=[64]", "workers=2", "cpus_per_worker=0.5", "epochs=2"]
-        settings += ["limit_train=256", "knn_k=10", "eval.mode=knn"]
+        settings += ["seeds=1", "limit_train=256", "knn_k=10", "eval.mode=knn"]
         study = [str(python), "-m", "study.run_sweep", "--preset", "quickstart", "--name", "offline", "--max-concurrent", "1"]
         study += [f"--set={setting}" for setting in settings]
         started = time.monotonic()
