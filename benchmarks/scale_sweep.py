@@ -3,7 +3,8 @@
 Each study is ``study/run_sweep.py`` itself, in a fresh subprocess with a private Ray instance,
 a temporary SQLite MLflow store and storage folder, one trial at a time (--max-concurrent 1):
 
-    grid  quickstart: infonce, batch 32 on 32 digits images (one step, one epoch), seeds 0..N-1
+    grid  quickstart: infonce, batch 32 on 32 digits images (one step, one epoch), one seed,
+          N learning rates (one seed, so one random-init baseline however large the study)
     tpe   tpe-lr (Optuna TPE + ASHA) on digits, small backbone, CPU, 256 images (one to four
           steps, one epoch), num_samples N
 
@@ -50,7 +51,8 @@ COMMON = ["--set", "epochs=1", "--set", "eval.mode=knn", "--set", "eval.knn_k=20
 
 
 def study_argv(kind: str, size: int, work: Path) -> list[str]:
-    count = ["--set", f"seeds={size}"] if kind == "grid" else ["--set", f"num_samples={size}"]
+    lrs = ",".join(f"{0.001 + 1e-6 * i:.6f}" for i in range(size))
+    count = ["--set", "seeds=1", "--set", f"lr=[{lrs}]"] if kind == "grid" else ["--set", f"num_samples={size}"]
     return [
         *KINDS[kind],
         *count,

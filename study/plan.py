@@ -3,6 +3,7 @@
 ``--set key=value`` overrides a preset: a config field (``epochs=50``), a grid axis (a list
 replaces the axis, a single value fixes it), ``seeds``, ``num_samples``, ``scheduler``, or an
 evaluation field (``eval.epochs=20``). Values are read as YAML (``lr=1e-3``, ``batch_size=[64,128]``).
+In a grid study a list for any other single-valued config field makes it a new axis (``lr=[0.1,0.3]``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import difflib
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +80,23 @@ class Plan:
     @property
     def num_trials(self) -> int:
         return self.preset.num_samples if self.is_search else len(self.configs)
+
+
+def single_valued_fields() -> set[str]:
+    """Config fields whose value is not itself a list: a list given for one of them is an axis."""
+    hints = typing.get_type_hints(PretrainConfig)
+    sequences = (list, tuple)
+    return {f.name for f in dataclasses.fields(PretrainConfig) if typing.get_origin(hints[f.name]) not in sequences}
+
+
+def check_axis(preset: Preset, key: str, values: list[Any], source: str) -> None:
+    """A grid axis has values, and only a grid study has axes (an Optuna search draws its own)."""
+    if not values:
+        raise ConfigError(Problem((key,), f"{source} {key}=[]: a grid axis needs at least one value"))
+    if key not in preset.grid and preset.search is not None:
+        raise ConfigError(
+            Problem((key,), f"{source} {key}={values}: a list makes {key} a grid axis, but this preset is an Optuna search; give one value")
+        )
 
 
 def unknown_key(key: str, source: str, known: list[str]) -> ConfigError:
@@ -175,9 +194,9 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any], sources: dict[str
             raise ConfigError(
                 Problem(("seed",), f"{source} seed: every trial's seed comes from seeds; use seeds=N (seeds 0..N-1) or seeds=[3,7]")
             )
-        elif key in grid and isinstance(value, list):
-            if not value:
-                raise ConfigError(Problem((key,), f"{source} {key}=[]: a grid axis needs at least one value"))
+        elif isinstance(value, list) and (key in grid or key in single_valued_fields()):
+            check_axis(preset, key, value, source)
+            fixed.pop(key, None)
             grid[key] = tuple(value)
             per_loss = without_overridden(per_loss, key, value, notes)
         elif key in loss_specific_fields():

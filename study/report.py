@@ -24,7 +24,9 @@ def resources_text(driver: dict[str, float], workers: dict[str, float], num_work
 def describe_plan(name: str, plan: Plan) -> str:
     """The trial list, each trial's resources and the estimated cost."""
     preset = plan.preset
-    lines = [f"study {name!r}: preset {preset.name!r} — {preset.description}"]
+    # The description is the preset's own; what --set changed is named so that it is not read as what runs.
+    changed = f" (as declared; changed by {', '.join(plan.overrides)})" if plan.overrides else ""
+    lines = [f"study {name!r}: preset {preset.name!r} — {preset.description}{changed}"]
     if plan.is_search:
         lines.append(
             f"{plan.num_trials} trials proposed by Optuna TPE (scheduler: {preset.scheduler}); {len(plan.configs)} sampled suggestions validated"
@@ -46,7 +48,7 @@ def describe_plan(name: str, plan: Plan) -> str:
         total_hours += hours if hours is not None else 0.0
         hours_text = f"{hours:8.2f}" if hours is not None else "     n/a"
         lines.append(
-            f"{i:>4}  {cfg.loss:<13}{cfg.batch_size:>6}{cfg.views:>3}{cfg.views_per_image:>3}{cfg.lr:>9.3g}{cfg.seed:>5}  {resources_text(driver, workers, cfg.workers):<44}{passes:>15,}{hours_text}"
+            f"{i:>4}  {cfg.loss:<13}{cfg.batch_size:>6}{cfg.views:>3}{cfg.views_per_image:>3}{cfg.lr:>9.4g}{cfg.seed:>5}  {resources_text(driver, workers, cfg.workers):<44}{passes:>15,}{hours_text}"
         )
     scale = plan.num_trials / len(configs)
     priced = all(gpu_hours(c) is not None for c in configs)

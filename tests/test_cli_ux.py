@@ -198,3 +198,19 @@ def test_the_published_values_are_recorded_with_the_run() -> None:
 
     params = pretrain_params(from_dict({"loss": "attentionnce", "attention_preset": "dataset", "dataset": "tinyimagenet"}))
     assert (params["attention_preset"], params["d_pos"], params["d_neg"]) == ("dataset", 4.0, 1.0)
+
+
+def test_a_list_for_a_single_valued_field_is_a_new_grid_axis() -> None:
+    from study.plan import make_plan
+    from study.report import describe_plan
+    from trainables.config import ConfigError
+
+    plan = make_plan("quickstart", {"loss": "infonce", "batch_size": 32, "seeds": 2, "lr": [0.1, 0.0123, 0.001001]})
+    assert sorted((c.lr, c.seed) for c in plan.configs) == sorted((lr, s) for lr in (0.1, 0.0123, 0.001001) for s in (0, 1))
+    text = describe_plan("s", plan)
+    assert "grid over lr x 2 seed(s)" in text and "0.001001" in text  # lr values told apart in the plan
+    assert "changed by loss, batch_size, seeds, lr" in text.splitlines()[0]
+    with pytest.raises(ConfigError, match=r"epochs=\[1, 2\].*Optuna search; give one value"):
+        make_plan("tpe-lr", {"epochs": [1, 2]})
+    with pytest.raises(ConfigError, match=r"lr=\[\]: a grid axis needs at least one value"):
+        make_plan("quickstart", {"lr": []})
