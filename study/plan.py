@@ -3,7 +3,8 @@
 ``--set key=value`` overrides a preset: a config field (``epochs=50``), a grid axis (a list
 replaces the axis, a single value fixes it), ``seeds``, ``num_samples``, ``scheduler``, or an
 evaluation field (``eval.epochs=20``). Values are read as YAML (``lr=1e-3``, ``batch_size=[64,128]``).
-In a grid study a list for any other single-valued config field makes it a new axis (``lr=[0.1,0.3]``).
+In a grid study a list for any other single-valued config field makes it a new axis (``lr=[0.1,0.3]``),
+except a loss's hyperparameters, which apply only to the losses that take them.
 """
 
 from __future__ import annotations
@@ -83,10 +84,15 @@ class Plan:
 
 
 def single_valued_fields() -> set[str]:
-    """Config fields whose value is not itself a list: a list given for one of them is an axis."""
+    """Config fields whose value is not itself a list: a list given for one of them is an axis.
+
+    A loss's hyperparameters are not among them: one applies only to the losses that take it,
+    which an axis shared by every trial cannot say.
+    """
     hints = typing.get_type_hints(PretrainConfig)
     sequences = (list, tuple)
-    return {f.name for f in dataclasses.fields(PretrainConfig) if typing.get_origin(hints[f.name]) not in sequences}
+    fields = {f.name for f in dataclasses.fields(PretrainConfig) if typing.get_origin(hints[f.name]) not in sequences}
+    return fields - set(loss_specific_fields())
 
 
 def check_axis(preset: Preset, key: str, values: list[Any], source: str) -> None:
@@ -194,7 +200,7 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any], sources: dict[str
             raise ConfigError(
                 Problem(("seed",), f"{source} seed: every trial's seed comes from seeds; use seeds=N (seeds 0..N-1) or seeds=[3,7]")
             )
-        elif isinstance(value, list) and (key in grid or key in single_valued_fields()):
+        elif isinstance(value, list) and (key in grid or (value and key in single_valued_fields())):
             check_axis(preset, key, value, source)
             fixed.pop(key, None)
             grid[key] = tuple(value)

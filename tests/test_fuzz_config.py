@@ -472,14 +472,18 @@ def sweep_overrides(draw: st.DrawFn) -> list[str]:
 
 
 def trial_configs(overrides: dict[str, Any]) -> list[dict[str, Any]] | str:
-    """A preset's trials under ``--set``: a list replaces a grid axis, a single value fixes the field, and a
-    loss-specific field (a hyperparameter, attention_preset) is set on the study's losses that take it.
-    A loss-specific field that none of them takes is returned as the key the sweep must name."""
+    """A preset's trials under ``--set``: a list replaces a grid axis (a non-empty one for a field that
+    takes no list adds one), a single value fixes the field, and a loss-specific field (a hyperparameter,
+    attention_preset) is set on the study's losses that take it. A loss-specific field that none of
+    them takes is returned as the key the sweep must name."""
+    from study.plan import single_valued_fields
+
     fixed, grid = dict(QUICKSTART.fixed), dict(QUICKSTART.grid)
     for key, value in overrides.items():
         if key in HYPERPARAMETERS:
             continue
-        if key in grid and isinstance(value, list):
+        if isinstance(value, list) and (key in grid or (value and key in single_valued_fields())):
+            fixed.pop(key, None)
             grid[key] = tuple(value)
         else:
             grid.pop(key, None)
