@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from ray.tune import ProgressReporter
 from ray.tune.experiment import Trial
 
-from study.cost import estimated_seconds
+from study.cost import estimated_seconds, minutes
 from study.plan import Plan
 from trainables import run_schema as rs
 from trainables.config import from_dict
@@ -59,10 +59,6 @@ def quiet_ray(log_file: Path) -> Iterator[None]:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
         else:
             os.environ["RAY_AIR_NEW_OUTPUT"] = previous_output
-
-
-def minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 class StudyConsole:

@@ -55,3 +55,8 @@ def estimated_seconds(cfg: PretrainConfig) -> float | None:
     if rate is None or cfg.gpu:
         return None
     return encoder_passes(cfg) / (rate * cfg.workers * cfg.cpus_per_worker) + TRIAL_OVERHEAD_S
+
+
+def minutes(seconds: float) -> str:
+    """A duration as a person reads an estimate: seconds under a minute and a half, else minutes."""
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from study.cost import encoder_passes, gpu_hours
+from study.cost import encoder_passes, estimated_seconds, gpu_hours, minutes
 from study.plan import Plan, trial_resources
 from trainables import run_schema as rs
 from trainables.config import PretrainConfig
@@ -38,7 +38,7 @@ def describe_plan(name: str, plan: Plan) -> str:
         )
         configs = plan.configs
     lines.append(
-        f"{'#':>4}  {'loss':<13}{'batch':>6}{'M':>3}{'V':>3}{'lr':>9}{'seed':>5}  {'resources':<44}{'encoder passes':>15}{'GPU-h':>8}"
+        f"{'#':>4}  {'loss':<13}{'batch':>6}{'M':>3}{'V':>3}{'lr':>9}{'seed':>5}  {'resources':<44}{'encoder passes':>15}{'GPU-h':>8}{'time':>8}"
     )
     total_passes, total_hours = 0, 0.0
     for i, cfg in enumerate(configs, 1):
@@ -47,8 +47,10 @@ def describe_plan(name: str, plan: Plan) -> str:
         total_passes += passes
         total_hours += hours if hours is not None else 0.0
         hours_text = f"{hours:8.2f}" if hours is not None else "     n/a"
+        seconds = estimated_seconds(cfg)
         lines.append(
-            f"{i:>4}  {cfg.loss:<13}{cfg.batch_size:>6}{cfg.views:>3}{cfg.views_per_image:>3}{cfg.lr:>9.4g}{cfg.seed:>5}  {resources_text(driver, workers, cfg.workers):<44}{passes:>15,}{hours_text}"
+            f"{i:>4}  {cfg.loss:<13}{cfg.batch_size:>6}{cfg.views:>3}{cfg.views_per_image:>3}{cfg.lr:>9.4g}{cfg.seed:>5}  "
+            f"{resources_text(driver, workers, cfg.workers):<44}{passes:>15,}{hours_text}{minutes(seconds) if seconds else 'n/a':>8}"
         )
     scale = plan.num_trials / len(configs)
     priced = all(gpu_hours(c) is not None for c in configs)
@@ -58,6 +60,9 @@ def describe_plan(name: str, plan: Plan) -> str:
         else "GPU-hours n/a: no measured throughput for some trials"
     )
     lines.append(f"total: {int(total_passes * scale):,} encoder passes; {hours}")
+    seconds = [estimated_seconds(c) for c in configs]
+    if all(seconds):  # the CPU presets too, from their measured throughput (study/cost.py)
+        lines.append(f"time: about {minutes(sum(seconds) * scale)} of trial wall-clock in all (one trial at a time; more on a loaded machine)")
     lines += loss_settings(plan.configs)
     lines.append(f"evaluation after each pretraining: {preset.evaluation}")
     return "\n".join(lines)

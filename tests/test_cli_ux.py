@@ -214,3 +214,17 @@ def test_a_list_for_a_single_valued_field_is_a_new_grid_axis() -> None:
         make_plan("tpe-lr", {"epochs": [1, 2]})
     with pytest.raises(ConfigError, match=r"lr=\[\] has type list"):  # reported with every other problem, as a wrong type
         make_plan("quickstart", {"lr": []})
+
+
+def test_a_cpu_preset_plan_gives_its_time_from_the_measured_cpu_throughput() -> None:
+    from study.cost import CPU_THROUGHPUT, TRIAL_OVERHEAD_S, encoder_passes
+    from study.plan import make_plan
+    from study.report import describe_plan
+
+    plan = make_plan("quickstart", {})
+    cfg = plan.configs[0]
+    per_trial = encoder_passes(cfg) / (CPU_THROUGHPUT["small", 32] * cfg.workers * cfg.cpus_per_worker) + TRIAL_OVERHEAD_S
+    total = sum(encoder_passes(c) / (CPU_THROUGHPUT["small", 32] * c.workers * c.cpus_per_worker) + TRIAL_OVERHEAD_S for c in plan.configs)
+    text = describe_plan("s", plan)
+    assert text.splitlines()[3].endswith(f"{per_trial:.0f} s")
+    assert f"time: about {total / 60:.0f} min of trial wall-clock" in text
