@@ -32,6 +32,9 @@ PRETRAIN_HELP: dict[str, str] = field_help() | {
     "load_size": "side of an image folder's decoded squares that views are cropped from (default: image_size x 8/7, at most the images' own)",
     "in_memory_gb": "an image folder whose decoded squares fit in this many GiB is decoded once, cached on disk and held in memory",
     "cache_dir": "where image folders' decoded images and statistics are cached (default: DATA_DIR/.nce-cache)",
+    "data_mean": "per-channel mean the images are normalised with, in [0, 1] units, e.g. 0.5,0.5,0.5 "
+    "(default: the dataset's constants, else computed from its training images and cached)",
+    "data_std": "per-channel std the images are normalised with, given with data_mean, e.g. 0.25,0.25,0.25 (default: as data_mean)",
     "backbone": "resnet18, resnet50 (CIFAR stem up to 96 px) or small (CPU-friendly)",
     "head": "projection head: mlp (FlatCLR: Linear-ReLU-Linear) or mlp_bn (DCL/HCL/AttentionNCE: Linear-BN-ReLU-Linear)",
     "proj_dim": "output size of the projection head",
@@ -120,6 +123,8 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type, skip: 
         text = help_text(config_class, f.name, default)
         if kind is bool:
             group.add_argument(*names, dest=f.name, type=_bool, nargs="?", const=True, default=argparse.SUPPRESS, metavar="BOOL", help=text)
+        elif typing.get_origin(kind) is tuple:
+            group.add_argument(*names, dest=f.name, type=numbers(f.name), default=argparse.SUPPRESS, metavar="NUMBERS", help=text)
         else:
             group.add_argument(
                 *names, dest=f.name, type=typed(f.name, kind), default=argparse.SUPPRESS, metavar=kind.__name__.upper(), help=text
@@ -136,6 +141,19 @@ def typed(name: str, kind: type) -> Callable[[str], Any]:
             return kind(text)
         except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"{name}={text[:80]!r} is not a{'n' if kind is int else ''} {kind.__name__}") from None
+
+    return convert
+
+
+def numbers(name: str) -> Callable[[str], list[float]]:
+    """argparse's type for a list field: comma-separated numbers, brackets and spaces allowed (0.5,0.5,0.5 or
+    "[0.5, 0.5, 0.5]"); how many, and which values, the config's rule checks."""
+
+    def convert(text: str) -> list[float]:
+        try:
+            return [float(piece) for piece in text.strip().removeprefix("[").removesuffix("]").split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}={text[:80]!r} is not a list of numbers; write them comma-separated, e.g. 0.5,0.5,0.5") from None
 
     return convert
 

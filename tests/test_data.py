@@ -79,6 +79,7 @@ def test_cifar10_sizes_shapes_and_labels(cifar10: Splits) -> None:
         "load_size": 32,
         "mean": "0.4914,0.4822,0.4465",
         "std": "0.247,0.2435,0.2616",
+        "stats_source": "constants",
         "classes": "airplane,automobile,bird,cat,deer,dog,frog,horse,ship,truck",
         "in_memory": True,
         "pretrain_size": 45_000,
@@ -229,7 +230,7 @@ def test_unknown_dataset_names_field_and_allowed() -> None:
         ({"limit_train": 5_000}, "limit_train"),
         ({"load_size": 64}, "load_size"),
         ({"image_size": 28}, "image_size"),
-        ({"mean": (0.5, 0.5, 0.5)}, "mean"),
+        ({"mean": (0.5, 0.5, 0.5)}, "mean, std"),  # a mean without its std
     ],
 )
 def test_bad_arguments_name_their_field(kwargs: dict[str, float], field: str) -> None:
@@ -407,12 +408,14 @@ def test_a_28px_folder_trains_at_28px_with_its_own_statistics(tmp_path: Path) ->
     assert splits.spec.mean == pytest.approx(tuple(values.mean(0)), abs=1e-6)
     assert splits.spec.std == pytest.approx(tuple(values.std(0)), abs=1e-6)
     assert splits.spec.augment == DATASETS["cifar10"].augment  # CIFAR's recipe at CIFAR's size
+    assert splits.describe()["stats_source"] == "computed"
     stats = list((tmp_path / ".nce-cache").glob("*-stats.json"))
     assert len(stats) == 1  # cached beside the decoded images, and read back next time
     stats[0].write_text('{"mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6]}')
-    assert load_dataset("imagefolder", tmp_path).spec.mean == (0.1, 0.2, 0.3)
+    cached = load_dataset("imagefolder", tmp_path).spec
+    assert (cached.mean, cached.stats_source) == ((0.1, 0.2, 0.3), "cached")
     given = load_dataset("imagefolder", tmp_path, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    assert (given.spec.mean, given.spec.std) == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    assert (given.spec.mean, given.spec.std, given.spec.stats_source) == ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "config")
 
 
 def test_mixed_sizes_train_at_the_median_shorter_side_and_never_upsample(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from trainables.data.specs import DATASETS, DEFAULT_IN_MEMORY_GB
+from trainables.data.specs import CHANNELS, DATASETS, DEFAULT_IN_MEMORY_GB
 from trainables.losses.catalog import (
     BASELINE, CATALOG, HYPERPARAMETERS, LossEntry, hyperparameter_names, preset_hyperparameters, preset_names, takes,
 )
@@ -220,6 +220,33 @@ def a_text(name: str) -> Check:
     return check
 
 
+def channel_values(name: str, *, positive: bool = False) -> Check:
+    """A per-channel statistic: None (the dataset's own) or one finite number per channel, each > 0 if ``positive``."""
+    allowed = f"None (the dataset's own) or a list of {CHANNELS} finite numbers{' > 0' if positive else ''}, one per channel (R, G, B)"
+
+    def check(cfg: Any) -> list[Problem]:
+        value = getattr(cfg, name)
+        if value is None or (len(value) == CHANNELS and (not positive or min(value) > 0)):  # coerce made them finite floats
+            return []
+        return [problem(name, list(value), f"allowed: {allowed}")]
+
+    check.field, check.allowed = name, lambda: allowed  # type: ignore[attr-defined]
+    return check
+
+
+def statistics_together(cfg: Any) -> list[Problem]:
+    """data_mean and data_std both given or both None: a mean of one's own with the dataset's std (or the
+    reverse) would normalise with statistics of two different origins."""
+    if (cfg.data_mean is None) == (cfg.data_std is None):
+        return []
+    given, missing = ("data_mean", "data_std") if cfg.data_std is None else ("data_std", "data_mean")
+    message = (
+        f"{given}={shown(list(getattr(cfg, given)))} was given but {missing}=None; "
+        "allowed: both (statistics of your own) or neither (the dataset's own)"
+    )
+    return [Problem(("data_mean", "data_std"), message)]
+
+
 def tags_are_bounded(cfg: Any) -> list[Problem]:
     bad = [k for k, v in cfg.tags.items() if not TAG_KEY_PATTERN.fullmatch(k) or len(v) > MAX_TEXT]
     if len(cfg.tags) <= MAX_TAGS and not bad:
@@ -266,6 +293,10 @@ class PretrainConfig:
     load_size: int | None = None  # None: follows from image_size (trainables/data/folders.py)
     in_memory_gb: float = DEFAULT_IN_MEMORY_GB  # image folders up to this size are decoded once and held in memory
     cache_dir: str | None = None  # decoded images and statistics of image folders; None: DATA_DIR/.nce-cache
+    # Per-channel statistics the images are normalised with, for pretraining and evaluation alike; they win over
+    # the dataset's constants and computed ones. None: the dataset's constants, else computed from its images.
+    data_mean: tuple[float, ...] | None = None
+    data_std: tuple[float, ...] | None = None
     # Model.
     backbone: str = "resnet18"
     head: str = "mlp_bn"
@@ -407,6 +438,9 @@ PRETRAIN_CHECKS: list[Check] = [
     between("load_size", 1, MAX_IMAGE_SIZE),
     at_least("in_memory_gb", 0),
     a_text("cache_dir"),
+    channel_values("data_mean"),
+    channel_values("data_std", positive=True),
+    statistics_together,
     between("proj_dim", 1, MAX_PROJ_DIM),
     at_least("weight_decay", 0),
     between("momentum", 0, 1, high_open=True),
@@ -454,21 +488,42 @@ def coerce(name: str, value: Any, annotation: Any) -> Any:
         if base is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                number = float(value)
-            except OverflowError:  # an int beyond any float (e.g. 400 digits in a YAML file)
-                number = math.inf
-            if not math.isfinite(number):
+            number = finite_float(value)
+            if number is None:
                 raise ConfigError(problem(name, value, "it must be a finite number"))
             return number
+        if base is tuple and isinstance(value, (list, tuple)):  # a YAML list; a tuple keeps the frozen config immutable
+            numbers = [finite_float(v) for v in value]
+            if None in numbers:
+                raise ConfigError(problem(name, value, "it must be a list of finite numbers"))
+            return tuple(numbers)
         if base is str and isinstance(value, str):
             return value
         if base is dict and isinstance(value, dict):
             if all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
                 return value
             raise ConfigError(problem(name, value, "its keys and values must be strings (quote numbers in YAML)"))
-    names = " or ".join("None" if k is type(None) else getattr(typing.get_origin(k) or k, "__name__", str(k)) for k in allowed)
+    names = " or ".join(type_name(k) for k in allowed)
     raise ConfigError(Problem((name,), f"{name}={shown(value)} has type {type(value).__name__}; expected {names}"))
+
+
+def finite_float(value: Any) -> float | None:
+    """``value`` as a float, or None where it is not a finite number (a bool, inf, an int beyond any float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float (e.g. 400 digits in a YAML file)
+        return None
+    return number if math.isfinite(number) else None
+
+
+def type_name(annotation: Any) -> str:
+    """A field type as a config's author writes it: a YAML list, not a Python tuple."""
+    if annotation is type(None):
+        return "None"
+    base = typing.get_origin(annotation) or annotation
+    return "list of numbers" if base is tuple else getattr(base, "__name__", str(annotation))
 
 
 def type_problems(config_class: type, values: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:

@@ -3,8 +3,9 @@
 An image folder whose decoded squares fit in ``in_memory_gb`` is decoded once into the decoded
 cache and then held like CIFAR, as one uint8 tensor the trainer indexes on the device; a larger one
 is decoded from its files at every epoch by as many DataLoader workers as this process has CPUs to
-spare. Statistics not given by the spec or the caller are computed from the training images and
-cached beside the decoded images.
+spare. Statistics given by the caller win over the dataset's constants, built-in datasets included;
+a folder dataset without either has them computed from its training images and cached beside the
+decoded images. ``Splits.spec.stats_source`` says which it was.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from trainables.data.builtin import BUILTIN_LOADERS
 from trainables.data.decode import ImageFiles, cache_folder, decoded, decoding_workers, files_key
 from trainables.data.folders import resolve_sizes
 from trainables.data.layouts import FileList, scan
-from trainables.data.images import FolderImages, LabeledImages
-from trainables.data.specs import DEFAULT_IN_MEMORY_GB, RGB, DatasetSpec, augment_defaults, dataset_spec
+from trainables.data.images import FolderImages, Images, LabeledImages
+from trainables.data.specs import (
+    DEFAULT_IN_MEMORY_GB, RGB, STATS_CONSTANTS, STATS_FROM_CONFIG, DatasetSpec, augment_defaults, dataset_spec,
+)
 from trainables.data.splits import Official, Splits, check_val_fraction, split_folder, split_in_memory
 from trainables.data.statistics import cached_stats, channel_stats, sample_rows
 
@@ -61,7 +64,7 @@ def load_dataset(
             Datasets held in memory by their loader accept only None or their native size.
         load_size: Side of a folder dataset's decoded squares (None: follows from the resolution); as
             ``image_size`` for the others.
-        mean: Per-channel mean of a folder dataset (None: the spec's, else computed from the data).
+        mean: Per-channel mean the run normalises with, for any dataset (None: the spec's, else computed from the data).
         std: Per-channel std, given together with ``mean``.
         in_memory_gb: A folder dataset whose decoded squares take at most this many GiB is decoded
             once, cached on disk and held in memory; a larger one streams from its files.
@@ -84,10 +87,10 @@ def load_dataset(
         return _load_folder(
             spec, scan(spec, path), (image_size, load_size), (mean, std), in_memory_gb, cache, (val_fraction, split_seed, limit_train)
         )
-    for field, value in (("image_size", image_size), ("load_size", load_size), ("mean", mean)):
+    for field, value in (("image_size", image_size), ("load_size", load_size)):
         if value not in (None, getattr(spec, field)):
             raise ValueError(f"{field}: got {value} for dataset {name!r}; allowed: None or {getattr(spec, field)} (the dataset's own)")
-    return split_in_memory(spec, BUILTIN_LOADERS[name](path, download), val_fraction, split_seed, limit_train)
+    return split_in_memory(_given_or_constants(spec, mean, std), BUILTIN_LOADERS[name](path, download), val_fraction, split_seed, limit_train)
 
 
 def load_for(cfg: PretrainConfig, *, download: bool | None = None) -> Splits:
@@ -101,9 +104,31 @@ def load_for(cfg: PretrainConfig, *, download: bool | None = None) -> Splits:
         limit_train=cfg.limit_train,
         image_size=cfg.image_size,
         load_size=cfg.load_size,
+        mean=cfg.data_mean,
+        std=cfg.data_std,
         in_memory_gb=cfg.in_memory_gb,
         cache_dir=cfg.cache_dir,
     )
+
+
+def _given_or_constants(spec: DatasetSpec, mean: RGB | None, std: RGB | None) -> DatasetSpec | None:
+    """``spec`` with the caller's statistics, which win over its own constants; None where there are neither
+    (a folder dataset's are then computed from its images)."""
+    if mean is not None and std is not None:
+        return replace(spec, mean=mean, std=std, stats_source=STATS_FROM_CONFIG)
+    if spec.mean is not None and spec.std is not None:
+        return replace(spec, stats_source=STATS_CONSTANTS)
+    return None
+
+
+def _folder_statistics(spec: DatasetSpec, stats: tuple[RGB | None, RGB | None], path: Path, sample: Images) -> DatasetSpec:
+    """``spec`` with the statistics a folder dataset runs with: the caller's, else its constants, else those
+    of its training images, computed from ``sample`` once and cached at ``path`` (its folder created only then)."""
+    known = _given_or_constants(spec, *stats)
+    if known is not None:
+        return known
+    mean, std, source = cached_stats(cache_folder(path.parent) / path.name, lambda: channel_stats(sample.batches(STATS_BATCH)))
+    return replace(spec, mean=mean, std=std, stats_source=source)
 
 
 def _load_folder(
@@ -136,18 +161,11 @@ def _load_folder(
     else:
         train = FolderImages(train_files, train_labels, torch.arange(len(train_paths)), workers)
         sample = FolderImages(train_files, train_labels, sample_rows(len(train_paths)), workers)
-    mean, std = stats
-    if mean is None or std is None:
-        mean, std = spec.mean, spec.std
-    if mean is None or std is None:
-        mean, std = cached_stats(cache_folder(cache) / f"{prefix}-{key}-stats.json", lambda: channel_stats(sample.batches(STATS_BATCH)))
     resolved = replace(
-        spec,
+        _folder_statistics(spec, stats, cache / f"{prefix}-{key}-stats.json", sample),
         num_classes=len(files.classes),
         image_size=image_size,
         load_size=load_size,
-        mean=mean,
-        std=std,
         train_images=len(train_paths),
         augment=spec.augment or augment_defaults(image_size),
     )

@@ -8,7 +8,8 @@ Statistics are per channel in [0, 1] units over every pixel of the official trai
 published values for CIFAR-10, CIFAR-100, STL-10 and ImageNet. For CIFAR-10 the std is the
 per-pixel one (0.2470, ...), not the mean of per-image stds (0.2023, ...) that also circulates.
 For digits they were computed with this package's own conversion over the fixed 80% training
-portion. The tests recompute CIFAR-10's and digits' values from the data.
+portion. The tests recompute CIFAR-10's and digits' values from the data. A run's config may give
+its own (``data_mean``, ``data_std``), which then win over all of these.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ SMALL_IMAGES = MappingProxyType({"jitter_strength": 0.5, "blur_prob": 0.0})
 LARGE_IMAGES = MappingProxyType({"jitter_strength": 1.0, "blur_prob": 0.5})
 SMALL_IMAGE_MAX_SIZE = 32
 DEFAULT_IN_MEMORY_GB = 4.0  # image folders up to this size are decoded once and held in memory
+# Every dataset is held as RGB (digits' grey levels are repeated to three channels), so every mean and std has three values.
+CHANNELS = 3
+# Where a run's mean and std came from, recorded as its data.stats_source param: given in its config, the
+# dataset's constants below, or computed from its training images (now, or read back from the cache).
+STATS_FROM_CONFIG, STATS_CONSTANTS, STATS_COMPUTED, STATS_CACHED = "config", "constants", "computed", "cached"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -41,6 +47,7 @@ class DatasetSpec:
             resolution (see ``trainables.data.folders``).
         mean: Per-channel mean in [0, 1] units; None where computed from the training images.
         std: Per-channel standard deviation in [0, 1] units; None as for ``mean``.
+        stats_source: Where ``mean`` and ``std`` came from, set when the dataset is loaded (``STATS_*``).
         train_images: Images in the official training split; None where counted from the files.
         unlabeled_images: Images used only for pretraining, beside the training split (STL-10).
         augment: Augmentation settings of the dataset (``AugmentConfig`` fields); None where they
@@ -63,6 +70,7 @@ class DatasetSpec:
     augment: Mapping[str, float | tuple[float, float]] | None = field(default_factory=lambda: SMALL_IMAGES, hash=False)
     folder: str = ""
     files: tuple[str, ...] = ()
+    stats_source: str | None = None
 
     def pretrain_images(self, val_fraction: float, limit_train: int | None, train_images: int | None = None) -> int:
         """Images one pretraining epoch draws from: the training split after the validation

@@ -59,7 +59,7 @@ class Splits:
     split_seed: int
 
     def describe(self) -> dict[str, int | str | bool]:
-        """What the run used, as MLflow params: sizes, split seed, resolution, statistics, classes."""
+        """What the run used, as MLflow params: sizes, split seed, resolution, statistics and where they came from, classes."""
         spec = self.spec
         return {
             "dataset": spec.name,
@@ -68,6 +68,7 @@ class Splits:
             "load_size": spec.load_size or 0,
             "mean": ",".join(f"{v:.6g}" for v in spec.mean or ()),
             "std": ",".join(f"{v:.6g}" for v in spec.std or ()),
+            "stats_source": spec.stats_source or "",
             "classes": _class_list(self.classes),
             "in_memory": self.train.in_memory,
             "pretrain_size": len(self.pretrain),

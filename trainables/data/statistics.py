@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from trainables.data.specs import STATS_CACHED, STATS_COMPUTED
+
 STATS_SAMPLE = 10_000  # images
 STATS_SEED = 0
 RGB = tuple[float, float, float]
@@ -53,13 +55,13 @@ def _rgb(values: list[float]) -> RGB:
     return (round(values[0], 6), round(values[1], 6), round(values[2], 6))
 
 
-def cached_stats(path: Path, compute: Callable[[], tuple[RGB, RGB]]) -> tuple[RGB, RGB]:
-    """The statistics stored at ``path``, else ``compute()``'s, stored there atomically."""
+def cached_stats(path: Path, compute: Callable[[], tuple[RGB, RGB]]) -> tuple[RGB, RGB, str]:
+    """(mean, std, STATS_CACHED) as stored at ``path``, else ``compute()``'s, stored there atomically, and STATS_COMPUTED."""
     if path.is_file():
         stored = json.loads(path.read_text(encoding="utf-8"))
-        return _rgb(stored["mean"]), _rgb(stored["std"])
+        return _rgb(stored["mean"]), _rgb(stored["std"]), STATS_CACHED
     mean, std = compute()
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     partial.write_text(json.dumps({"mean": mean, "std": std, "sample": STATS_SAMPLE, "seed": STATS_SEED}), encoding="utf-8")
     os.replace(partial, path)
-    return mean, std
+    return mean, std, STATS_COMPUTED
