@@ -74,6 +74,12 @@ TRAIN = [
     (["--seed", "-1"], "seed=-1"),
     (["--seed", "4294967296"], "seed=4294967296"),
     (["--split_seed", "-3"], "split_seed=-3"),
+    (["--data_mean", "0.5,0.5", "--data_std", "0.2,0.2,0.2"], "data_mean=[0.5, 0.5]"),
+    (["--data-mean", "0.5,0.5,0.5", "--data-std", "0.2,0,0.2"], "data_std=[0.2, 0.0, 0.2]"),
+    (["--data_mean", "0.5,nan,0.5", "--data_std", "0.2,0.2,0.2"], "data_mean=[0.5, nan, 0.5]"),
+    (["--data_mean", "0.5,0.5,0.5"], "data_std=None"),
+    (["--data_std", "red,green,blue"], "data_std='red,green,blue'"),
+    (["--config", "{tmp}/stats.yaml"], "stats.yaml"),
     (["--jitter_strength", "3"], "jitter_strength=3"),
     (["--blur_prob", "2"], "blur_prob=2"),
     (["--momentum", "1"], "momentum=1"),
@@ -160,6 +166,11 @@ RUN_SWEEP = [
     ([*QUICK, "--set", "lr=.inf"], "lr=inf"),
     ([*QUICK, "--set", "lr=.nan"], "lr=nan"),
     ([*QUICK, "--set", "epochs=-1"], "epochs=-1"),
+    ([*QUICK, "--set", "data_mean=[0.5, 0.5]", "--set", "data_std=[1, 1, 1]"], "data_mean=[0.5, 0.5]"),
+    ([*QUICK, "--set", "data_mean=[0.5, 0.5, 0.5]", "--set", "data_std=[1, -1, 1]"], "data_std=[1.0, -1.0, 1.0]"),
+    ([*QUICK, "--set", "data_mean=[0.5, .inf, 0.5]", "--set", "data_std=[1, 1, 1]"], "data_mean=[0.5, inf, 0.5]"),
+    ([*QUICK, "--set", "data_std=[1, 1, 1]"], "data_mean=None"),
+    ([*QUICK, "--set", "data_mean=0.5", "--set", "data_std=[1, 1, 1]"], "data_mean=0.5 has type float"),
     ([*QUICK, "--set", "tags={a: ["], "tags"),
     ([*QUICK, "--set", "lr=" + BOMB.replace("\n", ", ").join("{}")], "lr"),
     ([*QUICK, "--set", "=3"], "'=3'"),
@@ -229,6 +240,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "broken.yaml": "lr: [0.1\n",
         "object.yaml": "lr: !!python/object/apply:os.system [echo pwned]\n",
         "range.yaml": "views: 100\n",
+        "stats.yaml": "data_mean: [0.5, 0.5, 0.5]\ndata_std: [0.2, 0.2]\n",
     }
     for name, text in files.items():
         (root / name).write_text(text, encoding="utf-8")

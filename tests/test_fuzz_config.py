@@ -8,8 +8,9 @@ fuzzed with no edit here; tests/test_losses.py checks the catalog's ranges again
 (temperature, d_pos and d_neg > 0, tau_plus in [0, 1), beta >= 0). Beyond the issue's
 list it holds what the data and training code need: numbers are finite, val_fraction is in (0, 1)
 (``load_dataset`` holds out a validation split and keeps a training split), seed is in [0, 2^32)
-(the batch order's seed must be >= 0), the experiment has a name, tags map strings to strings, and
-a cosine schedule's warm-up ends before the last epoch.
+(the batch order's seed must be >= 0), the experiment has a name, tags map strings to strings,
+a cosine schedule's warm-up ends before the last epoch, and the per-channel statistics data_mean and
+data_std are three finite numbers each (one per RGB channel; a std > 0), given both or neither.
 
 Every valid configuration must be accepted; every invalid one rejected with a ConfigError (or, on a
 command line, argparse's error) naming every offending field, before Ray starts.
@@ -64,6 +65,12 @@ class Rule:
     names: tuple[str, ...] | None = None
     non_empty: bool = False
     pattern: str | None = None  # a str must match it whole; a dict's keys must
+    length: int | None = None  # a list's: of numbers within low and high
+
+    @property
+    def element(self) -> Rule:
+        """The rule of each number of a list."""
+        return Rule(float, self.low, self.high, self.low_open, self.high_open)
 
     def type_ok(self, value: Any) -> bool:
         if value is None:
@@ -76,6 +83,8 @@ class Rule:
             return isinstance(value, (int, float)) and not isinstance(value, bool)
         if self.kind is dict:
             return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        if self.kind is tuple:  # a YAML list; its numbers must be finite
+            return isinstance(value, (list, tuple)) and all(Rule(float).type_ok(v) and finite(v) for v in value)
         return isinstance(value, self.kind)
 
     def allows_text(self, value: str) -> bool:
@@ -93,6 +102,8 @@ class Rule:
             return self.allows_text(value)
         if self.kind is dict:
             return len(value) <= 100 and all(re.fullmatch(self.pattern or ".*", k) for k in value)
+        if self.kind is tuple:
+            return len(value) == self.length and all(self.element.allows(v) for v in value)
         if self.kind in (int, float):
             if self.kind is float and not finite(value):
                 return False
@@ -132,6 +143,8 @@ RULES: dict[str, Rule] = {
     "load_size": Rule(int, 1, 4096, **UP_TO, optional=True),
     "in_memory_gb": Rule(float, 0),
     "cache_dir": Rule(str, optional=True, non_empty=True),
+    "data_mean": Rule(tuple, length=3, optional=True),  # one number per RGB channel
+    "data_std": Rule(tuple, length=3, optional=True, **POSITIVE),
     "backbone": Rule(str, names=("resnet18", "resnet50", "small")),
     "head": Rule(str, names=("mlp", "mlp_bn")),
     "proj_dim": Rule(int, 1, 2**16, **UP_TO),
@@ -165,7 +178,11 @@ RULES: dict[str, Rule] = {
     "tags": Rule(dict, pattern=r"[A-Za-z0-9][A-Za-z0-9._/-]{0,249}"),
 }
 FIELDS = tuple(RULES)
-DEFAULTS = {"loss": "infonce", "batch_size": 256, "workers": 1, "epochs": 400, "warmup_epochs": 0, "schedule": "constant"}
+DEFAULTS = {
+    "loss": "infonce", "batch_size": 256, "workers": 1, "epochs": 400, "warmup_epochs": 0, "schedule": "constant",
+    "data_mean": None, "data_std": None,
+}
+STATISTICS = ("data_mean", "data_std")  # given both or neither
 TYPO_KEYS = ("batchsize", "learning_rate", "temprature", "Loss", "num_views", "max_epochs", "d-pos", "lr ", "wd", "é")
 
 
@@ -187,6 +204,8 @@ def offenders(values: dict[Any, Any]) -> set[Any]:
         and cfg["warmup_epochs"] >= cfg["epochs"] >= 1
     ):
         bad.add("warmup_epochs")
+    if not mistyped & set(STATISTICS) and (cfg["data_mean"] is None) != (cfg["data_std"] is None):
+        bad |= set(STATISTICS)
     return bad
 
 
@@ -243,6 +262,8 @@ def valid(rule: Rule) -> st.SearchStrategy:
         strategy = TEXT.filter(lambda s: s.strip()) if rule.non_empty else TEXT
     elif rule.kind is dict:
         strategy = st.dictionaries(st.from_regex(rule.pattern or ".*", fullmatch=True).filter(lambda k: len(k) < 40), TEXT, max_size=3)
+    elif rule.kind is tuple:
+        strategy = st.lists(valid(rule.element), min_size=rule.length, max_size=rule.length).map(tuple)
     else:
         strategy = numbers(rule, rule.low, rule.high, low_open=rule.low_open, high_open=rule.high_open)
     return strategy | st.none() if rule.optional else strategy
@@ -258,6 +279,10 @@ def out_of_range(rule: Rule) -> st.SearchStrategy | None:
         return st.sampled_from(("", " ", "\t")) if rule.non_empty else None
     if rule.kind is dict:
         return st.sampled_from(({"a b": "x"}, {"": "x"}, {"../k": "v"}))
+    if rule.kind is tuple:  # a number too few or too many, or one out of range (at least one number: a flag cannot say [])
+        lengths = st.lists(valid(rule.element), min_size=1, max_size=5).filter(lambda v: len(v) != rule.length)
+        wrong = out_of_range(rule.element)
+        return lengths if wrong is None else lengths | st.lists(valid(rule.element) | wrong, min_size=rule.length, max_size=rule.length)
     if rule.kind not in (int, float) or (rule.low is None and rule.high is None):
         return None
     options = []
@@ -288,6 +313,8 @@ def wrong_type(rule: Rule) -> st.SearchStrategy:
         options += [st.integers(0, 1), st.sampled_from(("true", "yes"))]
     elif rule.kind is dict:
         options += [TEXT, st.dictionaries(TEXT, st.integers(), min_size=1, max_size=2)]
+    elif rule.kind is tuple:
+        options += [TEXT, st.floats(allow_nan=False), st.lists(st.sampled_from(("a", True, math.nan, math.inf)), min_size=1, max_size=3)]
     if not rule.optional:
         options.append(st.none())
     return st.one_of(options)
@@ -315,7 +342,8 @@ def valid_config(draw: st.DrawFn) -> dict[str, Any]:
     """A valid configuration of many fields, respecting the rules that join fields."""
     loss = draw(st.sampled_from(LOSSES))
     values: dict[str, Any] = {"loss": loss}
-    independent = [f for f in FIELDS if f not in (*HYPERPARAMETERS, "loss", "batch_size", "workers", "epochs", "warmup_epochs", "schedule")]
+    joined = (*HYPERPARAMETERS, *STATISTICS, "loss", "batch_size", "workers", "epochs", "warmup_epochs", "schedule")
+    independent = [f for f in FIELDS if f not in joined]
     for name in draw(st.lists(st.sampled_from(independent), unique=True, max_size=12)):
         values[name] = draw(valid(RULES[name]))
     for name in draw(st.lists(st.sampled_from(sorted(TAKES[loss])), unique=True)):
@@ -324,6 +352,8 @@ def valid_config(draw: st.DrawFn) -> dict[str, Any]:
     values |= {"workers": workers, "batch_size": workers * draw(st.integers(2, 512))}
     values |= {"epochs": draw(st.integers(1, 1000)), "schedule": draw(st.sampled_from(("cosine", "constant")))}
     values["warmup_epochs"] = draw(st.integers(0, values["epochs"] - 1))
+    if draw(st.booleans()):
+        values |= {name: draw(valid(RULES[name]).filter(lambda v: v is not None)) for name in STATISTICS}
     return values
 
 
@@ -383,6 +413,8 @@ def boolean(text: str) -> bool:
 def flag_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (list, tuple)):  # a list flag takes its numbers comma-separated
+        return ",".join(repr(float(v)) for v in value)
     return repr(value) if isinstance(value, float) else str(value)
 
 
@@ -401,10 +433,11 @@ def command_line(draw: st.DrawFn) -> tuple[list[str], dict[str, Any], list[str],
             continue
         wrong = out_of_range(rule) if mode == "range" else None
         value = draw(wrong if wrong is not None else valid(rule))
-        if value is None or (isinstance(value, int) and not isinstance(value, bool) and rule.kind is float and abs(value) > 2**1000):
+        numbers = value if rule.kind is tuple else [value] if rule.kind is float else []
+        if value is None or any(isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**1000 for v in numbers):
             continue  # a flag cannot say None; argparse itself turns a huge number into a float
         argv.append(f"{flag}={flag_text(value)}")
-        values[name] = float(value) if rule.kind is float else value
+        values[name] = float(value) if rule.kind is float else tuple(map(float, value)) if rule.kind is tuple else value
     if draw(st.integers(0, 7)) == 0:
         key = draw(st.sampled_from(("batchsize", "learning-rate", "num_views", "warm_up")))
         argv.append(f"--{key}=1")
