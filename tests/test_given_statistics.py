@@ -137,8 +137,10 @@ def test_a_builtin_dataset_takes_the_given_statistics_over_its_constants(fed: li
     # The random-init baseline of the config: its evaluation feeds the model images normalised the same way.
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     study = create_run(uri, "nce-study", run_name="s", params={}, tags={rs.KIND: rs.KIND_STUDY, rs.STUDY: "s"})
-    random_init_baseline(from_dict(digits | GIVEN), EvalConfig(mode="knn", knn_k=5), tracking_uri=uri, study_run_id=study)
+    run_id = random_init_baseline(from_dict(digits | GIVEN), EvalConfig(mode="knn", knn_k=5), tracking_uri=uri, study_run_id=study)
     assert fed and max(spread_between_channels(x) for x in fed) < 1e-5  # digits are grey too
+    params = MlflowClient(uri).get_run(run_id).data.params
+    assert (params["data.mean"], params["data.std"], params["data.stats_source"]) == ("0.2,0.4,0.6", "0.5,0.25,0.125", "config")
 
 
 @pytest.mark.parametrize(

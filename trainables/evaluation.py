@@ -202,13 +202,16 @@ def eval_params(p: Pretrained, eval_cfg: EvalConfig) -> dict[str, Any]:
     probe's batch size is never read as the pretraining's), and what identifies the encoder under
     the trial runs' names: dataset, backbone and seed, and for a trained one (``p.epoch`` > 0)
     the pretraining's loss, batch size and views, so that evaluation rows sort and filter by
-    them in the MLflow UI."""
+    them in the MLflow UI; and, under the pretraining runs' ``data.`` names, the statistics the
+    images were normalised with and where they came from, which must be the pretraining's."""
     own = {f"{rs.PROBE_PREFIX}{k}": v for k, v in dataclasses.asdict(eval_cfg).items() if k not in ("mode", "recipe")}
     cfg = p.config
     encoder = {rs.P_DATASET: cfg.dataset, rs.P_BACKBONE: cfg.backbone, rs.P_SEED: cfg.seed}
     if p.epoch > 0:
         encoder |= {rs.P_LOSS: cfg.loss, rs.P_BATCH_SIZE: cfg.batch_size, rs.P_VIEWS: cfg.views}
-    return own | encoder | {rs.P_EVAL_MODE: eval_cfg.mode, rs.P_RECIPE: eval_cfg.recipe, rs.P_CHECKPOINT_EPOCH: p.epoch}
+    normalised = {k: v for k, v in p.data.describe().items() if k in ("mean", "std", "stats_source")}
+    evaluation = {rs.P_EVAL_MODE: eval_cfg.mode, rs.P_RECIPE: eval_cfg.recipe, rs.P_CHECKPOINT_EPOCH: p.epoch}
+    return own | encoder | {"data": normalised} | evaluation
 
 
 def eval_run(tracking_uri: str, p: Pretrained, eval_cfg: EvalConfig, checkpoint: str) -> str:
