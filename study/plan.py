@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import math
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,11 +88,13 @@ def single_valued_fields() -> set[str]:
     """Config fields whose value is not itself a list: a list given for one of them is an axis.
 
     A loss's hyperparameters are not among them: one applies only to the losses that take it,
-    which an axis shared by every trial cannot say.
+    which an axis shared by every trial cannot say. A field is list-valued where any type of its
+    annotation is (``data_mean: tuple[float, ...] | None``).
     """
     hints = typing.get_type_hints(PretrainConfig)
+    kinds = {name: typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,) for name, hint in hints.items()}
     sequences = (list, tuple)
-    fields = {f.name for f in dataclasses.fields(PretrainConfig) if typing.get_origin(hints[f.name]) not in sequences}
+    fields = {f.name for f in dataclasses.fields(PretrainConfig) if not any(typing.get_origin(k) in sequences for k in kinds[f.name])}
     return fields - set(loss_specific_fields())
 
 

@@ -173,6 +173,7 @@ def test_statistics_are_read_from_set_yaml_and_flags(tmp_path: Path) -> None:
     items = ["data_mean=[0.2,", "0.4,", "0.6]", "data_std=[0.5, 0.25, 0.125]"]  # as a shell splits --set data_mean=[0.2, 0.4, 0.6]
     plan = make_plan("quickstart", parse_overrides(items))
     assert {(c.data_mean, c.data_std) for c in plan.configs} == {(MEAN, STD)}
+    assert len(plan.configs) == len(make_plan("quickstart", {}).configs)  # the list is the value, not a grid axis
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(GIVEN))
     assert (from_yaml(path).data_mean, from_yaml(path).data_std) == (MEAN, STD)
