@@ -187,7 +187,9 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any], sources: dict[str
     eval_fields = [f.name for f in dataclasses.fields(EvalConfig)]
     notes: list[str] = []
     # Loss-specific fields last: which losses take them depends on the study's losses, which may be overridden too.
-    for key, value in sorted(overrides.items(), key=lambda item: item[0] in loss_specific_fields()):
+    # Among them a field that supersedes others (attention_preset) first, so that those given with it still win.
+    order = lambda item: (item[0] in loss_specific_fields(), item[0] not in SUPERSEDES)  # noqa: E731
+    for key, value in sorted(overrides.items(), key=order):
         source = (sources or {}).get(key, "--set")
         if key.startswith("eval."):
             if key[5:] not in eval_fields:

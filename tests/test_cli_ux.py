@@ -228,3 +228,16 @@ def test_a_cpu_preset_plan_gives_its_time_from_the_measured_cpu_throughput() -> 
     text = describe_plan("s", plan)
     assert text.splitlines()[3].endswith(f"{per_trial:.0f} s")
     assert f"time: about {total / 60:.0f} min of trial wall-clock" in text
+
+
+@pytest.mark.parametrize("first", ["attention_preset", "d_pos"])
+def test_values_given_with_attention_preset_win_whatever_their_order(first: str) -> None:
+    from study.plan import make_plan
+    from trainables.config import ConfigError
+
+    given = {"loss": ["infonce", "attentionnce"], "attention_preset": None, "d_pos": 3.0, "d_neg": 2.0}
+    ordered = dict(sorted(given.items(), key=lambda item: item[0] != first))
+    attention = [c for c in make_plan("quickstart", ordered).configs if c.loss == "attentionnce"]
+    assert attention and {(c.d_pos, c.d_neg) for c in attention} == {(3.0, 2.0)}
+    with pytest.raises(ConfigError, match="d_pos=0"):
+        make_plan("quickstart", dict(sorted((given | {"d_pos": 0}).items(), key=lambda item: item[0] != first)))
