@@ -20,6 +20,7 @@ import pandas as pd
 from analysis import load
 from analysis.labels import REFERENCE_LOSS, distinct_text, format_value, loss_label
 from trainables import run_schema as rs
+from trainables.data.specs import STATS_FROM_CONFIG
 
 _PARAM = load.EXTRA_PARAM_PREFIX
 _EVAL = load.EVAL_PARAM_PREFIX
@@ -237,6 +238,19 @@ def _training_set(trials: pd.DataFrame, paper: PaperRecipe) -> str:
     return f"Training set: {'; '.join(parts)} (the paper: every training image, selection on the test set)."
 
 
+def _normalisation(trials: pd.DataFrame, paper: PaperRecipe) -> str:
+    """Statistics a study gave in its config (``data_mean``/``data_std``) replace the dataset's own."""
+    source = _PARAM + "data.stats_source"
+    given = trials[trials[source] == STATS_FROM_CONFIG] if source in trials.columns else trials.iloc[:0]
+    if given.empty:
+        return ""
+    means, stds = _text(_values(given, _PARAM + "data.mean")), _text(_values(given, _PARAM + "data.std"))
+    return (
+        f"Normalisation: per-channel mean {means} and std {stds} given in the config of {len(given)} of "
+        f"{len(trials)} trials (the paper: the dataset's own statistics)."
+    )
+
+
 def _infonce(trials: pd.DataFrame, paper: PaperRecipe) -> str:
     if REFERENCE_LOSS not in set(trials[rs.P_LOSS].dropna()):
         return ""
@@ -302,6 +316,7 @@ _PRETRAINING: list[Callable[[pd.DataFrame, PaperRecipe], str]] = [
     _blur,
     _precision,
     _training_set,
+    _normalisation,
     _infonce,
 ]
 _EVALUATION: list[Callable[[pd.DataFrame, PaperRecipe], str]] = [_probe, _probe_recipe]

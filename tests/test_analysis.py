@@ -538,6 +538,18 @@ def test_conditions_list_what_departs_from_the_papers_recipe(study: Study, small
     assert "Optimiser and lr: sgd, lr 0.1, 0.3, 1, scaling linear (the paper: adam, lr 0.001)." in lineage
 
 
+def test_conditions_name_statistics_given_in_the_config(study: Study, small_study: str) -> None:
+    trials = load_study(small_study, study.uri)
+    assert not any(line.startswith("Normalisation") for line in conditions(trials))
+    given = trials.copy()
+    given.loc[given.index[:1], ["param.data.stats_source", "param.data.mean", "param.data.std"]] = ["config", "0.5,0.5,0.5", "0.2,0.2,0.2"]
+    line = next(line for line in conditions(given) if line.startswith("Normalisation"))
+    assert line == (
+        f"Normalisation: per-channel mean 0.5,0.5,0.5 and std 0.2,0.2,0.2 given in the config of 1 of {len(trials)} trials "
+        "(the paper: the dataset's own statistics)."
+    )
+
+
 def test_cli_html_needs_out_and_unknown_studies_are_listed(
     tmp_path: Path, study: Study, small_study: str, capsys: pytest.CaptureFixture
 ) -> None:
