@@ -345,3 +345,38 @@ def test_a_truncated_checkpoint_with_a_matching_checksum_falls_back_naming_it(tm
         state, found = load_latest_valid([good, bad])
     assert found == good and state["epoch"] == 1
     assert str(bad) in caplog.text and "falling back" in caplog.text
+
+
+def test_the_seal_checks_less_often_as_a_check_grows_dearer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from study import state_seal
+
+    clock = [100.0]
+    cost = [0.001]  # seconds one signature takes: a study folder with more trials costs more
+    checks, records = [], []
+
+    def signature(folder: Path) -> tuple:
+        checks.append(clock[0])
+        clock[0] += cost[0]
+        return (len(checks),)  # always changed: every check records
+
+    monkeypatch.setattr(state_seal.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(state_seal, "signature", signature)
+    monkeypatch.setattr(state_seal, "record", lambda *args: records.append(args))
+    seal = state_seal.SealCallback("uri", "run", tmp_path)
+
+    def steps(seconds: float, every: float = 0.01) -> int:
+        before, end = len(checks), clock[0] + seconds
+        while clock[0] < end:
+            seal.on_step_end(0, [])
+            clock[0] += every
+        return len(checks) - before
+
+    cheap = steps(10.0)
+    assert 18 <= cheap <= 20  # every CHECK_EVERY_S (0.5 s) while a check is cheap
+    cost[0] = 0.1
+    steps(1.0)
+    dear = steps(20.0)
+    assert 9 <= dear <= 10  # every 20 x 0.1 s = 2 s: at most 5 % of the driver's time
+    assert len(records) == len(checks)
+    seal.on_experiment_end([])  # the last state is always sealed, however recent the last check
+    assert len(checks) == len(records) and clock[0] - checks[-1] < 0.2
