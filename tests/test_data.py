@@ -460,6 +460,26 @@ def test_a_corrupt_image_is_named_by_path(image_folder: Path, in_memory_gb: floa
             list(split.batches(4))
 
 
+@pytest.mark.parametrize("mode", ["I;16", "I"])
+def test_sixteen_bit_greyscale_is_scaled_to_eight_bits_not_clipped(tmp_path: Path, mode: str) -> None:
+    wide = np.arange(0, 65536, 257 * 3, dtype=np.int64)[:64].reshape(8, 8)  # 0 .. 48,573 across the range
+    path = tmp_path / ("wide.png" if mode == "I;16" else "wide.tif")  # PNG holds 16 bits; 32-bit integers go in TIFF
+    image = Image.fromarray(wide.astype(np.uint16) if mode == "I;16" else wide.astype(np.int32))
+    assert image.mode == mode
+    image.save(path)
+    (decoded,) = [ImageFiles([path], load_size=8)[0]]
+    expected = torch.from_numpy(np.rint(wide / 257).astype(np.uint8))
+    assert decoded.shape == (3, 8, 8) and all(torch.equal(decoded[c], expected) for c in range(3))
+    assert int(decoded.max()) < 255  # PIL's own conversion would have clipped nearly every pixel to 255
+
+
+def test_float_pixels_are_refused_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "float.tif"
+    Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)).save(path)
+    with pytest.raises(UnreadableImageError, match=re.escape(str(path)) + r".*float pixels"):
+        ImageFiles([path], load_size=8)[0]
+
+
 def test_an_unreadable_file_is_named_when_measuring_the_folder(image_folder: Path) -> None:
     bad = image_folder / "train" / "cat" / "0.png"
     bad.write_bytes(b"not an image at all")

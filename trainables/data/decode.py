@@ -24,7 +24,7 @@ from torchvision import transforms
 
 from trainables.data.errors import UnreadableImageError
 
-CACHE_FORMAT = 1  # part of every cache key: bump when the decoding itself changes
+CACHE_FORMAT = 2  # part of every cache key: bump when the decoding itself changes
 SIZE_SAMPLE = 1_000  # files whose header is read to measure a folder's resolution
 SIZE_SEED = 0
 
@@ -33,6 +33,20 @@ def _unreadable(path: Path, err: BaseException) -> UnreadableImageError:
     return UnreadableImageError(
         f"image file {path} cannot be read ({type(err).__name__}: {err}); replace or remove it"
     )
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """The image as 8-bit RGB. 16-bit greyscale (PIL's ``I;16*`` and ``I`` modes) is scaled by 1/257,
+    because PIL's own conversion clips it at 255 and a scan or a micrograph would come out white;
+    float pixels have no one range to scale from, so they are refused."""
+    if image.mode == "F":
+        raise ValueError("float pixels (mode F) have no fixed range; convert the file to 8 or 16 bits")
+    if not image.mode.startswith("I"):
+        return image.convert("RGB")
+    wide = np.asarray(image).astype(np.int64)
+    if wide.size and (wide.min() < 0 or wide.max() > 65535):
+        raise ValueError(f"pixels outside 0..65535 (mode {image.mode}); convert the file to 8 or 16 bits")
+    return Image.fromarray(np.rint(wide / 257).astype(np.uint8), "L").convert("RGB")
 
 
 class ImageFiles(Dataset[torch.Tensor]):
@@ -52,7 +66,7 @@ class ImageFiles(Dataset[torch.Tensor]):
         path = self.paths[index]
         try:
             with Image.open(path) as image:
-                rgb = image.convert("RGB")  # decodes the whole file: truncated data fails here
+                rgb = to_rgb(image)  # decodes the whole file: truncated data fails here
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             raise _unreadable(path, err) from err
         return self.square(rgb)
