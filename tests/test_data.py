@@ -332,6 +332,20 @@ def _streamed(root: Path, **kwargs: int) -> Splits:
     return splits
 
 
+@pytest.mark.parametrize("with_val", [False, True])
+def test_a_test_folder_is_the_test_split_wherever_there_is_one(tmp_path: Path, with_val: bool) -> None:
+    rng = np.random.default_rng(1)
+    tests = {name: _write_images(tmp_path / "test" / name, [(20, 20)] * 3, rng) for name in CLASSES}
+    for name in CLASSES:
+        _write_images(tmp_path / "train" / name, [(20, 20)] * 4, rng)
+        if with_val:  # train/val/test: val/ is neither trained on nor tested on
+            _write_images(tmp_path / "val" / name, [(20, 20)] * 1, rng)
+    splits = load_dataset("imagefolder", tmp_path, val_fraction=0.25, in_memory_gb=0)
+    assert splits.describe()["test_size"] == 9
+    expected = torch.stack([torch.from_numpy(x).permute(2, 0, 1) for name in CLASSES for x in tests[name]])
+    assert torch.equal(torch.cat(list(splits.test.batches(9))), expected)
+
+
 def test_folder_splits(image_folder: Path) -> None:
     splits = _streamed(image_folder)
     assert splits.classes == CLASSES

@@ -4,8 +4,9 @@ Layouts (nothing is downloaded):
 
 - ``cifar10``, ``cifar100``, ``stl10``: torchvision's folder under ``DIR`` (``cifar-10-batches-py/``, ...)
   holding the files its loader reads (``DatasetSpec.files``); their md5 sums are checked when loaded.
-- ``imagefolder`` and ``imagenet``: ``DIR/train/<class>/*`` and ``DIR/val/<class>/*`` with the same
-  class folders; ``val/`` is reported as the test split. Labels index the sorted class names, and a
+- ``imagefolder`` and ``imagenet``: ``DIR/train/<class>/*`` and ``DIR/val/<class>/*`` (or
+  ``DIR/test/<class>/*``, which is the test split wherever it exists) with the same class folders;
+  ``val/`` is otherwise reported as the test split, as ImageNet's official validation set is. Labels index the sorted class names, and a
   file counts where its extension is an image's, as in torchvision's ImageFolder (whose rules
   :func:`scan` follows; the tests check both list the same files).
 - ``tinyimagenet``: the official archive extracted in ``DIR``: ``DIR/tiny-imagenet-200/`` with
@@ -26,7 +27,10 @@ from trainables.data.errors import DatasetNotFoundError, MalformedDatasetError
 from trainables.data.specs import DATASETS, DatasetSpec
 
 FOLDER_TRAIN = "train"
-FOLDER_TEST = "val"  # ImageNet's official validation set, reported as the test split
+# The test split's folder: test/ where a dataset has one, else val/ (ImageNet's official validation
+# set). Model selection never reads it: the validation split is held out of train/ (data/splits.py).
+TEST_FOLDERS = ("test", "val")
+TINY_VAL = "val"
 TINY_ROOT = DATASETS["tinyimagenet"].folder
 # torchvision's IMG_EXTENSIONS, kept here so that a dry run reads folders without importing torch.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -77,9 +81,14 @@ def scan(spec: DatasetSpec, root: Path) -> FileList:
         return _scan_tiny(root)
     _check_layout(spec.name, root)
     train_classes, train = _scan_part(spec.name, root, FOLDER_TRAIN)
-    test_classes, test = _scan_part(spec.name, root, FOLDER_TEST)
+    test_classes, test = _scan_part(spec.name, root, test_folder(root))
     _check_same_classes(spec.name, root, train_classes, test_classes)
     return FileList(root, tuple(train_classes), train, test)
+
+
+def test_folder(root: Path) -> str:
+    """The folder under ``root`` whose images are the test split."""
+    return next((name for name in TEST_FOLDERS if (root / name).is_dir()), TEST_FOLDERS[-1])
 
 
 def is_image(path: str | Path) -> bool:
@@ -92,8 +101,8 @@ def is_image(path: str | Path) -> bool:
 def _layout_help(root: Path) -> str:
     """The folder layout ``imagefolder`` expects under ``root``."""
     return (
-        f"An image folder needs {root}/{FOLDER_TRAIN}/<class>/*.jpg and {root}/{FOLDER_TEST}/<class>/*.jpg: one "
-        f"subfolder per class, the same class names in both ({FOLDER_TEST}/ is reported as the test split). "
+        f"An image folder needs {root}/{FOLDER_TRAIN}/<class>/*.jpg and {root}/val/<class>/*.jpg (or test/ in "
+        "place of val/): one subfolder per class, the same class names in both (val/ or test/ is the test split). "
         "Image folders are never downloaded; for ImageNet, extract the official train and val archives "
         "and sort the val images into class folders."
     )
@@ -101,7 +110,7 @@ def _layout_help(root: Path) -> str:
 
 def _check_layout(name: str, root: Path) -> None:
     """Fail fast, before any slow scan, where train/ or val/ or their class folders are missing."""
-    for part in (FOLDER_TRAIN, FOLDER_TEST):
+    for part in (FOLDER_TRAIN, test_folder(root)):
         folder = root / part
         if not folder.is_dir():
             raise DatasetNotFoundError(f"Dataset '{name}' was not found in {root}: {folder} is not a folder. {_layout_help(root)}")
@@ -132,12 +141,13 @@ def _scan_part(name: str, root: Path, part: str) -> tuple[list[str], tuple[tuple
 
 
 def _check_same_classes(name: str, root: Path, train: list[str], test: list[str]) -> None:
-    """Labels are positions in the sorted class list, so train/ and val/ must name the same classes."""
+    """Labels are positions in the sorted class list, so train/ and the test folder must name the same classes."""
     if train == test:
         return
+    part = test_folder(root)
     raise MalformedDatasetError(
-        f"Dataset '{name}' in {root}: {FOLDER_TRAIN}/ and {FOLDER_TEST}/ have different class folders "
-        f"(only in {FOLDER_TRAIN}/: {sorted(set(train) - set(test))}; only in {FOLDER_TEST}/: "
+        f"Dataset '{name}' in {root}: {FOLDER_TRAIN}/ and {part}/ have different class folders "
+        f"(only in {FOLDER_TRAIN}/: {sorted(set(train) - set(test))}; only in {part}/: "
         f"{sorted(set(test) - set(train))}); allowed: the same class folder names in both."
     )
 
@@ -182,7 +192,7 @@ def _scan_tiny(data_dir: Path) -> FileList:
 
 def _tiny_val(data_dir: Path, root: Path, label: dict[str, int]) -> tuple[tuple[Path, int], ...]:
     """The official validation images, labelled by val_annotations.txt (file, wnid, box...)."""
-    annotations, images = root / FOLDER_TEST / "val_annotations.txt", root / FOLDER_TEST / "images"
+    annotations, images = root / TINY_VAL / "val_annotations.txt", root / TINY_VAL / "images"
     for needed in (annotations, images):
         if not needed.exists():
             raise _tiny_missing(data_dir, needed)
