@@ -166,10 +166,9 @@ def study_losses(fixed: dict[str, Any], grid: dict[str, tuple[Any, ...]]) -> tup
 def for_the_losses_taking_it(
     per_loss: dict[str, dict[str, Any]], key: str, value: Any, losses: tuple[str, ...], notes: list[str]
 ) -> dict[str, dict[str, Any]]:
-    """A loss-specific override set on the losses of the study that take it (the others ignore it), noted."""
+    """A loss-specific override set on the losses of the study that take it (the others ignore it), noted;
+    at least one of ``losses`` takes it."""
     taking = [loss for loss in losses if takes_field(loss, key)]
-    if not taking:
-        raise ConfigError(problem(key, value, f"none of this study's losses ({', '.join(map(str, losses))}) takes {key}"))
     per_loss = without_overridden(per_loss, key, value, notes)
     if len(taking) < len(losses):
         notes.append(f"override {key}={value!r} applies to loss {', '.join(taking)} only: the others do not take it")
@@ -186,6 +185,7 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any], sources: dict[str
     config_fields = [f.name for f in dataclasses.fields(PretrainConfig)]
     eval_fields = [f.name for f in dataclasses.fields(EvalConfig)]
     notes: list[str] = []
+    untaken: list[Problem] = []  # loss-specific fields none of the study's losses takes, named together
     # Loss-specific fields last: which losses take them depends on the study's losses, which may be overridden too.
     # Among them a field that supersedes others (attention_preset) first, so that those given with it still win.
     order = lambda item: (item[0] in loss_specific_fields(), item[0] not in SUPERSEDES)  # noqa: E731
@@ -211,7 +211,11 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any], sources: dict[str
             grid[key] = tuple(value)
             per_loss = without_overridden(per_loss, key, value, notes)
         elif key in loss_specific_fields():
-            per_loss = for_the_losses_taking_it(per_loss, key, value, study_losses(fixed, grid), notes)
+            losses = study_losses(fixed, grid)
+            if not any(takes_field(loss, key) for loss in losses):
+                untaken.append(problem(key, value, f"none of this study's losses ({', '.join(map(str, losses))}) takes {key}"))
+                continue
+            per_loss = for_the_losses_taking_it(per_loss, key, value, losses, notes)
             fixed.pop(key, None)
             grid.pop(key, None)
         elif key in config_fields:
@@ -220,6 +224,8 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any], sources: dict[str
             per_loss = without_overridden(per_loss, key, value, notes)
         else:
             raise unknown_key(key, source, [*config_fields, *grid, *STUDY_KEYS, *(f"eval.{f}" for f in eval_fields)])
+    if untaken:
+        raise ConfigError(untaken)
     if study.get("scheduler", preset.scheduler) not in SCHEDULERS:
         raise ConfigError(problem("scheduler", study.get("scheduler", preset.scheduler), f"allowed: {', '.join(SCHEDULERS)}"))
     return dataclasses.replace(preset, fixed=fixed, grid=grid, evaluation=evaluation, per_loss=per_loss, **study), notes

@@ -504,11 +504,11 @@ def sweep_overrides(draw: st.DrawFn) -> list[str]:
     return items
 
 
-def trial_configs(overrides: dict[str, Any]) -> list[dict[str, Any]] | str:
+def trial_configs(overrides: dict[str, Any]) -> list[dict[str, Any]] | tuple[str, ...]:
     """A preset's trials under ``--set``: a list replaces a grid axis (a non-empty one for a field that
     takes no list adds one), a single value fixes the field, and a loss-specific field (a hyperparameter,
-    attention_preset) is set on the study's losses that take it. A loss-specific field that none of
-    them takes is returned as the key the sweep must name."""
+    attention_preset) is set on the study's losses that take it. Loss-specific fields that none of
+    them takes are returned as the keys the sweep must name, all of them."""
     from study.plan import single_valued_fields
 
     fixed, grid = dict(QUICKSTART.fixed), dict(QUICKSTART.grid)
@@ -523,11 +523,14 @@ def trial_configs(overrides: dict[str, Any]) -> list[dict[str, Any]] | str:
             fixed[key] = value
     points = [dict(zip(grid, point)) for point in itertools.product(*grid.values())]
     configs = [fixed | point | {"seed": seed} for point in points for seed in QUICKSTART.seeds]
+    def taking(key: str) -> list[dict[str, Any]]:
+        return [c for c in configs if isinstance(c.get("loss"), str) and key in TAKES.get(c["loss"], ())]
+
+    untaken = tuple(key for key in overrides if key in HYPERPARAMETERS and not taking(key))
+    if untaken:
+        return untaken
     for key, value in overrides.items():
-        taking = [c for c in configs if isinstance(c.get("loss"), str) and key in TAKES.get(c["loss"], ())]
-        if key in HYPERPARAMETERS and not taking:
-            return key
-        for c in taking if key in HYPERPARAMETERS else ():
+        for c in taking(key) if key in HYPERPARAMETERS else ():
             c[key] = value
     return configs
 
@@ -556,8 +559,8 @@ def test_sweep_overrides_are_validated_before_ray_naming_the_field(items: list[s
         assert code == 2 and f"--set {unknown[0]}" in stderr, (items, stderr)
         return
     configs = trial_configs(overrides)
-    if isinstance(configs, str):  # a loss-specific field no loss of the study takes
-        assert code == 2 and f"{configs}=" in stderr, (items, stderr)
+    if isinstance(configs, tuple):  # loss-specific fields no loss of the study takes: each is named
+        assert code == 2 and all(f"{key}=" in stderr for key in configs), (items, stderr)
         return
     failing = [bad for bad in map(offenders, configs) if bad]
     if not failing:

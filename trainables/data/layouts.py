@@ -5,8 +5,8 @@ Layouts (nothing is downloaded):
 - ``cifar10``, ``cifar100``, ``stl10``: torchvision's folder under ``DIR`` (``cifar-10-batches-py/``, ...)
   holding the files its loader reads (``DatasetSpec.files``); their md5 sums are checked when loaded.
 - ``imagefolder`` and ``imagenet``: ``DIR/train/<class>/*`` and ``DIR/val/<class>/*`` (or
-  ``DIR/test/<class>/*``, which is the test split wherever it exists) with the same class folders;
-  ``val/`` is otherwise reported as the test split, as ImageNet's official validation set is. Labels index the sorted class names, and a
+  ``DIR/test/<class>/*``, which is the test split wherever it holds class folders) with the same
+  class folders; ``val/`` is otherwise reported as the test split, as ImageNet's official validation set is. Labels index the sorted class names, and a
   file counts where its extension is an image's, as in torchvision's ImageFolder (whose rules
   :func:`scan` follows; the tests check both list the same files).
 - ``tinyimagenet``: the official archive extracted in ``DIR``: ``DIR/tiny-imagenet-200/`` with
@@ -87,8 +87,13 @@ def scan(spec: DatasetSpec, root: Path) -> FileList:
 
 
 def test_folder(root: Path) -> str:
-    """The folder under ``root`` whose images are the test split."""
-    return next((name for name in TEST_FOLDERS if (root / name).is_dir()), TEST_FOLDERS[-1])
+    """The folder under ``root`` whose images are the test split: the first of ``TEST_FOLDERS`` that
+    holds class folders (a stray empty ``test/`` beside ``val/`` is ignored, as any other extra is)."""
+    return next((name for name in TEST_FOLDERS if _has_class_folders(root / name)), TEST_FOLDERS[-1])
+
+
+def _has_class_folders(folder: Path) -> bool:
+    return folder.is_dir() and any(entry.is_dir() for entry in folder.iterdir())
 
 
 def is_image(path: str | Path) -> bool:
@@ -114,7 +119,7 @@ def _check_layout(name: str, root: Path) -> None:
         folder = root / part
         if not folder.is_dir():
             raise DatasetNotFoundError(f"Dataset '{name}' was not found in {root}: {folder} is not a folder. {_layout_help(root)}")
-        if not any(entry.is_dir() for entry in folder.iterdir()):
+        if not _has_class_folders(folder):
             raise DatasetNotFoundError(f"Dataset '{name}' in {root}: {folder} has no class subfolders. {_layout_help(root)}")
 
 
