@@ -21,7 +21,7 @@ from trainables.losses.catalog import field_help
 
 # The loss fields' help (loss, views, each loss hyperparameter) comes from the loss catalog.
 PRETRAIN_HELP: dict[str, str] = field_help() | {
-    "dataset": "cifar10, cifar100, stl10, digits (bundled, offline), imagefolder (DIR/train/<class>/, DIR/val/<class>/), "
+    "dataset": "cifar10, cifar100, stl10, digits (bundled, offline), imagefolder (DIR/train/<class>/, DIR/val/<class>/ or DIR/test/<class>/), "
     "tinyimagenet (DIR/tiny-imagenet-200/) or imagenet (as imagefolder, at 224 px with ImageNet's statistics)",
     "data_dir": "folder holding the dataset (for cifar10: the folder containing cifar-10-batches-py/)",
     "download": "allow torchvision to download the dataset into data_dir (never done otherwise)",

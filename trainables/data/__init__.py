@@ -6,7 +6,7 @@ name           classes  resolution  official splits
 cifar10        10       32          train 50,000; test 10,000
 cifar100       100      32          train 50,000; test 10,000
 stl10          10       96          train 5,000; test 8,000; unlabeled 100,000 (pretraining only)
-imagefolder    counted  measured    ``DIR/train/<class>/*``; ``DIR/val/<class>/*`` is the test split
+imagefolder    counted  measured    ``DIR/train/<class>/*``; ``DIR/test/<class>/*`` or ``DIR/val/<class>/*`` is the test split
 digits         10       32          1,797 images; a fixed, stratified 20% is held out as test
 tinyimagenet   200      64          train 100,000; the official val 10,000 is the test split
 imagenet       1,000    224         ``DIR/train/<class>/*``; ``DIR/val/<class>/*`` is the test split
