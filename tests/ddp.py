@@ -24,6 +24,9 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str, fn: Callable[..
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
         torch.save(fn(rank, world_size, *args), Path(out_dir) / f"rank{rank}.pt")
+        # Every rank is done before any tears the group down: gloo aborts a process (SIGABRT) whose
+        # peer destroys the group while a collective of its own is still finishing.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
