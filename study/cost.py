@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from trainables.config import PretrainConfig
@@ -20,8 +21,15 @@ def pretrain_images(cfg: PretrainConfig) -> int:
     spec = dataset_spec(cfg.dataset)
     if spec.train_images is not None:
         return spec.pretrain_images(cfg.val_fraction, cfg.limit_train)
-    official = len(scan(spec, Path(cfg.data_dir).expanduser()).train)
+    official = official_train_images(cfg.dataset, Path(cfg.data_dir).expanduser().resolve())
     return spec.pretrain_images(cfg.val_fraction, cfg.limit_train, official)
+
+
+@functools.lru_cache(maxsize=None)
+def official_train_images(dataset: str, root: Path) -> int:
+    """An image folder's training files, counted once per folder: a plan prices every trial of a
+    study, each several ways (passes, GPU-hours, time), and a large folder takes seconds to scan."""
+    return len(scan(dataset_spec(dataset), root).train)
 
 
 def encoder_passes(cfg: PretrainConfig) -> int:

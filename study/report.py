@@ -40,29 +40,29 @@ def describe_plan(name: str, plan: Plan) -> str:
     lines.append(
         f"{'#':>4}  {'loss':<13}{'batch':>6}{'M':>3}{'V':>3}{'lr':>9}{'seed':>5}  {'resources':<44}{'encoder passes':>15}{'GPU-h':>8}{'time':>8}"
     )
-    total_passes, total_hours = 0, 0.0
+    total_passes, each_hours, each_seconds = 0, [], []
     for i, cfg in enumerate(configs, 1):
         driver, workers = trial_resources(cfg)
-        passes, hours = encoder_passes(cfg), gpu_hours(cfg)
+        passes, hours, seconds = encoder_passes(cfg), gpu_hours(cfg), estimated_seconds(cfg)
         total_passes += passes
-        total_hours += hours if hours is not None else 0.0
+        each_hours.append(hours)
+        each_seconds.append(seconds)
         hours_text = f"{hours:8.2f}" if hours is not None else "     n/a"
-        seconds = estimated_seconds(cfg)
         lines.append(
             f"{i:>4}  {cfg.loss:<13}{cfg.batch_size:>6}{cfg.views:>3}{cfg.views_per_image:>3}{cfg.lr:>9.4g}{cfg.seed:>5}  "
             f"{resources_text(driver, workers, cfg.workers):<44}{passes:>15,}{hours_text}{minutes(seconds) if seconds else 'n/a':>8}"
         )
     scale = plan.num_trials / len(configs)
-    priced = all(gpu_hours(c) is not None for c in configs)
+    priced = all(h is not None for h in each_hours)
+    total_hours = sum(h for h in each_hours if h is not None)
     hours = (
         f"about {total_hours * scale:.1f} GPU-hours of pretraining on H100-class GPUs (estimate at batch-512 throughput; small batches run slower)"
         if priced
         else "GPU-hours n/a: no measured throughput for some trials"
     )
     lines.append(f"total: {int(total_passes * scale):,} encoder passes; {hours}")
-    seconds = [estimated_seconds(c) for c in configs]
-    if all(seconds):  # the CPU presets too, from their measured throughput (study/cost.py)
-        lines.append(f"time: about {minutes(sum(seconds) * scale)} of trial wall-clock in all (one trial at a time; more on a loaded machine)")
+    if all(each_seconds):  # the CPU presets too, from their measured throughput (study/cost.py)
+        lines.append(f"time: about {minutes(sum(each_seconds) * scale)} of trial wall-clock in all (one trial at a time; more on a loaded machine)")
     lines += loss_settings(plan.configs)
     lines.append(f"evaluation after each pretraining: {preset.evaluation}")
     return "\n".join(lines)
