@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainables.config import RECIPES, ConfigError
+from trainables.config import RECIPES, ConfigError, annotation_kinds
 from trainables.losses.catalog import field_help
 
 # The loss fields' help (loss, views, each loss hyperparameter) comes from the loss catalog.
@@ -84,8 +83,7 @@ HELP = {"PretrainConfig": PRETRAIN_HELP, "EvalConfig": EVAL_HELP}
 
 
 def _flag_type(annotation: Any) -> Any:
-    kinds = [k for k in (typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)) if k is not type(None)]
-    return kinds[0]
+    return next(k for k in annotation_kinds(annotation) if k is not type(None))
 
 
 def _bool(text: str) -> bool:

@@ -13,14 +13,15 @@ import dataclasses
 import difflib
 import math
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from search_spaces import PRESETS, Preset
-from trainables.config import ConfigError, EvalConfig, PretrainConfig, Problem, eval_from_dict, from_dict, load_yaml, problem
+from trainables.config import (
+    ConfigError, EvalConfig, PretrainConfig, Problem, annotation_kinds, eval_from_dict, from_dict, load_yaml, problem,
+)
 from trainables.losses.catalog import CATALOG, hyperparameter_names, preset_hyperparameters
 from trainables.study_context import trial_config, uses_train_workers
 
@@ -92,9 +93,11 @@ def single_valued_fields() -> set[str]:
     annotation is (``data_mean: tuple[float, ...] | None``).
     """
     hints = typing.get_type_hints(PretrainConfig)
-    kinds = {name: typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,) for name, hint in hints.items()}
-    sequences = (list, tuple)
-    fields = {f.name for f in dataclasses.fields(PretrainConfig) if not any(typing.get_origin(k) in sequences for k in kinds[f.name])}
+
+    def takes_a_list(name: str) -> bool:
+        return any(typing.get_origin(kind) in (list, tuple) for kind in annotation_kinds(hints[name]))
+
+    fields = {f.name for f in dataclasses.fields(PretrainConfig) if not takes_a_list(f.name)}
     return fields - set(loss_specific_fields())
 
 

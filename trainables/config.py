@@ -476,9 +476,14 @@ def allowed_text(checks: list[Check]) -> dict[str, str]:
 # --- types and the one validation path --------------------------------------------------------------
 
 
+def annotation_kinds(annotation: Any) -> tuple[Any, ...]:
+    """The types a field's annotation allows: each member of ``X | Y``, else the annotation itself."""
+    return typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+
+
 def coerce(name: str, value: Any, annotation: Any) -> Any:
     """``value`` as the field's type, or a ConfigError naming the field; ints widen to floats."""
-    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    allowed = annotation_kinds(annotation)
     if value is None and type(None) in allowed:
         return None
     for kind in allowed:
