@@ -157,7 +157,7 @@ def check_data(plan: Plan, *, dry_run: bool) -> None:
         try:
             dataset_there(cfg, dry_run=dry_run)
         except DatasetNotFoundError as err:
-            if not cfg.download:
+            if not (cfg.download and not DATASETS[cfg.dataset].from_files):  # folders are never downloaded
                 raise ConfigError(str(err)) from None
         except UnreadableImageError as err:
             raise ConfigError(str(err)) from None

@@ -241,3 +241,14 @@ def test_values_given_with_attention_preset_win_whatever_their_order(first: str)
     assert attention and {(c.d_pos, c.d_neg) for c in attention} == {(3.0, 2.0)}
     with pytest.raises(ConfigError, match="d_pos=0"):
         make_plan("quickstart", dict(sorted((given | {"d_pos": 0}).items(), key=lambda item: item[0] != first)))
+
+
+@pytest.mark.parametrize("dataset", ["imagefolder", "tinyimagenet"])
+def test_download_true_does_not_waive_the_check_of_a_dataset_that_is_never_downloaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture, dataset: str
+) -> None:
+    from study import run_sweep
+
+    argv = ["--preset", "quickstart", "--set", f"dataset={dataset}", "--set", "download=true", "--data-dir", str(tmp_path), "--dry-run"]
+    assert run_sweep.main(argv) == 2
+    assert str(tmp_path) in capsys.readouterr().err
