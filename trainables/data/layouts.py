@@ -6,8 +6,8 @@ Layouts (nothing is downloaded):
   holding the files its loader reads (``DatasetSpec.files``); their md5 sums are checked when loaded.
 - ``imagefolder`` and ``imagenet``: ``DIR/train/<class>/*`` and ``DIR/val/<class>/*`` (or
   ``DIR/test/<class>/*``, which is the test split wherever it holds class folders) with the same
-  class folders; ``val/`` is otherwise reported as the test split, as ImageNet's official validation set is. Labels index the sorted class names, and a
-  file counts where its extension is an image's, as in torchvision's ImageFolder (whose rules
+  class folders; ``val/`` is otherwise reported as the test split, as ImageNet's official validation
+  set is. Labels index the sorted class names, and a file counts where its extension is an image's, as in torchvision's ImageFolder (whose rules
   :func:`scan` follows; the tests check both list the same files).
 - ``tinyimagenet``: the official archive extracted in ``DIR``: ``DIR/tiny-imagenet-200/`` with
   ``wnids.txt``, ``train/<wnid>/images/*.JPEG``, and ``val/images/*.JPEG`` labelled by
@@ -79,10 +79,11 @@ def scan(spec: DatasetSpec, root: Path) -> FileList:
     """The labelled files of ``spec``'s layout under ``root``, checked; DatasetNotFoundError where malformed."""
     if spec.name == "tinyimagenet":
         return _scan_tiny(root)
-    _check_layout(spec.name, root)
+    part = test_folder(root)
+    _check_layout(spec.name, root, part)
     train_classes, train = _scan_part(spec.name, root, FOLDER_TRAIN)
-    test_classes, test = _scan_part(spec.name, root, test_folder(root))
-    _check_same_classes(spec.name, root, train_classes, test_classes)
+    test_classes, test = _scan_part(spec.name, root, part)
+    _check_same_classes(spec.name, root, part, train_classes, test_classes)
     return FileList(root, tuple(train_classes), train, test)
 
 
@@ -113,9 +114,9 @@ def _layout_help(root: Path) -> str:
     )
 
 
-def _check_layout(name: str, root: Path) -> None:
-    """Fail fast, before any slow scan, where train/ or val/ or their class folders are missing."""
-    for part in (FOLDER_TRAIN, test_folder(root)):
+def _check_layout(name: str, root: Path, test_part: str) -> None:
+    """Fail fast, before any slow scan, where train/ or the test folder or their class folders are missing."""
+    for part in (FOLDER_TRAIN, test_part):
         folder = root / part
         if not folder.is_dir():
             raise DatasetNotFoundError(f"Dataset '{name}' was not found in {root}: {folder} is not a folder. {_layout_help(root)}")
@@ -145,11 +146,10 @@ def _scan_part(name: str, root: Path, part: str) -> tuple[list[str], tuple[tuple
     return classes, tuple((path, label) for label, found in files.items() for path in found)
 
 
-def _check_same_classes(name: str, root: Path, train: list[str], test: list[str]) -> None:
+def _check_same_classes(name: str, root: Path, part: str, train: list[str], test: list[str]) -> None:
     """Labels are positions in the sorted class list, so train/ and the test folder must name the same classes."""
     if train == test:
         return
-    part = test_folder(root)
     raise MalformedDatasetError(
         f"Dataset '{name}' in {root}: {FOLDER_TRAIN}/ and {part}/ have different class folders "
         f"(only in {FOLDER_TRAIN}/: {sorted(set(train) - set(test))}; only in {part}/: "
