@@ -3,8 +3,8 @@
 Each study is ``study/run_sweep.py`` itself, in a fresh subprocess with a private Ray instance,
 a temporary SQLite MLflow store and storage folder, one trial at a time (--max-concurrent 1):
 
-    grid  quickstart: infonce, batch 32 on 32 digits images (one step, one epoch), one seed,
-          N learning rates (one seed, so one random-init baseline however large the study)
+    grid  quickstart: infonce, batch 32 on 32 digits images (one step, one epoch), N learning
+          rates and one seed, so one random-init baseline however large the study
     tpe   tpe-lr (Optuna TPE + ASHA) on digits, small backbone, CPU, 256 images (one to four
           steps, one epoch), num_samples N
 
