@@ -367,6 +367,25 @@ def checkpoint_state_file(c: Cluster, study: str, run, epoch: int) -> Path:
     return Path(c.lay.root) / "storage" / study / "train" / run.data.tags[rs.TRAIN_RUN] / f"epoch_{epoch:05d}" / "state.pt"
 
 
+def wait_registered(c: Cluster, study: str, epoch: int) -> None:
+    """Until Ray Train's controller has registered the batch-128 trial's checkpoint of ``epoch``.
+
+    A worker's ``ray.train.report`` returns once the checkpoint is on storage; the controller takes
+    it up at its next poll (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S, 2 s) and only then records it in the
+    run's checkpoint_manager_snapshot.json. A node lost inside that window restarts the trial from
+    the checkpoint before, as Ray Train does; the tests below are about what happens after it.
+    """
+    run = by_batch(c, study)["128"]
+    snapshot = checkpoint_state_file(c, study, run, epoch).parent.parent / "checkpoint_manager_snapshot.json"
+
+    def latest() -> str | None:
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            return (json.loads(snapshot.read_text()).get("latest_checkpoint_result") or {}).get("checkpoint_dir_name")
+        return None
+
+    wait_for(lambda: latest() == f"epoch_{epoch:05d}", 120, f"Ray Train to register the epoch-{epoch} checkpoint of {study}")
+
+
 def assert_each_trial_once_each_epoch_once(c: Cluster, study: str, reference: dict[str, list[tuple[int, float]]]) -> None:
     runs = trial_runs(c, study)
     assert len(runs) == 2 and len({r.data.tags[rs.TRIAL_ID] for r in runs}) == 2, [r.data.tags for r in runs]
@@ -406,6 +425,7 @@ def test_a_worker_node_killed_mid_trial_costs_no_epoch(cluster: Cluster, uninter
     marker = Path(cluster.lay.root) / "stalled-node-kill"
     submit(cluster, "node-kill", study_args(cluster.lay, "node-kill"), fault=f"{STALL}:once={marker}")
     wait_for(marker.exists, 600, "the batch-128 trial to reach epoch 2")
+    wait_registered(cluster, "node-kill", 1)
     run = by_batch(cluster, "node-kill")["128"]
     node = run.data.tags[rs.NODE_ID]
     name = {v: k for k, v in cluster.nodes().items()}[node]
@@ -428,6 +448,7 @@ def test_a_stopped_driver_job_resumes_with_each_trial_once(cluster: Cluster, uni
     marker = Path(cluster.lay.root) / "stalled-job-stop"
     submit(cluster, "job-stop-1", study_args(cluster.lay, "job-stop"), fault=f"{STALL}:once={marker}")
     wait_for(marker.exists, 600, "the batch-128 trial to reach epoch 2")
+    wait_registered(cluster, "job-stop", 1)
     stopped_at = time.time()
     done = cluster.run(stop_command(cluster.lay, "job-stop-1"), timeout=120)
     assert done.returncode == 0 and cluster.job_status("job-stop-1") == "STOPPED", done.stdout + done.stderr
