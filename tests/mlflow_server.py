@@ -22,7 +22,8 @@ def free_port() -> int:
 
 
 class Server:
-    """``mlflow server`` in its own process group, so that stopping it stops its uvicorn worker too."""
+    """``mlflow server`` with the project's app (the one docs/cluster.md starts), in its own process
+    group, so that stopping it stops its uvicorn worker too."""
 
     def __init__(self, root: Path) -> None:
         self.root, self.port = root, free_port()
@@ -34,7 +35,7 @@ class Server:
 
     def start(self) -> None:
         command = [
-            str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            str(MLFLOW), "server", "--app-name", "nce-study", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
             "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}", "--artifacts-destination", str(self.root / "artifacts"),
         ]
         env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

@@ -73,6 +73,8 @@ def mlflow_command(lay: Layout) -> list[str]:
     return [
         "mlflow",
         "server",
+        "--app-name",
+        "nce-study",
         "--host",
         "127.0.0.1",
         "--port",

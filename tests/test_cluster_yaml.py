@@ -141,6 +141,7 @@ def test_mlflow_server_starts_on_head_on_the_private_address(raw):
     # Workers log to it, so not 127.0.0.1; it has no auth, so not every interface.
     assert flags["--host"] == "$HEAD_IP" and "HEAD_IP=$(hostname -I" in command
     assert flags["--port"] == str(MLFLOW_PORT)
+    assert flags["--app-name"] == "nce-study"  # study/tracking_server.py, registered in pyproject.toml
     assert flags["--backend-store-uri"] == f"sqlite:///{SHARED}/mlflow/mlflow.db"
     assert flags["--artifacts-destination"] == f"{SHARED}/mlflow/artifacts"
     assert "$HEAD_IP:5000" in flags["--allowed-hosts"]
