@@ -41,8 +41,14 @@ for name in ("_search_runs", "get_experiment_by_name", "search_experiments"):
     recording(name)
 
 import study.tracking_server as server
+from mlflow.environment_variables import _MLFLOW_SGI_NAME
+apps = {}
+for name in ("uvicorn", "gunicorn", "waitress", "uvicorn"):  # twice: a second call wraps nothing again
+    os.environ[_MLFLOW_SGI_NAME.name] = name
+    apps[name] = type(server.create_app()).__name__
 flask = server.flask_app.test_client()
-out = {"paused": server.PAUSED, "app": type(server.app).__name__}
+out = {"paused": server.pause_gc_during_searches(), "apps": apps}
+out["wrapped_once"] = not hasattr(server.flask_app.view_functions["_search_runs"].__wrapped__, "pauses_gc")
 for path in ("/api/2.0/mlflow/runs/search", "/ajax-api/2.0/mlflow/runs/search"):
     answer = flask.post(path, json={"experiment_ids": [experiment], "filter": "params.i != '1'"})
     out[path] = [answer.status_code, sorted(r["data"]["params"][0]["value"] for r in answer.get_json()["runs"]), gc.isenabled()]
@@ -65,13 +71,13 @@ def probe(tmp_path: Path) -> dict:
 
 def test_the_app_is_registered_with_mlflow_under_its_name() -> None:
     [app] = [e for e in entry_points(group="mlflow.app") if e.name == "nce-study"]
-    assert app.value == "study.tracking_server:app"
+    assert app.value == "study.tracking_server:create_app"
 
 
 def test_run_searches_run_with_the_collector_paused_and_nothing_else_does(tmp_path: Path) -> None:
     out = probe(tmp_path)
-    assert out["app"] == "FastAPI"  # what uvicorn serves, as MLflow's own default app
-    assert out["paused"] == ["_search_runs"]
+    assert out["apps"] == {"uvicorn": "FastAPI", "gunicorn": "Flask", "waitress": "Flask"}  # as MLflow's basic-auth app
+    assert out["paused"] == ["_search_runs"] and out["wrapped_once"]
     for path in ("/api/2.0/mlflow/runs/search", "/ajax-api/2.0/mlflow/runs/search"):
         assert out[path] == [200, ["0", "2"], True], path  # the same answer; the collector back on after
     assert out["bad"][0] == 400 and out["bad"][1] is True  # back on after a refused search too
