@@ -31,11 +31,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import cProfile
-import io
 import json
 import os
-import pstats
 import shutil
 import signal
 import socket
@@ -245,42 +242,49 @@ def postgres(root: Path) -> Iterator[str]:
 
 
 TIMED = """
-import contextlib, io, json, sys, time
+import contextlib, cProfile, io, json, pstats, sys, time
 from analysis.__main__ import main
 from analysis.load import load_study
 from analysis import plots, render, report  # what `tables` imports, loaded before the clock starts
 
+study, uri, mode = sys.argv[1:]
+tables = ["tables", "--study", study, "--tracking-uri", uri, "--eval", "knn"]
+if mode == "profile":
+    profiler = cProfile.Profile()
+    with contextlib.redirect_stdout(io.StringIO()):
+        profiler.runcall(main, tables)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+    sys.exit(0)
 started = time.perf_counter()
-rows = len(load_study(sys.argv[1], sys.argv[2], eval_mode="knn"))
+rows = len(load_study(study, uri, eval_mode="knn"))
 loaded = time.perf_counter() - started
 started = time.perf_counter()
 with contextlib.redirect_stdout(io.StringIO()):
-    assert main(["tables", "--study", sys.argv[1], "--tracking-uri", sys.argv[2], "--eval", "knn"]) == 0
+    assert main(tables) == 0
 print(json.dumps([loaded, time.perf_counter() - started, rows]))
 """
 
 
-def tables_once(uri: str) -> tuple[float, float, int]:
-    """(load_study seconds, `python -m analysis tables` seconds, rows loaded), in a fresh process as a
-    user runs them (imports not timed), so that nothing this process holds weighs on the timing."""
+def fresh_process(uri: str, mode: str) -> str:
+    """The stdout of TIMED (``mode``: time or profile) in a fresh process, as a user runs `analysis`,
+    so that nothing this process holds weighs on what is measured."""
     done = subprocess.run(
-        [sys.executable, "-c", TIMED, STUDY, uri], cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}, capture_output=True, text=True, check=False
+        [sys.executable, "-c", TIMED, STUDY, uri, mode], cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
-        raise RuntimeError(f"timing `analysis tables` on {uri} failed:\n{done.stderr[-3000:]}")
-    loaded, tabled, rows = json.loads(done.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{mode} of `analysis tables` on {uri} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def tables_once(uri: str) -> tuple[float, float, int]:
+    """(load_study seconds, `python -m analysis tables` seconds, rows loaded); imports not timed."""
+    loaded, tabled, rows = json.loads(fresh_process(uri, "time").strip().splitlines()[-1])
     return loaded, tabled, rows
 
 
 def profile_tables(uri: str) -> str:
-    from analysis.__main__ import main as analysis_main
-
-    profiler = cProfile.Profile()
-    with contextlib.redirect_stdout(io.StringIO()):
-        profiler.runcall(analysis_main, ["tables", "--study", STUDY, "--tracking-uri", uri, "--eval", "knn"])
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
-    return out.getvalue()
+    """The cProfile of one `tables` run (top functions by cumulative time)."""
+    return fresh_process(uri, "profile")
 
 
 def measure(store: str, root: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
