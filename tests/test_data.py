@@ -487,6 +487,31 @@ def test_sixteen_bit_greyscale_is_scaled_to_eight_bits_not_clipped(tmp_path: Pat
     assert int(decoded.max()) < 255  # PIL's own conversion would have clipped nearly every pixel to 255
 
 
+# How a camera stores each EXIF orientation of an upright picture U (the EXIF 2.3 standard, Table 6
+# as inverted): stored = STORED[o](U); a viewer shows U.
+STORED = {
+    1: lambda u: u,
+    2: lambda u: u[:, ::-1],  # mirrored left-right
+    3: lambda u: u[::-1, ::-1],  # turned 180 degrees
+    4: lambda u: u[::-1, :],  # mirrored top-bottom
+    5: lambda u: u.transpose(1, 0, 2),  # mirrored along the main diagonal
+    6: lambda u: np.rot90(u, 1),  # shown turned 90 degrees clockwise, so stored turned counter-clockwise
+    7: lambda u: np.rot90(u, 2).transpose(1, 0, 2),  # mirrored along the other diagonal
+    8: lambda u: np.rot90(u, -1),  # shown turned 90 degrees counter-clockwise
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(STORED))
+def test_a_photo_is_decoded_upright_by_its_exif_orientation(tmp_path: Path, orientation: int) -> None:
+    upright = np.random.default_rng(orientation).integers(0, 256, size=(6, 10, 3), dtype=np.uint8)  # 6 high, 10 wide
+    path = tmp_path / "photo.png"  # lossless, and PNG carries EXIF as JPEG does
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # the Orientation tag
+    Image.fromarray(np.ascontiguousarray(STORED[orientation](upright))).save(path, exif=exif)
+    decoded = ImageFiles([path], load_size=6)[0]  # shorter side 6: no resize, the centre 6 x 6 kept
+    assert torch.equal(decoded, torch.from_numpy(upright[:, 2:8].transpose(2, 0, 1).copy()))
+
+
 def test_float_pixels_are_refused_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "float.tif"
     Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)).save(path)

@@ -1,6 +1,6 @@
 """Image files to uint8 squares: one file at a time, a folder's measured size, and the decoded cache.
 
-Each file is decoded to RGB, its shorter side resized to the load size L (only where it differs)
+Each file is decoded to RGB, turned upright by its EXIF orientation, its shorter side resized to the load size L (only where it differs)
 and center-cropped to L x L. A folder small enough for memory is decoded once into a ``.npy`` file
 of uint8 [N, 3, L, L] in the cache folder, named by a digest of its file list (paths, sizes,
 modification times) and L, so any change to the folder makes a new cache and an old one is never
@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from filelock import FileLock
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from trainables.data.errors import UnreadableImageError
 
-CACHE_FORMAT = 2  # part of every cache key: bump when the decoding itself changes
+CACHE_FORMAT = 3  # part of every cache key: bump when the decoding itself changes (3: EXIF orientation applied)
 SIZE_SAMPLE = 1_000  # files whose header is read to measure a folder's resolution
 SIZE_SEED = 0
 
@@ -66,6 +66,9 @@ class ImageFiles(Dataset[torch.Tensor]):
         path = self.paths[index]
         try:
             with Image.open(path) as image:
+                # A camera stores a portrait photo sideways with an EXIF orientation; a viewer, and the
+                # researcher looking at the folder, sees it upright, and so should the encoder.
+                ImageOps.exif_transpose(image, in_place=True)
                 rgb = to_rgb(image)  # decodes the whole file: truncated data fails here
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             raise _unreadable(path, err) from err
