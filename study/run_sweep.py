@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--trust-state",
         action="store_true",
-        help="resume even though Tune's state files differ from the digest the study recorded (a driver killed by SIGKILL "
-        "while saving them); only for a folder nobody else can write: restoring unpickles them",
+        help="resume without checking Tune's state files against the study's seal (for a folder whose sealed copy was lost); "
+        "only for a folder nobody else can write: restoring unpickles them",
     )
     parser.add_argument(
         "--dry-run",

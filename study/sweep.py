@@ -293,14 +293,17 @@ def study_tuner(
     storage = args.storage_path.resolve()
     entry = run_trial if plan.is_search else run_grid_point
     trainable = tune.with_resources(tune.with_parameters(entry, context=context), trial_placement(plan, ray.cluster_resources()))
-    if args.resume and tune.Tuner.can_restore(str(storage / context.study)):
+    folder = storage / context.study
+    # Tune saves its experiment state on its first step, with the first trials: a sealed state
+    # without one is from before any trial, so the study starts afresh.
+    if args.resume and tune.Tuner.can_restore(str(folder)) and any(folder.glob("experiment_state-*.json")):
         return tune.Tuner.restore(
-            str(storage / context.study), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
+            str(folder), trainable, resume_unfinished=True, resume_errored=False, restart_errored=False
         )
     epochs = int(plan.preset.fixed.get("epochs", 1))
     callbacks = [
         TrialStatusCallback(context.tracking_uri, args.experiment, context.study, epochs),
-        state_seal.SealCallback(context.tracking_uri, context.study_run_id, storage / context.study),
+        state_seal.SealCallback(context.tracking_uri, context.study_run_id, folder),
     ]
     run_config = tune.RunConfig(
         name=context.study,
@@ -336,7 +339,9 @@ def run_study(args: argparse.Namespace, name: str, preset_name: str, plan: Plan,
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     storage = args.storage_path.resolve()
     if args.resume and not args.trust_state:  # before Ray starts and before Tune unpickles anything
-        state_seal.check(tracking_uri, find_study_run(tracking_uri, args.experiment, name), storage / name)
+        note = state_seal.check(tracking_uri, find_study_run(tracking_uri, args.experiment, name), storage / name)
+        if note:
+            print(note)
     console = StudyConsole(name, plan, storage / name)
     with quiet_ray(storage / name / "ray.log"):
         ray.init(address=args.address, logging_level="WARNING", runtime_env=RAY_ENV, log_to_driver=False)
@@ -356,7 +361,8 @@ def run_study(args: argparse.Namespace, name: str, preset_name: str, plan: Plan,
                 if stop.signum is None:
                     end_run(tracking_uri, context.study_run_id, failed_reason=f"{type(err).__name__}: {err}")
                     raise
-        state_seal.record(tracking_uri, context.study_run_id, storage / name)
+        if state_seal.recorded_digest(tracking_uri, context.study_run_id) is None:  # stopped before Tune began: seal what is there
+            state_seal.seal(tracking_uri, context.study_run_id, storage / name, state_seal.read_state(storage / name))
         if stop.signum is not None:
             return stopped(args, context, stop)
         reconcile(results, tracking_uri, args.experiment, name, int(plan.preset.fixed.get("epochs", 1)))

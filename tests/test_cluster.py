@@ -131,7 +131,7 @@ def resume_args(lay: Layout, name: str) -> list[str]:
 
 
 # `ray job stop` sends SIGTERM, then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S (3 s by default): too short for the
-# driver to end its runs KILLED and seal Tune's state, after which --resume would refuse the folder.
+# driver to end its MLflow runs KILLED with the reason (the test asserts that reason).
 STOP_GRACE = {"RAY_JOB_STOP_WAIT_TIME_S": "60"}
 
 

@@ -233,7 +233,7 @@ def test_the_artifact_scan_finds_a_planted_secret(store: str, tmp_path: Path, se
 
 @pytest.fixture
 def sealed_study(tmp_path: Path) -> tuple[Path, str, str]:
-    """(study folder, tracking URI, study run id) of a study whose Tune state was recorded, as the sweep does."""
+    """(study folder, tracking URI, study run id) of a study whose Tune state was sealed, as the sweep does."""
     from study import state_seal
     from study.study_file import write_plan_file
 
@@ -246,7 +246,7 @@ def sealed_study(tmp_path: Path) -> tuple[Path, str, str]:
     (folder / "experiment_state-2026.json").write_text('{"trial_data": []}')
     (folder / "run_trial_0").mkdir()
     (folder / "run_trial_0" / "params.pkl").write_bytes(pickle.dumps({"lr": 0.1}))
-    state_seal.record(uri, run_id, folder)
+    state_seal.seal(uri, run_id, folder, state_seal.read_state(folder))
     return folder, uri, run_id
 
 
@@ -257,18 +257,62 @@ def resume(folder: Path, uri: str, capsys: pytest.CaptureFixture) -> tuple[int, 
     return code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("where", ["tuner.pkl", "run_trial_0/params.pkl", "searcher-state-2026.pkl"])
-def test_a_planted_pickle_in_a_study_folder_is_refused_without_running(
-    sealed_study: tuple[Path, str, str], where: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+def files_below(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` but the sealed copies: what a restore would read (written here without the code under test)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file() and "sealed" not in p.parts}
+
+
+PLANTED = ["tuner.pkl", "run_trial_0/params.pkl", "searcher-state-2026.pkl"]
+
+
+@pytest.mark.parametrize("where", PLANTED)
+def test_a_planted_pickle_is_set_aside_and_the_sealed_state_put_back(
+    sealed_study: tuple[Path, str, str], where: str, tmp_path: Path
+) -> None:
+    from study import state_seal
+
+    folder, uri, run_id = sealed_study
+    before = files_below(folder)
+    marker = tmp_path / "pwned"
+    planted = pickle.dumps(Payload(marker))
+    (folder / where).write_bytes(planted)
+    note = state_seal.check(uri, run_id, folder)
+    assert note is not None and where in note and "put back" in note
+    assert files_below(folder) == before  # exactly the sealed files, the planted one gone
+    assert not marker.exists()
+    (aside,) = (folder / "sealed").glob("set-aside-*.zip")
+    with zipfile.ZipFile(aside) as kept:
+        assert kept.namelist() == [where] and kept.read(where) == planted  # nothing is lost: the altered file is kept, unread
+    assert state_seal.check(uri, run_id, folder) is None  # put back, the folder is the sealed one
+
+
+@pytest.mark.parametrize("where", PLANTED)
+@pytest.mark.parametrize("copy", ["altered", "missing"])
+def test_a_planted_pickle_without_an_intact_sealed_copy_is_refused_without_running(
+    sealed_study: tuple[Path, str, str],
+    where: str,
+    copy: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import ray
 
     folder, uri, run_id = sealed_study
     marker = tmp_path / "pwned"
     (folder / where).write_bytes(pickle.dumps(Payload(marker)))
+    (sealed,) = (folder / "sealed").glob("*.zip")
+    if copy == "missing":
+        sealed.unlink()
+    else:  # whoever can write the study folder can write the copy too
+        with zipfile.ZipFile(sealed) as archive:
+            members = {name: archive.read(name) for name in archive.namelist()}
+        with zipfile.ZipFile(sealed, "w") as archive:
+            for name, data in (members | {where: pickle.dumps(Payload(marker))}).items():
+                archive.writestr(name, data)
     monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started on a tampered study"))
     code, err = resume(folder, uri, capsys)
-    assert code == 2 and str(folder) in err and "not those the study wrote" in err, err
+    assert code == 2 and str(folder) in err and "not those the study wrote" in err and "missing or altered" in err, err
     assert not marker.exists()
     assert MlflowClient(uri).get_run(run_id).info.status == "FINISHED"  # the study run is not reopened
 
@@ -284,12 +328,74 @@ def test_an_untouched_sealed_study_passes_and_an_unrecorded_one_is_refused(seale
     from trainables.config import ConfigError
 
     folder, uri, run_id = sealed_study
-    state_seal.check(uri, run_id, folder)  # what the sweep recorded is what it finds
+    assert state_seal.check(uri, run_id, folder) is None  # what the sweep sealed is what it finds
     MlflowClient(uri).delete_tag(run_id, state_seal.SEAL_TAG)
     with pytest.raises(ConfigError, match="records no digest"):
         state_seal.check(uri, run_id, folder)
     with pytest.raises(ConfigError, match="no MLflow study run"):
         state_seal.check(uri, None, folder)
+
+
+# Tune writes its state into a staging folder, then a background thread uploads it into the study
+# folder; a driver can die at any point of that. Each case: what the study folder holds when it dies.
+UPLOADS = {
+    "whole": lambda staged, older: staged,
+    "not yet begun": lambda staged, older: older,
+    "half done": lambda staged, older: older | {"experiment_state-1.json": staged["experiment_state-1.json"][:9]},
+    "newer than the seal": lambda staged, older: staged | {"experiment_state-1.json": b'{"v": 3}', "t_2/params.pkl": b"3"},
+}
+
+
+@pytest.mark.parametrize("upload", UPLOADS)
+def test_a_driver_killed_at_any_point_of_tunes_save_leaves_a_state_that_resumes(tmp_path: Path, upload: str) -> None:
+    from types import SimpleNamespace
+
+    from study import state_seal
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = create_run(uri, "nce-study", run_name="killed", params={}, tags={rs.KIND: rs.KIND_STUDY})
+    folder, staging = tmp_path / "study", tmp_path / "staging"
+    trial = SimpleNamespace(local_experiment_path=str(staging))
+    seal = state_seal.SealCallback(uri, run_id, folder)
+
+    def write(root: Path, files: dict[str, bytes]) -> None:
+        for name, data in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_bytes(data)
+
+    write(folder, {"tuner.pkl": b"tuner"})
+    first = {"experiment_state-1.json": b'{"v": 1}', "t_0/params.pkl": b"0"}
+    write(staging, first)
+    seal.on_step_end(1, [trial])
+    write(folder, first)  # uploaded
+    second = first | {"experiment_state-1.json": b'{"v": 2}', "t_1/params.pkl": b"1"}
+    write(staging, second)
+    seal.on_experiment_end([trial])  # a step of Tune's loop after its save: the seal sees the staged state
+    write(folder, UPLOADS[upload](second, first))  # ... and the driver dies during or after the upload
+    note = state_seal.check(uri, run_id, folder)
+    assert (note is None) == (upload == "whole")
+    assert state_seal.read_state(folder) == second | {"tuner.pkl": b"tuner"}
+
+
+def test_a_seal_cut_short_before_its_digest_is_recorded_keeps_the_previous_one(
+    sealed_study: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from study import state_seal
+
+    folder, uri, run_id = sealed_study
+    before = files_below(folder)
+    (folder / "experiment_state-2026.json").write_text('{"trial_data": [1]}')
+
+    def killed(*args: Any) -> None:
+        raise KeyboardInterrupt  # the driver dies between writing the new copy and recording its digest
+
+    monkeypatch.setattr(MlflowClient, "set_tag", killed)
+    with pytest.raises(KeyboardInterrupt):
+        state_seal.seal(uri, run_id, folder, state_seal.read_state(folder))
+    monkeypatch.undo()
+    assert len(list((folder / "sealed").glob("*.zip"))) == 2
+    assert "experiment_state-2026.json" in (state_seal.check(uri, run_id, folder) or "")
+    assert files_below(folder) == before
 
 
 def test_study_json_of_the_wrong_shape_is_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -354,14 +460,14 @@ def test_the_seal_checks_less_often_as_a_check_grows_dearer(tmp_path: Path, monk
     cost = [0.001]  # seconds one signature takes: a study folder with more trials costs more
     checks, records = [], []
 
-    def signature(folder: Path) -> tuple:
+    def signature(paths: dict) -> tuple:
         checks.append(clock[0])
         clock[0] += cost[0]
         return (len(checks),)  # always changed: every check records
 
     monkeypatch.setattr(state_seal.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(state_seal, "signature", signature)
-    monkeypatch.setattr(state_seal, "record", lambda *args: records.append(args))
+    monkeypatch.setattr(state_seal, "seal", lambda *args: records.append(args))
     seal = state_seal.SealCallback("uri", "run", tmp_path)
 
     def steps(seconds: float, every: float = 0.01) -> int:
