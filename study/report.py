@@ -21,6 +21,36 @@ def resources_text(driver: dict[str, float], workers: dict[str, float], num_work
     return text
 
 
+TRIAL_HEADER = (
+    f"{'#':>4}  {'loss':<13}{'batch':>6}{'M':>3}{'V':>3}{'lr':>9}{'seed':>5}  {'resources':<44}{'encoder passes':>15}{'GPU-h':>8}{'time':>8}"
+)
+
+
+def trial_row(number: int, cfg: PretrainConfig) -> str:
+    """A trial's line under TRIAL_HEADER: its axes, resources and estimated cost."""
+    driver, workers = trial_resources(cfg)
+    hours, seconds = gpu_hours(cfg), estimated_seconds(cfg)
+    hours_text = f"{hours:8.2f}" if hours is not None else "     n/a"
+    return (
+        f"{number:>4}  {cfg.loss:<13}{cfg.batch_size:>6}{cfg.views:>3}{cfg.views_per_image:>3}{cfg.lr:>9.4g}{cfg.seed:>5}  "
+        f"{resources_text(driver, workers, cfg.workers):<44}{encoder_passes(cfg):>15,}{hours_text}{minutes(seconds) if seconds else 'n/a':>8}"
+    )
+
+
+def describe_run(name: str, cfg: PretrainConfig) -> str:
+    """One run of study/train.py as its dry run prints it: the line a study's plan gives a trial."""
+    data = "bundled with scikit-learn" if cfg.dataset == "digits" else cfg.data_dir
+    return "\n".join(
+        [
+            f"run {name!r}: {cfg.dataset} ({data}), backbone {cfg.backbone}, {cfg.epochs} epochs",
+            f"checkpoints: {Path(cfg.save_dir) / name}; MLflow experiment {cfg.experiment!r}",
+            TRIAL_HEADER,
+            trial_row(1, cfg),
+            *loss_settings([cfg]),
+        ]
+    )
+
+
 def describe_plan(name: str, plan: Plan) -> str:
     """The trial list, each trial's resources and the estimated cost."""
     preset = plan.preset
@@ -37,21 +67,14 @@ def describe_plan(name: str, plan: Plan) -> str:
             f"{plan.num_trials} trials (grid over {', '.join(preset.grid) or 'nothing'} x {len(preset.seeds)} seed(s); scheduler: {preset.scheduler})"
         )
         configs = plan.configs
-    lines.append(
-        f"{'#':>4}  {'loss':<13}{'batch':>6}{'M':>3}{'V':>3}{'lr':>9}{'seed':>5}  {'resources':<44}{'encoder passes':>15}{'GPU-h':>8}{'time':>8}"
-    )
+    lines.append(TRIAL_HEADER)
     total_passes, each_hours, each_seconds = 0, [], []
     for i, cfg in enumerate(configs, 1):
-        driver, workers = trial_resources(cfg)
         passes, hours, seconds = encoder_passes(cfg), gpu_hours(cfg), estimated_seconds(cfg)
         total_passes += passes
         each_hours.append(hours)
         each_seconds.append(seconds)
-        hours_text = f"{hours:8.2f}" if hours is not None else "     n/a"
-        lines.append(
-            f"{i:>4}  {cfg.loss:<13}{cfg.batch_size:>6}{cfg.views:>3}{cfg.views_per_image:>3}{cfg.lr:>9.4g}{cfg.seed:>5}  "
-            f"{resources_text(driver, workers, cfg.workers):<44}{passes:>15,}{hours_text}{minutes(seconds) if seconds else 'n/a':>8}"
-        )
+        lines.append(trial_row(i, cfg))
     scale = plan.num_trials / len(configs)
     priced = all(h is not None for h in each_hours)
     total_hours = sum(h for h in each_hours if h is not None)

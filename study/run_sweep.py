@@ -17,17 +17,15 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from study.cli import int_flag, path_arg, reachable_tracking_uri, text_arg, usage_error
+from study.dataset_check import DATA_FIELDS, check_dataset
 from study.plan import Plan, machine_resources, make_plan, max_concurrent, parse_overrides, preset_named
 from study.study_file import PLAN_FILE, read_plan_file
-from trainables.config import NAME_CHARS, ConfigError, PretrainConfig, from_file, problem, read_yaml_file
-from trainables.data.specs import DATASETS
+from trainables.config import NAME_CHARS, ConfigError, from_file, problem, read_yaml_file
 from trainables.files import under
 
-BUNDLED = "digits"  # scikit-learn's digits ship with the package: nothing to check on disk
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,34 +142,9 @@ def check_flags(args: argparse.Namespace) -> None:
 
 
 def check_data(plan: Plan, *, dry_run: bool) -> None:
-    """Every dataset the trials use is there, before any trial starts.
-
-    A dry run checks the files of each dataset's layout without importing torch; a study loads each
-    dataset (checksums verified, an image folder's decoded cache built). The bundled digits need no
-    check. The driver never downloads: a dataset a trial is asked to download (``download=true``) is
-    checked only if already there."""
-    from trainables.data import DatasetNotFoundError, UnreadableImageError
-
-    fields = ("dataset", "data_dir", "download", "image_size", "load_size", "in_memory_gb", "cache_dir")
-    for cfg in {tuple(getattr(c, f) for f in fields): c for c in plan.configs if c.dataset != BUNDLED}.values():
-        try:
-            dataset_there(cfg, dry_run=dry_run)
-        except DatasetNotFoundError as err:
-            if not (cfg.download and not DATASETS[cfg.dataset].from_files):  # folders are never downloaded
-                raise ConfigError(str(err)) from None
-        except UnreadableImageError as err:
-            raise ConfigError(str(err)) from None
-
-
-def dataset_there(cfg: PretrainConfig, *, dry_run: bool) -> None:
-    if dry_run:
-        from trainables.data.layouts import check_files
-
-        check_files(DATASETS[cfg.dataset], Path(cfg.data_dir).expanduser())
-    else:
-        from trainables.data import load_for
-
-        load_for(cfg, download=False)
+    """Every dataset the trials use is there, before any trial starts (study/dataset_check.py)."""
+    for cfg in {tuple(getattr(c, f) for f in DATA_FIELDS): c for c in plan.configs}.values():
+        check_dataset(cfg, dry_run=dry_run)
 
 
 def check_resources(args: argparse.Namespace, plan: Plan) -> None:

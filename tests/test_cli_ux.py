@@ -140,6 +140,32 @@ def test_the_torch_free_layout_is_torchvisions(tmp_path: Path) -> None:
     assert list(scan(DATASETS["imagefolder"], root).train) == theirs
 
 
+TRAIN_DRY_RUN = "from study import train\nprint(train.main({argv!r}))"
+
+
+def test_a_train_dry_run_prints_the_run_as_a_plan_prints_a_trial_and_starts_nothing(tmp_path: Path) -> None:
+    from study.report import trial_row
+    from trainables.config import from_dict
+
+    argv = ["--dry-run", "--dataset", "digits", "--backbone", "small", "--epochs", "3", "--run_name", "dry", "--save_dir", "runs"]
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(REPO / "study" / "train.py"), *argv], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    cfg = from_dict({"dataset": "digits", "backbone": "small", "epochs": 3, "run_name": "dry", "save_dir": "runs"})
+    assert trial_row(1, cfg) in done.stdout.splitlines()  # the same line a study's plan gives this config
+    assert "run 'dry'" in done.stdout and str(Path("runs") / "dry") in done.stdout
+    assert list(tmp_path.iterdir()) == []  # no MLflow store, no run folder, no Ray
+    assert imported_heavy(TRAIN_DRY_RUN.format(argv=argv), tmp_path) == ("0", [])
+
+
+def test_a_train_dry_run_names_the_missing_files_without_torch(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(b"")
+    argv = ["--dry-run", "--dataset", "cifar10", "--data-dir", str(tmp_path)]
+    assert imported_heavy(TRAIN_DRY_RUN.format(argv=argv), tmp_path) == ("2", [])
+
+
 # --- a study's plan, said once ---------------------------------------------------------------------
 
 
