@@ -422,12 +422,18 @@ def test_a_submitted_study_places_trials_on_both_worker_nodes_in_one_mlflow_tree
     assert all(r.data.tags[rs.PARENT] == study_run.info.run_id for r in runs)  # one tree
 
 
+def stalled_in_epoch_two(cluster: Cluster, submission: str, study: str) -> None:
+    """Submit ``study``, whose batch-128 trial stalls once in epoch 2, and wait until it does and
+    Ray Train has registered its epoch-1 checkpoint: the moment the fault tests strike."""
+    marker = Path(cluster.lay.root) / f"stalled-{study}"
+    submit(cluster, submission, study_args(cluster.lay, study), fault=f"{STALL}:once={marker}")
+    wait_for(marker.exists, 600, "the batch-128 trial to reach epoch 2")
+    wait_registered(cluster, study, 1)
+
+
 @pytest.mark.slow
 def test_a_worker_node_killed_mid_trial_costs_no_epoch(cluster: Cluster, uninterrupted: dict) -> None:
-    marker = Path(cluster.lay.root) / "stalled-node-kill"
-    submit(cluster, "node-kill", study_args(cluster.lay, "node-kill"), fault=f"{STALL}:once={marker}")
-    wait_for(marker.exists, 600, "the batch-128 trial to reach epoch 2")
-    wait_registered(cluster, "node-kill", 1)
+    stalled_in_epoch_two(cluster, "node-kill", "node-kill")
     run = by_batch(cluster, "node-kill")["128"]
     node = run.data.tags[rs.NODE_ID]
     name = {v: k for k, v in cluster.nodes().items()}[node]
@@ -447,10 +453,7 @@ def test_a_worker_node_killed_mid_trial_costs_no_epoch(cluster: Cluster, uninter
 
 @pytest.mark.slow
 def test_a_stopped_driver_job_resumes_with_each_trial_once(cluster: Cluster, uninterrupted: dict) -> None:
-    marker = Path(cluster.lay.root) / "stalled-job-stop"
-    submit(cluster, "job-stop-1", study_args(cluster.lay, "job-stop"), fault=f"{STALL}:once={marker}")
-    wait_for(marker.exists, 600, "the batch-128 trial to reach epoch 2")
-    wait_registered(cluster, "job-stop", 1)
+    stalled_in_epoch_two(cluster, "job-stop-1", "job-stop")
     stopped_at = time.time()
     done = cluster.run(stop_command(cluster.lay, "job-stop-1"), timeout=120)
     assert done.returncode == 0 and cluster.job_status("job-stop-1") == "STOPPED", done.stdout + done.stderr
