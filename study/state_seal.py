@@ -175,7 +175,7 @@ def put_back(folder: Path, live: State, sealed: State) -> str:
     return (
         f"{folder}: Tune's state differed from the state the study last sealed ({len(differing)} file(s) differ or were "
         f"added: {names or 'none'}; {len(sealed.keys() - live.keys())} missing), as a driver stopped while Tune saved "
-        f"leaves it; the sealed state is put back{kept}"
+        f"leaves it, or an edit; the sealed state is put back{kept}"
     )
 
 
