@@ -50,6 +50,33 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert full.reported[-1][rs.M_TRAIN_LOSS] == resumed.reported[-1][rs.M_TRAIN_LOSS]
 
 
+def test_a_run_restored_after_its_last_report_reports_it_again_and_changes_nothing(tmp_path: Path) -> None:
+    """A Ray Train run can store its last checkpoint (made after the evaluation) while the report
+    never reaches Tune, whose driver stopped in between; the resumed trial must end as completed,
+    with the same numbers, and leave MLflow as it was."""
+    from mlflow.tracking import MlflowClient
+
+    from trainables.evaluation import EvalConfig
+    from trainables.tracking import create_run, pretrain_params
+    from trainables.trial import train_and_evaluate
+
+    torch.set_num_threads(1)
+    uri, cfg, knn = f"sqlite:///{tmp_path / 'mlflow.db'}", from_dict(TINY), EvalConfig(mode="knn", knn_k=10)
+    run_id = create_run(uri, "resume", run_name="trial", params=pretrain_params(cfg), tags={})
+    first = LocalSession(tmp_path / "trial")
+    train_and_evaluate(cfg, first, run_id=run_id, tracking_uri=uri, evaluation=knn)
+    client = MlflowClient(uri)
+    before, runs_before = client.get_run(run_id).data.metrics, len(client.search_runs([client.get_run(run_id).info.experiment_id]))
+    again = LocalSession(tmp_path / "trial")
+    train_and_evaluate(cfg, again, run_id=run_id, tracking_uri=uri, evaluation=knn)
+    [report] = again.reported  # one report, of the last epoch, with the evaluation's numbers
+    assert report["epoch"] == cfg.epochs
+    assert {k: v for k, v in first.reported[-1].items() if k != "epoch"}.items() <= report.items()
+    assert client.get_run(run_id).data.metrics == before  # no final metric overwritten (it was NaN, wall-clock ~0)
+    assert len(client.search_runs([client.get_run(run_id).info.experiment_id])) == runs_before  # no second evaluation
+    assert [m.step for m in client.get_metric_history(run_id, rs.M_TRAIN_LOSS)] == [1, 2]
+
+
 def test_resume_skips_a_corrupt_latest_checkpoint(tmp_path: Path) -> None:
     pretrain(from_dict(TINY | {"epochs": 1}), LocalSession(tmp_path))
     state = tmp_path / "epoch_00001" / "state.pt"

@@ -102,6 +102,14 @@ class EpochEnd:
             shutil.rmtree(self.held.folder, ignore_errors=True)
             self.held = None
 
+    def report_again(self, epoch: int) -> None:
+        """For a run restored after its last report: report the run's latest metrics again, with no
+        checkpoint. Its checkpoint, logged epochs and evaluation stand; but the last report may have
+        been stored (a Ray Train checkpoint) without reaching whoever runs us, as when a Tune driver
+        stops in between, and without it the run would look stopped early."""
+        metrics = self.logger.latest_metrics() if self.logger is not None else {}
+        self.session.report(metrics | {"epoch": epoch}, None, epoch)
+
     def _send(self, report: HeldReport) -> None:
         try:
             self.session.report(report.metrics, report.checkpoint, report.epoch)

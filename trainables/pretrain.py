@@ -66,6 +66,9 @@ def pretrain(cfg: PretrainConfig, session: Session, end: EpochEnd | None = None)
     loss = build_loss(cfg.loss, gather_distributed=cfg.gather, **cfg.loss_hyperparameters())
     augment = SimCLRAugment(c.aug_cfg)
     done, best = restore(session, c.model, optimizer, schedule, device)
+    if done >= cfg.epochs:  # an earlier attempt trained every epoch and made its last report (after any evaluation)
+        end.report_again(done)
+        return Trained(cfg, c, device, done, final={})
     resident = c.data.pretrain.to(device)  # in memory: moved once; from files: batches moved as decoded
     injected = faults.from_environment(seed=cfg.seed, batch=cfg.batch_size, rank=rank)
     local = cfg.batch_size // world_size

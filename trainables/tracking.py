@@ -292,6 +292,11 @@ class RunLogger:
         if node is not None:  # each attempt of a trial tags where it runs: a restart on another node shows
             self.client.set_tag(self.run_id, rs.NODE_ID, node)
 
+    def latest_metrics(self) -> dict[str, float]:
+        """Each of the run's metrics at its latest value, as MLflow keeps it (waiting, with MLflow's own
+        retries, for a server that is away: nothing else is left to do)."""
+        return dict(self.client.get_run(self.run_id).data.metrics)
+
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         if epoch <= self.last_epoch:
             return
