@@ -23,6 +23,7 @@ from analysis.labels import EVAL_LABELS, commits_text, counted, distinct_text, h
 from analysis.load import STUDY, STUDY_RUN_ID, load_baselines, load_study
 from analysis.tables import all_tables
 from trainables import run_schema as rs
+from trainables.tracking import redact_url, run_url
 
 TABLE_FORMATS = ("md", "csv", "latex")
 TABLES_DIR = "tables"
@@ -148,11 +149,13 @@ def summary_items(trials: pd.DataFrame, baselines: pd.DataFrame, tracking_uri: s
 
 
 def study_run_link(trials: pd.DataFrame, tracking_uri: str) -> str:
-    """A link to the study run in the MLflow UI where the store is a server, else its id and store."""
+    """A link to the study run in the MLflow UI where the store is a server, else its id and store;
+    never with the URI's password (a report is shared)."""
     run_id, experiment = trials[STUDY_RUN_ID].iloc[0], trials[load.EXPERIMENT_ID].iloc[0]
+    where = redact_url(tracking_uri)
     if tracking_uri.startswith(("http://", "https://")):
-        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment}/runs/{run_id}"
-    return f"run {run_id} (experiment {experiment}) in {tracking_uri}"
+        return run_url(where, experiment, run_id)
+    return f"run {run_id} (experiment {experiment}) in {where}"
 
 
 def _trial_counts(trials: pd.DataFrame) -> str:

@@ -129,7 +129,7 @@ class StudyReporter(ProgressReporter):
         **kwargs: Any,
     ) -> None:
         self.total = total_samples or 0
-        self.console.print(f"\n{self.phase}: {self.total} trial(s)")
+        self.console.print(f"\n{self.phase}: {self.total} trial(s), each listed as it ends\n{self.header()}")
 
     def should_report(self, trials: list[Trial], done: bool = False) -> bool:
         finished = {t.trial_id for t in trials if t.status in (Trial.TERMINATED, Trial.ERROR)}

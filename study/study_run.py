@@ -19,7 +19,7 @@ from study.plan import apply_overrides, preset_named
 from trainables import run_schema as rs
 from trainables.config import ConfigError
 from trainables.mlflow_search import find_run, search_runs
-from trainables.tracking import create_run, end_run, ensure_experiment, flatten, library_versions, results_url
+from trainables.tracking import create_run, end_run, ensure_experiment, flatten, library_versions, results_url, run_url
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def record_best_trial(tracking_uri: str, study_run_id: str) -> Run | None:
     now = int(time.time() * 1000)
     copied = (rs.M_HEADLINE, rs.M_HEADLINE_VAL, rs.M_FINAL_VAL_KNN, rs.M_BEST_VAL_KNN)
     metrics = [Metric(rs.BEST_TRIAL_PREFIX + key, best.data.metrics[key], now, 0) for key in copied if key in best.data.metrics]
-    link = f"#/experiments/{experiment}/runs/{best.info.run_id}"
+    link = run_url("", experiment, best.info.run_id).lstrip("/")
     note = study_run.data.tags.get(rs.NOTE, "") + (
         f"\n\nBest trial (by the evaluation's validation accuracy): [{best.info.run_name}]({link}), "
         f"test accuracy {best.data.metrics[rs.M_HEADLINE]:.4f} at the validation-selected epoch, "

@@ -568,3 +568,18 @@ def test_cli_html_needs_out_and_unknown_studies_are_listed(
 def test_counts_read_as_english() -> None:
     assert counted(1, "common seed") == "1 common seed" and counted(2, "common seed") == "2 common seeds"
     assert counted(0, "run") == "0 runs"
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("https://alice:s3cret@mlflow.lab:5000/", "https://mlflow.lab:5000/#/experiments/7/runs/abc?workflowType=machine_learning"),
+        ("postgresql://alice:s3cret@db.lab/mlflow", "run abc (experiment 7) in postgresql://db.lab/mlflow"),
+    ],
+)
+def test_the_reports_study_run_link_opens_the_training_layout_and_holds_no_password(uri: str, expected: str) -> None:
+    from analysis.load import EXPERIMENT_ID, STUDY_RUN_ID
+    from analysis.report import study_run_link
+
+    trials = pd.DataFrame({STUDY_RUN_ID: ["abc"], EXPERIMENT_ID: ["7"]})
+    assert study_run_link(trials, uri) == expected  # a report is shared: the store's password stays out

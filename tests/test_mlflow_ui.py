@@ -22,7 +22,7 @@ from mlflow_server import Server
 
 from trainables import run_schema as rs
 from trainables.mlflow_search import search_runs
-from trainables.tracking import results_url
+from trainables.tracking import results_url, run_url
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +65,7 @@ def test_trial_evaluation_and_study_runs_carry_the_results(finished: Path) -> No
     note = study.data.tags[rs.NOTE]
     assert "preset `quickstart`" in note and "- loss: infonce, flatnce" in note and "- batch_size: 128" in note
     assert "run_sweep.py --preset quickstart" in note and best.info.run_name in note
+    assert f"({run_url('', study.info.experiment_id, best.info.run_id).lstrip('/')})" in note  # in the training layout
     experiment = MlflowClient(f"sqlite:///{finished / 'mlflow.db'}").get_experiment(study.info.experiment_id)
     assert experiment.tags[rs.EXPERIMENT_KIND] == rs.EXPERIMENT_KIND_TRAINING and rs.RESULTS_VIEW_TAG in experiment.tags
 

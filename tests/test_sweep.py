@@ -221,6 +221,8 @@ def test_console_prints_each_finished_trial_once_with_its_mlflow_name_and_a_fina
     assert not reporter.should_report([done, running, *pending])  # nothing new since
     reporter.report([done, running, *pending], True)
     lines = out.getvalue().splitlines()
+    first_row = next(i for i, line in enumerate(lines) if line.startswith("flatnce"))
+    assert lines.count(reporter.header()) == 2 and lines.index(reporter.header()) < first_row  # above the first row, and the table's
     rows = [line for line in lines if line.startswith("flatnce-b64-m1-lr0.075-s2")]
     assert len(rows) == 2  # once when it finished, once in the final table
     assert "37.50%" in rows[0] and "41.25%" in rows[0] and rows[0].rstrip().endswith("done")

@@ -99,11 +99,18 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
     return client.create_experiment(name, artifact_location=location, tags=tags)
 
 
+UI_LAYOUT = "workflowType=machine_learning"  # MLflow 3.17's UI opens its GenAI layout for a page without it
+
+
 def results_url(ui: str, experiment_id: str) -> str:
-    """The MLflow UI page of an experiment's results: the runs table in the model-training layout
-    (``workflowType``; MLflow 3.17 opens the GenAI overview without it), with the saved view that
-    shows each trial's headline numbers, sorted best first."""
-    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={rs.RESULTS_VIEW}"
+    """The MLflow UI page of an experiment's results: the runs table in the model-training layout,
+    with the saved view that shows each trial's headline numbers, sorted best first."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?{UI_LAYOUT}&viewStateShareKey={rs.RESULTS_VIEW}"
+
+
+def run_url(ui: str, experiment_id: str, run_id: str) -> str:
+    """The MLflow UI page of a run, in the model-training layout (its metrics, child runs and note)."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{UI_LAYOUT}"
 
 
 def redact_url(value: str) -> str:
