@@ -30,6 +30,7 @@ COMMANDS: dict[str, list[str]] = {
     "linear_eval.py --help": ["study/linear_eval.py", "--help"],
     "python -m analysis --help": ["-m", "analysis", "--help"],
     "run_sweep.py --preset quickstart --dry-run": ["study/run_sweep.py", "--preset", "quickstart", "--dry-run"],
+    "train.py --dataset digits --dry-run": ["study/train.py", "--dataset", "digits", "--dry-run"],
     "run_sweep.py --preset quickstrat (error)": ["study/run_sweep.py", "--preset", "quickstrat"],
     "run_sweep.py --set batchsize=64 (error)": ["study/run_sweep.py", "--preset", "quickstart", "--set", "batchsize=64"],
     "train.py --lr inf (error)": ["study/train.py", "--lr", "inf"],
