@@ -138,6 +138,16 @@ def test_the_torch_free_layout_is_torchvisions(tmp_path: Path) -> None:
     _, index = find_classes(str(root / "train"))
     theirs = [(Path(p), label) for p, label in make_dataset(str(root / "train"), index, extensions=IMG_EXTENSIONS)]
     assert list(scan(DATASETS["imagefolder"], root).train) == theirs
+    # The one difference: hidden files and folders, which torchvision takes for images and classes.
+    for extra in ("dog/._0.png", "cat/.ipynb_checkpoints/4.png", ".ipynb_checkpoints/5.png"):
+        (root / "train" / extra).parent.mkdir(exist_ok=True)
+        (root / "train" / extra).write_bytes(b"")
+    classes, index = find_classes(str(root / "train"))
+    assert ".ipynb_checkpoints" in classes
+    theirs = make_dataset(str(root / "train"), index, extensions=IMG_EXTENSIONS)
+    shown = [(Path(p), classes[label]) for p, label in theirs if not any(part.startswith(".") for part in Path(p).relative_to(root).parts)]
+    found = scan(DATASETS["imagefolder"], root)
+    assert [(p, found.classes[label]) for p, label in found.train] == shown and found.classes == ("cat", "dog")
 
 
 TRAIN_DRY_RUN = "from study import train\nprint(train.main({argv!r}))"

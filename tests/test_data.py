@@ -362,6 +362,17 @@ def test_folder_splits(image_folder: Path) -> None:
     assert torch.equal(limited.val.indices, splits.val.indices)
 
 
+def test_hidden_files_and_folders_are_neither_images_nor_classes(image_folder: Path) -> None:
+    clean = _streamed(image_folder)
+    for part in ("train", "val"):
+        (image_folder / part / ".ipynb_checkpoints").mkdir()  # Jupyter's, beside the class folders
+        (image_folder / part / "ant" / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble metadata")  # from a Mac
+    cluttered = _streamed(image_folder)
+    assert cluttered.classes == CLASSES
+    assert cluttered.describe() == clean.describe() | {"stats_source": "cached"}  # the same files: their statistics are reused
+    assert torch.equal(torch.cat(list(cluttered.test.batches(4))), torch.cat(list(clean.test.batches(4))))
+
+
 def test_folder_batches_decode_to_fixed_squares_in_order(image_folder: Path) -> None:
     splits = _streamed(image_folder)
     batches = list(splits.test.batches(4))

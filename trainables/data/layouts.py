@@ -7,8 +7,11 @@ Layouts (nothing is downloaded):
 - ``imagefolder`` and ``imagenet``: ``DIR/train/<class>/*`` and ``DIR/val/<class>/*`` (or
   ``DIR/test/<class>/*``, which is the test split wherever it holds class folders) with the same
   class folders; ``val/`` is otherwise reported as the test split, as ImageNet's official validation
-  set is. Labels index the sorted class names, and a file counts where its extension is an image's, as in torchvision's ImageFolder (whose rules
-  :func:`scan` follows; the tests check both list the same files).
+  set is. Labels index the sorted class names, and a file counts where its extension is an image's,
+  as in torchvision's ImageFolder, whose rules :func:`scan` follows (the tests check both list the
+  same files) with one exception: hidden files and folders (a name starting with ``.``) are skipped,
+  as ``ls`` skips them. Jupyter's ``.ipynb_checkpoints/`` is no class, and macOS's ``._name.jpg``
+  (AppleDouble metadata beside each file copied from a Mac) is no image.
 - ``tinyimagenet``: the official archive extracted in ``DIR``: ``DIR/tiny-imagenet-200/`` with
   ``wnids.txt``, ``train/<wnid>/images/*.JPEG``, and ``val/images/*.JPEG`` labelled by
   ``val/val_annotations.txt``; the official validation set is the test split.
@@ -94,11 +97,19 @@ def test_folder(root: Path) -> str:
 
 
 def _has_class_folders(folder: Path) -> bool:
-    return folder.is_dir() and any(entry.is_dir() for entry in folder.iterdir())
+    return folder.is_dir() and bool(_class_names(folder))
+
+
+def _class_names(folder: Path) -> list[str]:
+    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not hidden(entry.name))
 
 
 def is_image(path: str | Path) -> bool:
-    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+    return str(path).lower().endswith(IMAGE_EXTENSIONS) and not hidden(Path(path).name)
+
+
+def hidden(name: str) -> bool:
+    return name.startswith(".")
 
 
 # --- train/<class>/ and val/<class>/ ----------------------------------------------------------
@@ -125,16 +136,18 @@ def _check_layout(name: str, root: Path, test_part: str) -> None:
 
 
 def _class_files(folder: Path) -> list[Path]:
-    """The image files under one class folder, at any depth, in ImageFolder's order (links followed)."""
+    """The image files under one class folder, at any depth, in ImageFolder's order (links followed),
+    hidden ones and those in hidden folders left out."""
     found = []
     for where, _, names in sorted(os.walk(folder, followlinks=True)):
-        found += [Path(where, name) for name in sorted(names) if is_image(name)]
+        if not any(hidden(part) for part in Path(where).relative_to(folder).parts):
+            found += [Path(where, name) for name in sorted(names) if is_image(name)]
     return found
 
 
 def _scan_part(name: str, root: Path, part: str) -> tuple[list[str], tuple[tuple[Path, int], ...]]:
     """Scan ``root/part`` with ImageFolder's rules; every class folder must hold an image."""
-    classes = sorted(entry.name for entry in os.scandir(root / part) if entry.is_dir())
+    classes = _class_names(root / part)
     files = {label: _class_files(root / part / c) for label, c in enumerate(classes)}
     empty = [classes[label] for label, found in files.items() if not found]
     if empty:
