@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 from study.cost import encoder_passes, estimated_seconds, gpu_hours, minutes
+from study.dataset_check import BUNDLED
 from study.plan import Plan, trial_resources
 from trainables import run_schema as rs
 from trainables.config import PretrainConfig
@@ -39,7 +40,7 @@ def trial_row(number: int, cfg: PretrainConfig) -> str:
 
 def describe_run(name: str, cfg: PretrainConfig) -> str:
     """One run of study/train.py as its dry run prints it: the line a study's plan gives a trial."""
-    data = "bundled with scikit-learn" if cfg.dataset == "digits" else cfg.data_dir
+    data = "bundled with scikit-learn" if cfg.dataset == BUNDLED else cfg.data_dir
     return "\n".join(
         [
             f"run {name!r}: {cfg.dataset} ({data}), backbone {cfg.backbone}, {cfg.epochs} epochs",

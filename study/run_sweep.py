@@ -27,7 +27,6 @@ from trainables.config import NAME_CHARS, ConfigError, from_file, problem, read_
 from trainables.files import under
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     from search_spaces import PRESETS
 

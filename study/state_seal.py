@@ -66,9 +66,13 @@ def state_paths(folder: Path, staging: Path | None) -> dict[str, Path]:
     return paths
 
 
+def read(paths: dict[str, Path]) -> State:
+    return {name: path.read_bytes() for name, path in paths.items()}
+
+
 def read_state(folder: Path) -> State:
     """The sealable files as they are in ``folder`` now."""
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sealed_files(folder)}
+    return read({p.relative_to(folder).as_posix(): p for p in sealed_files(folder)})
 
 
 def digest_of(state: State) -> str:
@@ -144,13 +148,14 @@ def check(tracking_uri: str, run_id: str | None, folder: Path) -> str | None:
     if recorded is None:
         raise ConfigError(f"{folder}: the study's MLflow run {run_id} records no digest of its state, so it is not restored")
     live = read_state(folder)
-    if digest_of(live) == recorded:
+    found = digest_of(live)
+    if found == recorded:
         return None
     sealed = sealed_copy(folder, recorded)
     if sealed is None:
         raise ConfigError(
             f"{folder}: Tune's state files (tuner.pkl, experiment_state-*.json, *.pkl) are not those the study wrote "
-            f"(recorded {recorded}, found {digest_of(live)}), and {copy_path(folder, recorded)} is missing or altered; "
+            f"(recorded {recorded}, found {found}), and {copy_path(folder, recorded)} is missing or altered; "
             "restoring them could run code, so the study is not resumed. "
             "Remove what was added or altered, or start the study anew under another --name."
         )
@@ -196,7 +201,7 @@ class SealCallback(Callback):
         paths = state_paths(self.folder, Path(trials[0].local_experiment_path) if trials else None)
         now = signature(paths)
         if now != self._last:
-            seal(self.tracking_uri, self.run_id, self.folder, {name: p.read_bytes() for name, p in paths.items()})
+            seal(self.tracking_uri, self.run_id, self.folder, read(paths))
             self._last = now
         self._checked = time.monotonic()
         self._interval = max(CHECK_EVERY_S, CHECK_SHARE * (self._checked - started))
