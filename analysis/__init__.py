@@ -14,7 +14,7 @@ import sys
 import types
 from typing import Any
 
-from trainables.lazy import by_name, lazy_getattr
+from trainables.spec.lazy import by_name, lazy_getattr
 
 # Submodule -> the names it exports, each imported on first use: ``python -m analysis --help`` reads
 # this package without importing pandas or MLflow.

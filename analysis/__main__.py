@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from analysis.labels import METRIC_LABELS
-from trainables import run_schema as rs
-from trainables.config import EVAL_MODES
+from trainables.spec import run_schema as rs
+from trainables.spec.config import EVAL_MODES
 
 # The names of analysis/render.py's FORMATS, kept here so that --help and argument errors answer
 # without importing pandas, MLflow or matplotlib; tests/test_cli_ux.py checks they are the same.
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         # The page embeds its plots (hundreds of kB): it belongs in a file, not on a terminal.
         parser.error("tables --format html needs --out DIR to write tables.html into")
     from analysis.load import StudyNotFoundError  # pandas and MLflow: only once the arguments are good
-    from trainables.tracking import TrackingUnavailableError
+    from trainables.integration.tracking import TrackingUnavailableError
 
     try:
         _check_store(args.tracking_uri)
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_store(uri: str | None) -> None:
     """A store that is not there is named, not created (reading must write nothing) or retried for minutes."""
-    from trainables.tracking import TrackingUnavailableError, check_reachable
+    from trainables.integration.tracking import TrackingUnavailableError, check_reachable
 
     if uri and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise TrackingUnavailableError(f"tracking_uri={uri!r}: no MLflow store at {uri.removeprefix('sqlite:///')}")

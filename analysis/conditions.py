@@ -19,8 +19,8 @@ import pandas as pd
 
 from analysis import load
 from analysis.labels import REFERENCE_LOSS, distinct_text, format_value, loss_label
-from trainables import run_schema as rs
-from trainables.data.specs import STATS_FROM_CONFIG
+from trainables.spec import run_schema as rs
+from trainables.spec.datasets import STATS_FROM_CONFIG
 
 _PARAM = load.EXTRA_PARAM_PREFIX
 _EVAL = load.EVAL_PARAM_PREFIX

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from trainables import run_schema as rs
-from trainables.losses.catalog import BASELINE, CATALOG
+from trainables.spec import run_schema as rs
+from trainables.spec.losses import BASELINE, CATALOG
 
 if TYPE_CHECKING:  # the command line's --help reads the labels without importing pandas
     import pandas as pd

@@ -1,6 +1,6 @@
 """Read one study's MLflow tree into a DataFrame with one row per trial.
 
-The tree is the one ``trainables.run_schema`` describes: a study run, its trial (pretraining)
+The tree is the one ``trainables.spec.run_schema`` describes: a study run, its trial (pretraining)
 runs, and each trial's evaluation runs. All of a study's runs carry the ``nce.study`` tag and
 their ``nce.kind``: each load searches the store for the kinds it reads (and an evaluation's
 mode), never the whole tree, because building a run's entities is what a large study's load costs.
@@ -17,9 +17,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
-from trainables import run_schema as rs
-from trainables.config import EVAL_MODES
-from trainables.mlflow_search import search_runs
+from trainables.integration.mlflow_search import search_runs
+from trainables.spec import run_schema as rs
+from trainables.spec.config import EVAL_MODES
 
 # Columns of the loaded frame besides the config params (named as in run_schema).
 RUN_ID = "run_id"

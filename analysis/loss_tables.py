@@ -20,7 +20,7 @@ from analysis.cells import Cell, Diff, Stat, Table
 from analysis.labels import RANDOM_INIT, REFERENCE_LOSS, counted, hours_unit, loss_label
 from analysis.selection import seed_values, summarize
 from analysis.statistics import LEVEL, MIN_SEEDS, bonferroni_level, mean_interval, paired
-from trainables import run_schema as rs
+from trainables.spec import run_schema as rs
 
 NOT_RECORDED = "not recorded"
 SPREAD = "spread (pp)"

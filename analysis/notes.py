@@ -17,7 +17,7 @@ from analysis.labels import (
 )
 from analysis.selection import CONFIG_SYMBOLS
 from analysis.statistics import LEVEL, MIN_SEEDS, N_RESAMPLES, range_only, sign_chance
-from trainables import run_schema as rs
+from trainables.spec import run_schema as rs
 
 _MAX_REASONS = 5  # distinct failure reasons named in a footnote
 

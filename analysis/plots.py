@@ -32,8 +32,8 @@ from analysis.labels import (
 )
 from analysis.selection import seed_values, summarize
 from analysis.statistics import LEVEL, mean_interval
-from trainables import run_schema as rs
-from trainables.losses.catalog import CATALOG
+from trainables.spec import run_schema as rs
+from trainables.spec.losses import CATALOG
 
 PLOT_FORMATS = ("png", "svg")
 PNG_DPI = 150

@@ -22,8 +22,8 @@ from analysis.conditions import conditions
 from analysis.labels import EVAL_LABELS, commits_text, counted, distinct_text, hours_unit
 from analysis.load import STUDY, STUDY_RUN_ID, load_baselines, load_study
 from analysis.tables import all_tables
-from trainables import run_schema as rs
-from trainables.tracking import redact_url, run_url
+from trainables.integration.tracking import redact_url, run_url
+from trainables.spec import run_schema as rs
 
 TABLE_FORMATS = ("md", "csv", "latex")
 TABLES_DIR = "tables"

@@ -10,7 +10,7 @@ from analysis.labels import METRIC_LABELS, format_value, loss_label
 from analysis.reported import PROVENANCE_TAGS, REPORTED, ReportedNumber
 from analysis.selection import summarize
 from analysis.statistics import mean_interval
-from trainables import run_schema as rs
+from trainables.spec import run_schema as rs
 
 COLUMNS = (
     "method (as reported)",

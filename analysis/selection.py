@@ -14,8 +14,8 @@ import pandas as pd
 
 from analysis import load
 from analysis.labels import format_value, loss_order
-from trainables import run_schema as rs
-from trainables.losses.catalog import HYPERPARAMETERS, hyperparameter_names
+from trainables.spec import run_schema as rs
+from trainables.spec.losses import HYPERPARAMETERS, hyperparameter_names
 
 # Hyperparameters that may vary inside one cell, with the symbols that name them in footnotes:
 # run_schema's config params, then logged params outside it (the losses' own hyperparameters

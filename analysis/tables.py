@@ -12,7 +12,7 @@ from analysis import load
 from analysis.cells import Table
 from analysis.loss_tables import AXES, loss_axis_table
 from analysis.reported_table import has_counterparts, reported_table
-from trainables import run_schema as rs
+from trainables.spec import run_schema as rs
 
 
 def varying_axes(trials: pd.DataFrame) -> list[str]:

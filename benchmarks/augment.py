@@ -1,7 +1,7 @@
 """Throughput of the batched SimCLR augmentations against the per-image pipelines users run.
 
 Compares, per image size, the images per second that produce V views each of:
-  ours         trainables.augment.SimCLRAugment on the device, whole batches at once;
+  ours         trainables.core.augment.SimCLRAugment on the device, whole batches at once;
   torchvision  torchvision.transforms.v2 per image, in a DataLoader with os.cpu_count() workers
                (the batches are moved to the device, as training would);
   kornia       kornia.augmentation's batched equivalent on the device, if kornia is importable.
@@ -35,8 +35,8 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
 from benchmarks.common import median, parse_timing_args, record, report_header, timing_parser  # noqa: E402
-from trainables.augment import AugmentConfig, SimCLRAugment  # noqa: E402
-from trainables.data.specs import augment_defaults  # noqa: E402
+from trainables.core.augment import AugmentConfig, SimCLRAugment  # noqa: E402
+from trainables.spec.datasets import augment_defaults  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("NCE_SHARED_DATA", REPO.parent / "shared" / "data"))  # as tests/conftest.py
 CIFAR10_BATCH = SHARED_DATA / "cifar10" / "cifar-10-batches-py" / "data_batch_1"

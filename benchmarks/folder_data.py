@@ -3,7 +3,7 @@
 A subset of CIFAR-10's training images (``--images``, 5,000 by default, the first of each class)
 is written as PNG files in a temporary ``train/<class>/`` tree, with 100 test images per class in
 ``val/<class>/``. Three paths then pretrain with the same model, loss, batch and threads, through
-``trainables.pretrain.pretrain`` itself (one process, no Ray, no MLflow):
+``trainables.run.pretrain.pretrain`` itself (one process, no Ray, no MLflow):
 
 builtin  ``dataset=cifar10`` with ``limit_train`` set so that an epoch has as many images as the
          folder's training split;
@@ -38,12 +38,12 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from benchmarks.common import median, record, report_header  # noqa: E402
-from trainables import run_schema as rs  # noqa: E402
-from trainables.config import PretrainConfig, from_dict  # noqa: E402
-from trainables.data import LabeledImages, load_dataset  # noqa: E402
-from trainables.losses.catalog import BASELINE  # noqa: E402
-from trainables.pretrain import pretrain  # noqa: E402
-from trainables.session import LocalSession  # noqa: E402
+from trainables.core.data import LabeledImages, load_dataset  # noqa: E402
+from trainables.integration.session import LocalSession  # noqa: E402
+from trainables.run.pretrain import pretrain  # noqa: E402
+from trainables.spec import run_schema as rs  # noqa: E402
+from trainables.spec.config import PretrainConfig, from_dict  # noqa: E402
+from trainables.spec.losses import BASELINE  # noqa: E402
 
 VAL_FRACTION = 0.1
 TEST_PER_CLASS = 100

@@ -1,11 +1,11 @@
 """SimCLR ResNet-18 on CIFAR-10, batch 512, on one GPU: seconds per epoch and images per second.
 
 Standalone: needs only torch and torchvision, and imports the project's loss, augmentation,
-model and optimiser code (trainables/losses, augment.py, models.py, optim.py) by path.
+model and optimiser code (trainables/core/losses, augment.py, models.py, optim.py) by path.
 
 Two input pipelines feed the same training step:
   ours         CIFAR-10 resident on the GPU as uint8, a randperm on the GPU picks each batch and
-               trainables.augment.SimCLRAugment makes the views on the GPU, whole batches at once;
+               trainables.core.augment.SimCLRAugment makes the views on the GPU, whole batches at once;
   torchvision  torchvision.transforms.v2 per image in a DataLoader with --workers processes
                (default: every core), batches copied to the GPU from pinned memory.
 The step: ResNet-18 (CIFAR stem) + mlp head, all views in one forward, bf16 autocast,
@@ -51,14 +51,14 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from benchmarks.augment import torchvision_transform  # noqa: E402
 from benchmarks.common import machine, median, record, report_header  # noqa: E402
-from trainables.augment import AugmentConfig, SimCLRAugment, augment_config_for, eval_transform  # noqa: E402
-from trainables.knn import knn_predict  # noqa: E402
-from trainables.data import DATASETS  # noqa: E402
-from trainables.losses import CATALOG, build_loss  # noqa: E402
-from trainables.losses.base import ContrastiveLoss  # noqa: E402
-from trainables.losses.catalog import BASELINE, HYPERPARAMETERS, hyperparameter_names  # noqa: E402
-from trainables.models import build_model, prepare_for_device  # noqa: E402
-from trainables.optim import build_optimizer  # noqa: E402
+from trainables.core.augment import AugmentConfig, SimCLRAugment, augment_config_for, eval_transform  # noqa: E402
+from trainables.core.knn import knn_predict  # noqa: E402
+from trainables.core.losses import CATALOG, build_loss  # noqa: E402
+from trainables.core.losses.base import ContrastiveLoss  # noqa: E402
+from trainables.core.models import build_model, prepare_for_device  # noqa: E402
+from trainables.core.optim import build_optimizer  # noqa: E402
+from trainables.spec.datasets import DATASETS  # noqa: E402
+from trainables.spec.losses import BASELINE, HYPERPARAMETERS, hyperparameter_names  # noqa: E402
 
 CIFAR_TRAIN_IMAGES = 50_000
 PHASES = ("augment", "forward", "loss", "backward", "optimizer")

@@ -80,7 +80,7 @@ def study(args: argparse.Namespace, work: Path, name: str, sets: list[str]) -> l
     """Run one study through run_sweep.py; per trial its loss and steady-state s/epoch."""
     from mlflow.tracking import MlflowClient
 
-    from trainables import run_schema as rs
+    from trainables.spec import run_schema as rs
 
     data = (
         ["dataset=digits", "backbone=small", "gpu=false", "limit_train=512"]

@@ -1,9 +1,9 @@
 """Forward + backward time and peak memory of every loss against a naive dense reference.
 
-For each loss of the catalog (trainables/losses/catalog.py), each batch B and each number of
+For each loss of the catalog (trainables/spec/losses.py), each batch B and each number of
 positive views M, z is a random [B, V, D] float32 tensor (V from the catalog's views-per-image
 rule, D = 128) and one repeat is ``loss(z).backward()``. The reference is the loss written the
-straightforward way (trainables/losses/dense.py): every similarity and mask as its own dense
+straightforward way (trainables/core/losses/dense.py): every similarity and mask as its own dense
 matrix, out-of-place masking, and the M positives of each anchor broadcast against all
 negatives as an [N, M, N] tensor (raw exp where the official code uses it). Reference and
 project loss are checked to agree (value and gradient) before timing; a loss without a dense
@@ -45,8 +45,8 @@ from torch import Tensor  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from benchmarks.common import median, parse_timing_args, record, report_header, timing_parser  # noqa: E402
-from trainables.losses import CATALOG, build_loss  # noqa: E402
-from trainables.losses.dense import DENSE  # noqa: E402
+from trainables.core.losses import CATALOG, build_loss  # noqa: E402
+from trainables.core.losses.dense import DENSE  # noqa: E402
 
 FLOAT32 = 4
 # Rough live (B·V)²-sized float32 matrices at the peak, for skipping what cannot fit.
@@ -175,7 +175,7 @@ def bench_config(name: str, batch: int, positives: int, args: argparse.Namespace
     runnable = {}
     for method, fn in methods.items():
         if method == "reference" and name not in DENSE:
-            entry[method] = {"skipped": "no dense version in trainables/losses/dense.py"}
+            entry[method] = {"skipped": "no dense version in trainables/core/losses/dense.py"}
             continue
         need = estimated_bytes(name, batch, views, positives, method == "reference")
         if need > limit:

@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import median, record, report_header  # noqa: E402
-from trainables.losses.catalog import CATALOG  # noqa: E402
+from trainables.spec.losses import CATALOG  # noqa: E402
 
 STUDY = "scale"
 EXPERIMENT = "nce-study"
@@ -69,10 +69,10 @@ def free_port() -> int:
 def study_rows(trials: int, epochs: int, experiment_id: int) -> dict[str, list[dict[str, Any]]]:
     """Rows of MLflow's runs, tags, params, metrics and latest_metrics tables for the whole study."""
     from search_spaces import PRESETS
-    from trainables.study_context import trial_config
-    from trainables import run_schema as rs
-    from trainables.config import from_dict
-    from trainables.tracking import pretrain_params
+    from trainables.integration.tracking import pretrain_params
+    from trainables.spec import run_schema as rs
+    from trainables.spec.config import from_dict
+    from trainables.spec.study_context import trial_config
 
     preset = PRESETS["quickstart"]
     rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("runs", "tags", "params", "metrics", "latest_metrics")}

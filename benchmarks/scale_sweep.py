@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import ProcessCpu, median, record, report_header  # noqa: E402
-from trainables.losses.catalog import BASELINE  # noqa: E402
+from trainables.spec.losses import BASELINE  # noqa: E402
 
 KINDS = {
     "grid": ["--preset", "quickstart", "--set", f"loss={BASELINE}", "--set", "batch_size=32", "--set", "limit_train=32"],
@@ -70,8 +70,8 @@ def trial_times(uri: str, study: str) -> tuple[list[float], list[float], float, 
     """(seconds inside each trial, seconds between consecutive trials, first start, last end), in start order."""
     from mlflow.tracking import MlflowClient
 
-    from trainables import run_schema as rs
-    from trainables.mlflow_search import search_runs
+    from trainables.integration.mlflow_search import search_runs
+    from trainables.spec import run_schema as rs
 
     runs = search_runs(MlflowClient(uri), {rs.STUDY: study, rs.KIND: rs.KIND_PRETRAIN})
     runs.sort(key=lambda r: r.info.start_time)

@@ -12,7 +12,7 @@ ddp-floor Ray alone: the same Tune study settings (8 trials, one at a time, reus
           a 0.5-CPU trial driving a TorchTrainer of 2 workers at 0.5 CPU, the same health-check
           interval) around an empty loop that reports once, with no MLflow and no project code.
           Its per-trial time is what Tune + Train cost on this machine before any of ours.
-baseline  the same 8 trials' work, ``trainables.pretrain.pretrain`` with a LocalSession and
+baseline  the same 8 trials' work, ``trainables.run.pretrain.pretrain`` with a LocalSession and
           no MLflow (data, model, the step, kNN, evaluation, checkpoint), one after another
           in this process.
 
@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import ProcessCpu, median, parse_timing_args, record, report_header  # noqa: E402
-from trainables.losses.catalog import BASELINE  # noqa: E402
+from trainables.spec.losses import BASELINE  # noqa: E402
 
 TRIALS = 8
 OVERRIDES = [
@@ -176,8 +176,8 @@ def timeline(work: Path, name: str, timings: dict[str, float]) -> dict[str, Any]
     the driver's callback), with each trial's own pretraining seconds (the loop's wall_clock)."""
     from mlflow.tracking import MlflowClient
 
-    from trainables import run_schema as rs
-    from trainables.mlflow_search import search_runs
+    from trainables.integration.mlflow_search import search_runs
+    from trainables.spec import run_schema as rs
 
     client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
     runs = search_runs(client, {rs.STUDY: name, rs.KIND: rs.KIND_PRETRAIN})
@@ -199,9 +199,9 @@ def timeline(work: Path, name: str, timings: dict[str, float]) -> dict[str, Any]
 def baseline_seconds(work: Path) -> list[float]:
     """Seconds of each of the 8 trials' work, run with pretrain() and a LocalSession, no MLflow."""
     from study.plan import make_plan, parse_overrides
-    from trainables.evaluation import EvalConfig
-    from trainables.session import LocalSession
-    from trainables.trial import train_and_evaluate
+    from trainables.integration.session import LocalSession
+    from trainables.run.evaluation import EvalConfig
+    from trainables.run.train_and_evaluate import train_and_evaluate
 
     plan = make_plan("quickstart", parse_overrides(OVERRIDES + PATHS["in-process"]))
     seconds = []

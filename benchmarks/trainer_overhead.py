@@ -57,15 +57,16 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from benchmarks.common import ProcessCpu, median, record, report_header  # noqa: E402
-from trainables import run_schema as rs  # noqa: E402
-from trainables.mlflow_search import search_runs  # noqa: E402
-from trainables.augment import SimCLRAugment, augment_config_for  # noqa: E402
-from trainables.config import PretrainConfig, from_dict  # noqa: E402
-from trainables.data import epoch_generator, load_for  # noqa: E402
-from trainables.losses import CATALOG, build_loss  # noqa: E402
-from trainables.losses.catalog import BASELINE  # noqa: E402
-from trainables.models import build_model, prepare_for_device  # noqa: E402
-from trainables.optim import build_optimizer, build_schedule, scaled_lr  # noqa: E402
+from trainables.core.augment import SimCLRAugment, augment_config_for  # noqa: E402
+from trainables.core.data import epoch_generator, load_for  # noqa: E402
+from trainables.core.losses import CATALOG, build_loss  # noqa: E402
+from trainables.core.models import build_model, prepare_for_device  # noqa: E402
+from trainables.core.optim import build_optimizer, build_schedule  # noqa: E402
+from trainables.integration.mlflow_search import search_runs  # noqa: E402
+from trainables.spec import run_schema as rs  # noqa: E402
+from trainables.spec.config import PretrainConfig, from_dict  # noqa: E402
+from trainables.spec.losses import BASELINE  # noqa: E402
+from trainables.spec.lr_scaling import scaled_lr  # noqa: E402
 
 NEVER = 10_000  # n_eval_epochs / n_save_epochs beyond any epoch: kNN and checkpoints only at the end
 RAY_WORKER_NICENESS = 15

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from search_spaces import (
-    attentionnce_views, cifar10_cpu, cifar10_cpu_tuned, flatnce_batch_size, lineage_baselines, quickstart, tpe_lr,
+    attentionnce_views,
+    cifar10_cpu,
+    cifar10_cpu_tuned,
+    flatnce_batch_size,
+    lineage_baselines,
+    quickstart,
+    tpe_lr,
 )
 from search_spaces.preset import Preset, Tuning
 

@@ -14,8 +14,8 @@ V x epochs for V in {3, 4, 6, 8}, so that no column is won by the only loss pres
 """
 
 from search_spaces.preset import Preset
-from trainables.config import FROM_DATASET
-from trainables.losses.catalog import CATALOG
+from trainables.spec.config import FROM_DATASET
+from trainables.spec.losses import CATALOG
 
 PUBLISHED = "; ".join(f"{d} ({v['d_pos']:g}, {v['d_neg']:g})" for d, v in CATALOG["attentionnce"].presets.items())
 

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from trainables.losses.catalog import HYPERPARAMETERS
+from trainables.spec.losses import HYPERPARAMETERS
 
 SearchFunction = Callable[[Any], dict[str, Any]]  # an Optuna define-by-run space: trial -> constants
 TUNING_SAMPLERS = ("tpe", "random")
@@ -20,7 +20,7 @@ class Tuning:
 
     Each grid cell gets its own Optuna study of exactly ``samples`` trials over lr (log-uniform
     in ``lr``) and each of ``hyperparameters`` that the cell's loss takes, in the tuning range the
-    loss catalog gives it (``trainables/losses/catalog.py``; τ: 0.05 to 1, log scale). The
+    loss catalog gives it (``trainables/spec/losses.py``; τ: 0.05 to 1, log scale). The
     configuration with the best validation ``metric`` is then re-run with every seed of the
     study; only those re-runs are the study's trials, so only they enter its tables. Equal
     budgets per cell answer Bordes et al. 2023: a comparison across batch sizes in which one cell

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from search_spaces.preset import Preset
-from trainables.losses.catalog import CATALOG, HYPERPARAMETERS
+from trainables.spec.losses import CATALOG, HYPERPARAMETERS
 
 BATCH_SIZES = (64, 256)
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainables.config import RECIPES, ConfigError, annotation_kinds
-from trainables.losses.catalog import field_help
+from trainables.spec.config import RECIPES, ConfigError, annotation_kinds
+from trainables.spec.losses import field_help
 
 # The loss fields' help (loss, views, each loss hyperparameter) comes from the loss catalog.
 PRETRAIN_HELP: dict[str, str] = field_help() | {
@@ -97,7 +97,7 @@ def _bool(text: str) -> bool:
 
 def help_text(config_class: type, name: str, default: Any) -> str:
     """A flag's help: what the field means, what its rule allows, and its default, each said once."""
-    from trainables import config
+    from trainables.spec import config
 
     checks = {"PretrainConfig": config.PRETRAIN_CHECKS, "EvalConfig": config.EVAL_CHECKS}[config_class.__name__]
     allowed = config.allowed_text(checks).get(name)
@@ -211,7 +211,7 @@ def usage_error(err: Exception) -> int:
 def reachable_tracking_uri(given: str | None) -> str:
     """The tracking URI a command records to (``given``, else the default), checked to answer before
     anything starts; a ConfigError saying why where it does not."""
-    from trainables.tracking import TrackingUnavailableError, check_reachable, resolve_tracking_uri
+    from trainables.integration.tracking import TrackingUnavailableError, check_reachable, resolve_tracking_uri
 
     try:
         uri = resolve_tracking_uri(given)

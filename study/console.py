@@ -24,11 +24,11 @@ from ray.tune.experiment import Trial
 
 from study.cost import estimated_seconds, minutes
 from study.plan import Plan
-from trainables import run_schema as rs
-from trainables.config import from_dict
-from trainables.losses.catalog import HYPERPARAMETERS
-from trainables.study_context import trial_config
-from trainables.tracking import trial_run_name
+from trainables.integration.tracking import trial_run_name
+from trainables.spec import run_schema as rs
+from trainables.spec.config import from_dict
+from trainables.spec.losses import HYPERPARAMETERS
+from trainables.spec.study_context import trial_config
 
 REPORT_EVERY_S = 60.0  # a progress line at most this often while nothing finishes
 AXIS_LABELS = {"batch_size": "batch", "views": "M"} | {name: spec.symbol for name, spec in HYPERPARAMETERS.items()}  # short column heads

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainables.config import ConfigError, PretrainConfig
-from trainables.data.specs import DATASETS
+from trainables.spec.config import ConfigError, PretrainConfig
+from trainables.spec.datasets import DATASETS
 
 BUNDLED = "digits"  # scikit-learn's digits ship with the package: nothing to check on disk
 # The fields a check depends on: configs equal in these need one check.
@@ -22,15 +22,15 @@ def check_dataset(cfg: PretrainConfig, *, dry_run: bool) -> None:
     """A ConfigError naming what is missing or unreadable in ``cfg``'s dataset."""
     if cfg.dataset == BUNDLED:
         return
-    from trainables.data import DatasetNotFoundError, UnreadableImageError
+    from trainables.spec.dataset_errors import DatasetNotFoundError, UnreadableImageError
 
     try:
         if dry_run:
-            from trainables.data.layouts import check_files
+            from trainables.spec.layouts import check_files
 
             check_files(DATASETS[cfg.dataset], Path(cfg.data_dir).expanduser())
         else:
-            from trainables.data import load_for
+            from trainables.core.data import load_for
 
             load_for(cfg, download=False)
     except DatasetNotFoundError as err:

@@ -4,7 +4,7 @@
 
 Runs ``study/run_sweep.py --preset quickstart`` (offline, on the bundled digits), which prints
 the study's table and report, then prints the validation kNN accuracy of the trained encoders
-beside that of the study's random-init baseline runs (``trainables/baseline.py``: the untrained
+beside that of the study's random-init baseline runs (``trainables/run/baseline.py``: the untrained
 encoders its trials start from, measured the same way), so the learning is visible in one line.
 """
 
@@ -18,10 +18,10 @@ from mlflow.tracking import MlflowClient
 
 from search_spaces import PRESETS
 from study import run_sweep
-from trainables import run_schema as rs
-from trainables.config import from_dict
-from trainables.mlflow_search import search_runs
-from trainables.tracking import resolve_tracking_uri
+from trainables.integration.mlflow_search import search_runs
+from trainables.integration.tracking import resolve_tracking_uri
+from trainables.spec import run_schema as rs
+from trainables.spec.config import from_dict
 
 # The runs whose final validation kNN accuracy is compared: the trials, and the baselines of their seeds.
 COMPARED = {

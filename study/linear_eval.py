@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 from study.cli import add_config_flags, given_fields, reachable_tracking_uri, text_arg, usage_error
-from trainables.config import ConfigError, EvalConfig, eval_from_dict, problem
+from trainables.spec.config import ConfigError, EvalConfig, eval_from_dict, problem
 
-STATE_FILE = "state.pt"  # trainables.checkpoint's, named here so that a bad path is refused without torch
+STATE_FILE = "state.pt"  # trainables.run.checkpoint's, named here so that a bad path is refused without torch
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,8 +82,8 @@ def checkpoints_to_evaluate(args: argparse.Namespace) -> list[Path]:
 def evaluate_one(checkpoint: Path, eval_cfg: EvalConfig, tracking_uri: str, log_dir: Path) -> dict[str, float]:
     import torch
 
-    from trainables.evaluation import evaluate_and_record, load_pretrained
-    from trainables.files import write_atomically
+    from trainables.run.evaluation import evaluate_and_record, load_pretrained
+    from trainables.spec.files import write_atomically
 
     device = torch.device("cuda" if eval_cfg.gpu else "cpu")
     p = load_pretrained(checkpoint, eval_cfg, device)
@@ -108,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         return usage_error(err)
     from tqdm import tqdm
 
-    from trainables import run_schema as rs
-    from trainables.checkpoint import CorruptCheckpointError
-    from trainables.data import DatasetNotFoundError
+    from trainables.run.checkpoint import CorruptCheckpointError
+    from trainables.spec import run_schema as rs
+    from trainables.spec.dataset_errors import DatasetNotFoundError
 
     for checkpoint in tqdm(checkpoints, desc="checkpoints", disable=len(checkpoints) == 1):
         try:

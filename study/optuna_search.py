@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces.preset import SearchFunction, Tuning
-from trainables.losses.catalog import CATALOG, HYPERPARAMETERS
+from trainables.spec.losses import CATALOG, HYPERPARAMETERS
 
 
 class StudyOptunaSearch(OptunaSearch):

@@ -19,11 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import PRESETS, Preset
-from trainables.config import (
-    ConfigError, EvalConfig, PretrainConfig, Problem, annotation_kinds, eval_from_dict, from_dict, load_yaml, problem,
+from trainables.spec.config import (
+    ConfigError,
+    EvalConfig,
+    PretrainConfig,
+    Problem,
+    annotation_kinds,
+    eval_from_dict,
+    from_dict,
+    load_yaml,
+    problem,
 )
-from trainables.losses.catalog import CATALOG, hyperparameter_names, preset_hyperparameters
-from trainables.study_context import trial_config, uses_train_workers
+from trainables.spec.losses import CATALOG, hyperparameter_names, preset_hyperparameters
+from trainables.spec.study_context import trial_config, uses_train_workers
 
 STUDY_KEYS = ("seeds", "num_samples", "scheduler")
 SCHEDULERS = ("none", "asha")

@@ -8,8 +8,8 @@ from pathlib import Path
 from study.cost import encoder_passes, estimated_seconds, gpu_hours, minutes
 from study.dataset_check import BUNDLED
 from study.plan import Plan, trial_resources
-from trainables import run_schema as rs
-from trainables.config import PretrainConfig
+from trainables.spec import run_schema as rs
+from trainables.spec.config import PretrainConfig
 
 CHECKPOINT_MAP = "checkpoints.tsv"  # in the study's folder: each trial's MLflow run name and checkpoint folder
 
@@ -108,7 +108,7 @@ def print_summary(name: str, study_run_id: str, tracking_uri: str, folder: Path)
     where to browse it."""
     from analysis import write_report
     from study.study_run import record_best_trial, write_checkpoint_map
-    from trainables.tracking import results_url
+    from trainables.integration.tracking import results_url
 
     best = record_best_trial(tracking_uri, study_run_id)
     report = write_report(name, tracking_uri, folder / "report", log_to_mlflow=True)

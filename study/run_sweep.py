@@ -23,8 +23,8 @@ from study.cli import int_flag, path_arg, reachable_tracking_uri, text_arg, usag
 from study.dataset_check import DATA_FIELDS, check_dataset
 from study.plan import Plan, machine_resources, make_plan, max_concurrent, parse_overrides, preset_named
 from study.study_file import PLAN_FILE, read_plan_file
-from trainables.config import NAME_CHARS, ConfigError, from_file, problem, read_yaml_file
-from trainables.files import under
+from trainables.spec.config import NAME_CHARS, ConfigError, from_file, problem, read_yaml_file
+from trainables.spec.files import under
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +134,7 @@ def study_plan(args: argparse.Namespace) -> tuple[str, str, Plan]:
 
 def check_flags(args: argparse.Namespace) -> None:
     """The flags that are not part of the plan: the experiment's name and the Ray address."""
-    from trainables.config import NAME_PATTERN
+    from trainables.spec.config import NAME_PATTERN
 
     if not NAME_PATTERN.fullmatch(args.experiment):
         raise ConfigError(problem("experiment", args.experiment, f"a name is made of {NAME_CHARS}"))

@@ -60,7 +60,7 @@ def end_running_as_killed(tracking_uri: str, run_ids: list[str], reason: str) ->
     """End each of the runs that is still RUNNING as KILLED, with ``reason``; returns how many."""
     from mlflow.tracking import MlflowClient
 
-    from trainables import run_schema as rs
+    from trainables.spec import run_schema as rs
 
     client = MlflowClient(tracking_uri)
     ended = 0

@@ -17,8 +17,8 @@ import dataclasses
 import functools
 import json
 import os
-from pathlib import Path
 import signal
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -27,22 +27,22 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from search_spaces.preset import Tuning
+from study import state_seal
 from study.console import StudyConsole, quiet_ray
 from study.optuna_search import CellSpace, build_search
 from study.plan import Plan, max_concurrent, trial_resources
 from study.report import print_summary
-from study import state_seal
 from study.stopping import Stop, end_running_as_killed, mark_running, stop_on_signals
 from study.study_file import write_plan_file
 from study.study_run import TrialStatusCallback, create_study_run, find_study_run, reconcile
-from trainables import run_schema as rs
-from trainables.config import ConfigError, PretrainConfig, from_dict
-from trainables.losses.catalog import HYPERPARAMETERS
-from trainables.mlflow_search import search_runs
-from trainables.study_context import StudyContext
-from trainables.files import write_atomically
-from trainables.tracking import end_run, trial_run_name
-from trainables.trial import run_trial
+from trainables.integration.mlflow_search import search_runs
+from trainables.integration.tracking import end_run, trial_run_name
+from trainables.launch.trial import run_trial
+from trainables.spec import run_schema as rs
+from trainables.spec.config import ConfigError, PretrainConfig, from_dict
+from trainables.spec.files import write_atomically
+from trainables.spec.losses import HYPERPARAMETERS
+from trainables.spec.study_context import StudyContext
 
 TPE_MAX_CONCURRENT = 4  # more trials in flight than this and TPE degrades towards random search
 TUNING_SUFFIX = "/tuning"  # tuning runs' study tag: the study's name + this, never the study's own
@@ -225,8 +225,8 @@ def baseline_configs(plan: Plan) -> list[PretrainConfig]:
 def random_init_run(cfg_fields: dict[str, Any], context: StudyContext) -> str:
     """Evaluate the untrained encoder of ``cfg_fields`` (a Ray task) as the study's trials are
     evaluated, into a baseline run under the study run; returns its run id."""
-    from trainables.baseline import random_init_baseline
-    from trainables.evaluation import EvalConfig
+    from trainables.run.baseline import random_init_baseline
+    from trainables.run.evaluation import EvalConfig
 
     evaluation = EvalConfig(**context.evaluation)
     return random_init_baseline(from_dict(cfg_fields), evaluation, tracking_uri=context.tracking_uri, study_run_id=context.study_run_id)

@@ -9,7 +9,7 @@ Why: a run search builds an ORM object for every param, tag and metric of every 
 ~350,000 for a 5,000-run study, and each collection while they accumulate rescans all of them
 together with the server's own heap. Those objects hold no cycles to free. Paused, the tables of
 such a study read through the server take about two thirds of the time (benchmarks/scale_analysis.py,
-``--server-apps nce-study mlflow``). The pause is :func:`trainables.mlflow_search.paused_gc`, the
+``--server-apps nce-study mlflow``). The pause is :func:`trainables.integration.mlflow_search.paused_gc`, the
 one the analysis client uses; concurrent searches leave the collector on once the last one ends.
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from mlflow.environment_variables import _MLFLOW_SGI_NAME  # which server MLflow's CLI started: uvicorn, gunicorn or waitress
 from mlflow.server import app as flask_app  # the Flask app that serves MLflow's REST API
 
-from trainables.mlflow_search import paused_gc
+from trainables.integration.mlflow_search import paused_gc
 
 SEARCH_SUFFIX = "/runs/search"  # /api/2.0/mlflow/runs/search and the UI's /ajax-api/... twin
 

@@ -23,9 +23,9 @@ from typing import Any
 from study.cli import add_config_flags, given_fields, int_flag, reachable_tracking_uri, text_arg, usage_error
 from study.dataset_check import check_dataset
 from study.plan import machine_resources, max_concurrent
-from trainables.config import ConfigError, PretrainConfig, from_dict, from_yaml, problem
-from trainables.files import under
-from trainables.losses.catalog import CATALOG
+from trainables.spec.config import ConfigError, PretrainConfig, from_dict, from_yaml, problem
+from trainables.spec.files import under
+from trainables.spec.losses import CATALOG
 
 CLR_ALIASES = {entry.clr: name for name, entry in CATALOG.items() if entry.clr}  # FlatCLR's --clr names
 
@@ -69,7 +69,7 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
 
 
 def resumed_config(args: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
-    from trainables.checkpoint import load_latest_valid
+    from trainables.run.checkpoint import load_latest_valid
 
     folder = under(given.get("save_dir", PretrainConfig.save_dir), args.resume, "resume")
     found = load_latest_valid(sorted(folder.glob("epoch_*")))
@@ -101,9 +101,9 @@ def mlflow_run(cfg: PretrainConfig, tracking_uri: str, name: str, resume: bool) 
     """The run's MLflow id: the resumed run's own, else a new run."""
     from mlflow.tracking import MlflowClient
 
-    from trainables import run_schema as rs
-    from trainables.mlflow_search import find_run
-    from trainables.tracking import create_run, pretrain_params
+    from trainables.integration.mlflow_search import find_run
+    from trainables.integration.tracking import create_run, pretrain_params
+    from trainables.spec import run_schema as rs
 
     client = MlflowClient(tracking_uri)
     if resume:
@@ -137,10 +137,10 @@ def train(args: argparse.Namespace, cfg: PretrainConfig, name: str, tracking_uri
 
     from study.console import quiet_ray
     from study.stopping import end_running_as_killed, stop_on_signals
-    from trainables import run_schema as rs
-    from trainables.ray_train import build_trainer
-    from trainables.session import checkpoint_dir_name
-    from trainables.tracking import end_run
+    from trainables.integration.session import checkpoint_dir_name
+    from trainables.integration.tracking import end_run
+    from trainables.launch.ray_train import build_trainer
+    from trainables.spec import run_schema as rs
 
     # Ray's start-up warnings (token authentication, ...) do not concern a run: with configure_logging=False ray.init
     # leaves the "ray" logger without handlers, and quiet_ray keeps them from propagating to the console meanwhile.

@@ -1,4 +1,4 @@
-"""Synthetic NCE studies written into a real MLflow store, shaped as ``trainables.run_schema`` says.
+"""Synthetic NCE studies written into a real MLflow store, shaped as ``trainables.spec.run_schema`` says.
 
 ``make_synthetic_study`` writes any tree described as plain dicts; ``synthetic_trial`` builds
 one realistic trial dict (per-epoch curves, final metrics, evaluation runs) from a handful of
@@ -16,7 +16,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from trainables import run_schema as rs
+from trainables.spec import run_schema as rs
 
 # 2024-01-01T00:00:00Z: a fixed clock keeps "latest evaluation" deterministic.
 _START_MS = 1_704_067_200_000

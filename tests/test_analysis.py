@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from mlflow_fixtures import make_synthetic_study, synthetic_baseline, synthetic_trial  # tests/ helpers, via conftest
 
 from analysis import (
     StudyNotFoundError,
@@ -31,13 +32,11 @@ from analysis import (
     write_report,
 )
 from analysis.__main__ import main
+from analysis.cells import Diff, Stat
 from analysis.conditions import conditions
 from analysis.labels import counted
 from analysis.reported import PROVENANCE_TAGS, REPORTED
-from analysis.cells import Diff, Stat
-from trainables import run_schema as rs
-
-from mlflow_fixtures import make_synthetic_study, synthetic_baseline, synthetic_trial  # tests/ helpers, via conftest
+from trainables.spec import run_schema as rs
 
 NAME = "synthetic-cifar"
 LABELS = {"infonce": "InfoNCE", "flatnce": "FlatNCE", "dcl": "Debiased CL", "attentionnce": "AttentionNCE"}

@@ -15,9 +15,8 @@ from torch import Tensor
 from torchvision import transforms
 from torchvision.transforms.v2 import functional as TF
 
-import trainables.augment as augment_module
-from trainables.data import DATASETS
-from trainables.augment import (
+import trainables.core.augment as augment_module
+from trainables.core.augment import (
     BRIGHTNESS,
     CONTRAST,
     HUE,
@@ -32,6 +31,7 @@ from trainables.augment import (
     grayscale,
     sample_params,
 )
+from trainables.spec.datasets import DATASETS
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)

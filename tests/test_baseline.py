@@ -10,22 +10,22 @@ import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
 
 from analysis import load_baselines
-from trainables import run_schema as rs
-from trainables.augment import augment_config_for, eval_transform
-from trainables.baseline import random_init_baseline
-from trainables.config import from_dict
-from trainables.data import load_dataset
-from trainables.evaluation import EvalConfig
-from trainables.mlflow_search import search_runs
-from trainables.models import build_model
-from trainables.tracking import create_run
+from trainables.core.augment import augment_config_for, eval_transform
+from trainables.core.data import load_dataset
+from trainables.core.models import build_model
+from trainables.integration.mlflow_search import search_runs
+from trainables.integration.tracking import create_run
+from trainables.run.baseline import random_init_baseline
+from trainables.run.evaluation import EvalConfig
+from trainables.spec import run_schema as rs
+from trainables.spec.config import from_dict
 
 CFG = {"dataset": "digits", "backbone": "small", "head": "mlp", "limit_train": 256, "knn_k": 10}
 KNN = EvalConfig(mode="knn", knn_k=10)
 
 
 def reference_knn_test_accuracy(seed: int) -> float:
-    """Weighted cosine kNN of the untrained encoder, written out here independently of trainables.knn."""
+    """Weighted cosine kNN of the untrained encoder, written out here independently of trainables.core.knn."""
     cfg = from_dict(CFG | {"seed": seed})
     data = load_dataset("digits", cfg.data_dir, val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, limit_train=256)
     aug = augment_config_for(data.spec)
@@ -89,7 +89,7 @@ def test_a_resumed_study_reuses_the_finished_baseline(study: tuple[str, str]) ->
 
 def test_the_baseline_records_the_trials_validation_knn_of_its_encoder(study: tuple[str, str]) -> None:
     """The number a learned encoder's validation kNN is compared with (the demo prints both) has one home: this run."""
-    from trainables.components import build_components, validation_knn
+    from trainables.core.components import build_components, validation_knn
 
     torch.set_num_threads(1)
     cfg = from_dict(CFG | {"seed": 0})

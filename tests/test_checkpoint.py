@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import torch
 
-from trainables import checkpoint
-from trainables.checkpoint import CHECKSUM_FILE, STATE_FILE, CorruptCheckpointError, load_checkpoint, load_latest_valid, save_checkpoint
+from trainables.run import checkpoint
+from trainables.run.checkpoint import CHECKSUM_FILE, STATE_FILE, CorruptCheckpointError, load_checkpoint, load_latest_valid, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 PATTERN = torch.arange(4096, dtype=torch.float32)  # its bytes are easy to find inside state.pt
@@ -91,7 +91,7 @@ def test_latest_valid_falls_back_past_two_bad_ones_naming_each(tmp_path: Path, c
     folders = [save_checkpoint(state(epoch), tmp_path / f"epoch_{epoch:05d}") for epoch in (1, 2, 3, 4)]
     flip_byte_in_tensor_data(folders[2], 3)
     (folders[3] / CHECKSUM_FILE).unlink()
-    with caplog.at_level(logging.WARNING, logger="trainables.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="trainables.run.checkpoint"):
         found = load_latest_valid(folders)
     assert found is not None
     loaded, where = found
@@ -173,7 +173,7 @@ def test_a_kill_between_the_two_renames_is_detected(tmp_path: Path, monkeypatch:
 
 WRITER = """
 import os, sys, time, torch
-from trainables import checkpoint
+from trainables.run import checkpoint
 def fsync_then_hang(fd):  # the bytes are out; the rename would come next
     os.fsync(fd)
     time.sleep(600)

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy.exc
 from mlflow.tracking import MlflowClient
-
-from trainables import run_schema as rs
-from trainables.mlflow_search import search_runs
-
 from scripts import REPO, TINY_TRAIN, overrides, run_script  # tests/ helpers, via conftest
+
+from trainables.integration.mlflow_search import search_runs
+from trainables.spec import run_schema as rs
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,6 @@ def test_the_analysis_format_names_are_the_renderers() -> None:
 
 def test_the_analysis_package_still_exports_its_functions() -> None:
     import analysis
-
     import analysis.reported_table  # noqa: F401 - the submodule of the same name as the function, imported first
 
     assert callable(analysis.load_study) and callable(analysis.write_report) and "Table" in analysis.__all__
@@ -109,7 +108,7 @@ def test_a_dry_run_names_the_missing_file_without_torch(tmp_path: Path, capsys: 
 
 def test_a_dry_run_names_an_image_folder_without_val(tmp_path: Path) -> None:
     from study import run_sweep
-    from trainables.config import ConfigError
+    from trainables.spec.config import ConfigError
 
     write_image_folder(tmp_path)
     for name in ("cat", "dog"):
@@ -123,8 +122,8 @@ def test_the_torch_free_layout_is_torchvisions(tmp_path: Path) -> None:
     from torchvision import datasets
     from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
-    from trainables.data.layouts import IMAGE_EXTENSIONS, scan
-    from trainables.data.specs import DATASETS
+    from trainables.spec.datasets import DATASETS
+    from trainables.spec.layouts import IMAGE_EXTENSIONS, scan
 
     assert IMAGE_EXTENSIONS == IMG_EXTENSIONS
     for name, cls, meta in (("cifar10", datasets.CIFAR10, "filename"), ("cifar100", datasets.CIFAR100, "filename"), ("stl10", datasets.STL10, None)):
@@ -155,7 +154,7 @@ TRAIN_DRY_RUN = "from study import train\nprint(train.main({argv!r}))"
 
 def test_a_train_dry_run_prints_the_run_as_a_plan_prints_a_trial_and_starts_nothing(tmp_path: Path) -> None:
     from study.report import trial_row
-    from trainables.config import from_dict
+    from trainables.spec.config import from_dict
 
     argv = ["--dry-run", "--dataset", "digits", "--backbone", "small", "--epochs", "3", "--run_name", "dry", "--save_dir", "runs"]
     env = os.environ | {"PYTHONPATH": str(REPO)}
@@ -206,7 +205,7 @@ def test_a_study_that_starts_prints_its_plan_once(tmp_path: Path, capsys: pytest
 def test_attentionnce_views_takes_the_values_published_for_its_dataset(dataset: str, published: tuple[float, float]) -> None:
     from study.plan import make_plan
     from study.report import describe_plan
-    from trainables.losses.catalog import CATALOG
+    from trainables.spec.losses import CATALOG
 
     plan = make_plan("attentionnce-views", {"dataset": dataset})
     attention = [c for c in plan.configs if c.loss == "attentionnce"]
@@ -219,7 +218,7 @@ def test_attentionnce_views_takes_the_values_published_for_its_dataset(dataset: 
 
 def test_a_given_value_beats_the_published_one_and_a_dataset_without_any_is_refused() -> None:
     from study.plan import make_plan
-    from trainables.config import ConfigError
+    from trainables.spec.config import ConfigError
 
     plan = make_plan("attentionnce-views", {"dataset": "tinyimagenet", "d_neg": 2.0})
     assert {tuple(c.loss_hyperparameters().values())[:2] for c in plan.configs if c.loss == "attentionnce"} == {(4.0, 2.0)}
@@ -229,8 +228,8 @@ def test_a_given_value_beats_the_published_one_and_a_dataset_without_any_is_refu
 
 
 def test_the_published_values_are_recorded_with_the_run() -> None:
-    from trainables.config import from_dict
-    from trainables.tracking import pretrain_params
+    from trainables.integration.tracking import pretrain_params
+    from trainables.spec.config import from_dict
 
     params = pretrain_params(from_dict({"loss": "attentionnce", "attention_preset": "dataset", "dataset": "tinyimagenet"}))
     assert (params["attention_preset"], params["d_pos"], params["d_neg"]) == ("dataset", 4.0, 1.0)
@@ -239,7 +238,7 @@ def test_the_published_values_are_recorded_with_the_run() -> None:
 def test_a_list_for_a_single_valued_field_is_a_new_grid_axis() -> None:
     from study.plan import make_plan
     from study.report import describe_plan
-    from trainables.config import ConfigError
+    from trainables.spec.config import ConfigError
 
     plan = make_plan("quickstart", {"loss": "infonce", "batch_size": 32, "seeds": 2, "lr": [0.1, 0.0123, 0.001001]})
     assert sorted((c.lr, c.seed) for c in plan.configs) == sorted((lr, s) for lr in (0.1, 0.0123, 0.001001) for s in (0, 1))
@@ -269,7 +268,7 @@ def test_a_cpu_preset_plan_gives_its_time_from_the_measured_cpu_throughput() -> 
 @pytest.mark.parametrize("first", ["attention_preset", "d_pos"])
 def test_values_given_with_attention_preset_win_whatever_their_order(first: str) -> None:
     from study.plan import make_plan
-    from trainables.config import ConfigError
+    from trainables.spec.config import ConfigError
 
     given = {"loss": ["infonce", "attentionnce"], "attention_preset": None, "d_pos": 3.0, "d_neg": 2.0}
     ordered = dict(sorted(given.items(), key=lambda item: item[0] != first))

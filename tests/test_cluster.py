@@ -34,10 +34,10 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-
-from trainables import run_schema as rs
-
 from scripts import REPO, overrides  # tests/ helpers, via conftest
+
+from trainables.spec import run_schema as rs
+
 BIN = Path(sys.executable).parent  # ray, mlflow and python of the project's environment
 DOCS = REPO / "docs" / "cluster.md"
 EPOCHS = 3
@@ -183,8 +183,7 @@ def test_documented_job_submissions_parse_as_ray_job_submit_and_the_sweep_do() -
 
 def test_fractional_gpus_let_trials_share_one_gpu() -> None:
     from study.plan import make_plan, max_concurrent, trial_resources
-
-    from trainables.config import ConfigError
+    from trainables.spec.config import ConfigError
 
     shared = {"loss": ["infonce", "flatnce"], "batch_size": [512], "seeds": 1, "workers": 1, "gpus_per_worker": 0.25}
     plan = make_plan("flatnce-batch-size", shared)

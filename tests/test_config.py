@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from study import train
-from trainables import config
-from trainables.config import ConfigError, PretrainConfig, from_dict, from_yaml
+from trainables.spec import config
+from trainables.spec.config import ConfigError, PretrainConfig, from_dict, from_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,20 +102,16 @@ def test_cli_rejects_bad_input_before_ray_or_mlflow(tmp_path: Path, capsys: pyte
 
 
 def test_the_registry_names_the_config_checks_are_the_registries() -> None:
-    from trainables.models import BACKBONES, HEADS
-    from trainables.optim import LR_SCALING, OPTIMIZERS, SCHEDULES
+    from trainables.core.models import BACKBONES, HEADS
+    from trainables.core.optim import OPTIMIZERS, SCHEDULES
 
     assert (config.BACKBONE_NAMES, config.HEAD_NAMES) == (tuple(BACKBONES), tuple(HEADS))
-    assert (config.OPTIMIZER_NAMES, config.LR_SCALING_NAMES, config.SCHEDULE_NAMES) == (
-        tuple(OPTIMIZERS),
-        tuple(LR_SCALING),
-        tuple(SCHEDULES),
-    )
+    assert (config.OPTIMIZER_NAMES, config.SCHEDULE_NAMES) == (tuple(OPTIMIZERS), tuple(SCHEDULES))
 
 
 def test_every_jitter_the_config_accepts_the_augmentation_accepts() -> None:
-    from trainables.augment import AugmentConfig, augment_config_for
-    from trainables.data import dataset_spec
+    from trainables.core.augment import AugmentConfig, augment_config_for
+    from trainables.spec.datasets import dataset_spec
 
     for strength in (0.0, config.MAX_JITTER_STRENGTH):
         assert isinstance(

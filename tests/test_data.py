@@ -1,4 +1,4 @@
-"""Datasets, splits and the global-batch contract of trainables.data."""
+"""Datasets, splits and the global-batch contract of trainables.core.data."""
 
 from __future__ import annotations
 
@@ -13,19 +13,18 @@ import torch
 from PIL import Image
 from torchvision import datasets
 
-from trainables.data import (
-    DATASETS,
-    DatasetNotFoundError,
+from trainables.core.data import (
     FolderImages,
     LabeledImages,
     Splits,
-    UnreadableImageError,
     batch_indices,
     epoch_seed,
     load_dataset,
     worker_batch_indices,
 )
-from trainables.data.decode import ImageFiles, decoding_workers
+from trainables.core.data.decode import ImageFiles, decoding_workers
+from trainables.spec.dataset_errors import DatasetNotFoundError, UnreadableImageError
+from trainables.spec.datasets import DATASETS
 
 
 def _hashes(images: torch.Tensor) -> list[bytes]:
@@ -615,11 +614,11 @@ def test_tiny_imagenet_bad_layouts_are_named(tiny: Path) -> None:
 def test_a_28px_folder_pretrains_at_28px_and_its_run_records_the_data(tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    from trainables.config import from_dict
-    from trainables.epoch_end import EpochEnd
-    from trainables.pretrain import pretrain
-    from trainables.session import LocalSession
-    from trainables.tracking import create_run
+    from trainables.integration.session import LocalSession
+    from trainables.integration.tracking import create_run
+    from trainables.run.epoch_end import EpochEnd
+    from trainables.run.pretrain import pretrain
+    from trainables.spec.config import from_dict
 
     rng = np.random.default_rng(4)
     for name in CLASSES:

@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
-
-from trainables import run_schema as rs
-from trainables.checkpoint import load_checkpoint
-from trainables.mlflow_search import search_runs
-
 from scripts import TINY_TRAIN, overrides, run_script  # tests/ helpers, via conftest
+
+from trainables.integration.mlflow_search import search_runs
+from trainables.run.checkpoint import load_checkpoint
+from trainables.spec import run_schema as rs
 
 
 def runs(cwd: Path, kind: str) -> list:

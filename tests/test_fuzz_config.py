@@ -1,6 +1,6 @@
 """Bad input, fuzzed: configurations and command lines, valid and invalid, checked against a table of rules.
 
-The table below is written from the issue and the flags' help, not read from trainables/config.py:
+The table below is written from the issue and the flags' help, not read from trainables/spec/config.py:
 batch_size >= 2, views >= 1, epochs >= 1, lr > 0, workers >= 1 dividing batch_size, names from their
 registries, loss hyperparameters only for their losses, unknown keys and wrong types rejected. The
 losses, their hyperparameters and ranges are generated from the loss catalog, so that a new loss is
@@ -39,12 +39,12 @@ from PIL import Image
 from search_spaces import PRESETS
 from study import run_sweep, train
 from study.plan import parse_overrides
-from trainables.data.specs import dataset_spec
-from trainables.config import ConfigError, PretrainConfig, from_dict, from_yaml
-from trainables.data import DatasetNotFoundError, load_dataset
-from trainables.losses.catalog import CATALOG
-from trainables.losses.catalog import HYPERPARAMETERS as LOSS_HYPERPARAMETERS
-from trainables.losses.catalog import hyperparameter_names, preset_names
+from trainables.core.data import load_dataset
+from trainables.spec.config import ConfigError, PretrainConfig, from_dict, from_yaml
+from trainables.spec.dataset_errors import DatasetNotFoundError
+from trainables.spec.datasets import dataset_spec
+from trainables.spec.losses import CATALOG, hyperparameter_names, preset_names
+from trainables.spec.losses import HYPERPARAMETERS as LOSS_HYPERPARAMETERS
 
 # --- the rules --------------------------------------------------------------------------------
 

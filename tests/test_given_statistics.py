@@ -21,19 +21,19 @@ from PIL import Image
 
 from study import train
 from study.plan import make_plan, parse_overrides
-from trainables import run_schema as rs
-from trainables.augment import eval_transform
-from trainables.baseline import random_init_baseline
-from trainables.checkpoint import load_checkpoint
-from trainables.components import build_components
-from trainables.config import ConfigError, EvalConfig, from_dict, from_yaml
-from trainables.data import load_for
-from trainables.epoch_end import EpochEnd
-from trainables.evaluation import knn_evaluation, load_pretrained
-from trainables.models import ContrastiveModel
-from trainables.pretrain import pretrain
-from trainables.session import LocalSession
-from trainables.tracking import create_run, pretrain_params
+from trainables.core.augment import eval_transform
+from trainables.core.components import build_components
+from trainables.core.data import load_for
+from trainables.core.models import ContrastiveModel
+from trainables.integration.session import LocalSession
+from trainables.integration.tracking import create_run, pretrain_params
+from trainables.run.baseline import random_init_baseline
+from trainables.run.checkpoint import load_checkpoint
+from trainables.run.epoch_end import EpochEnd
+from trainables.run.evaluation import knn_evaluation, load_pretrained
+from trainables.run.pretrain import pretrain
+from trainables.spec import run_schema as rs
+from trainables.spec.config import ConfigError, EvalConfig, from_dict, from_yaml
 
 MEAN, STD = (0.2, 0.4, 0.6), (0.5, 0.25, 0.125)
 GIVEN = {"data_mean": list(MEAN), "data_std": list(STD)}

@@ -14,10 +14,10 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import trainables.augment as augment_module
-from trainables.augment import AugmentConfig, SimCLRAugment
-from trainables.data import DATASETS
-from trainables.losses import CATALOG, build_loss
+import trainables.core.augment as augment_module
+from trainables.core.augment import AugmentConfig, SimCLRAugment
+from trainables.core.losses import CATALOG, build_loss
+from trainables.spec.datasets import DATASETS
 
 SYNCING = {"aten::nonzero", "aten::_local_scalar_dense", "aten::masked_select", "aten::is_nonzero", "aten::equal"}
 MASK_INDEXING = {"aten::index", "aten::index_put", "aten::index_put_"}

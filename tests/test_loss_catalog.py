@@ -1,7 +1,7 @@
 """The loss catalog is the one list of losses: a new loss needs three edits, and no other file names one.
 
 The throw-away loss below (InfoNCE with an additive margin m on the positive, a hyperparameter
-no other loss takes) is registered exactly as the recipe in ``trainables/losses/__init__.py``
+no other loss takes) is registered exactly as the recipe in ``trainables/core/losses/__init__.py``
 says: a module, a catalog line (plus the new hyperparameter's line) and a reference line. A fresh
 interpreter then shows config validation, ``--set``, the command line, ``build_loss``, the table
 labels and symbols, the plot colour, the tuning space and the loss benchmark taking it up.
@@ -18,7 +18,7 @@ import textwrap
 import tokenize
 from pathlib import Path
 
-from trainables.losses.catalog import CATALOG, HYPERPARAMETERS
+from trainables.spec.losses import CATALOG, HYPERPARAMETERS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,9 +26,9 @@ TOY_MODULE = '''
 import torch
 import torch.nn.functional as F
 
-from trainables.losses.base import ContrastiveLoss, LossTerms
-from trainables.losses.catalog import HYPERPARAMETERS
-from trainables.losses.infonce import decoupled_logits
+from trainables.core.losses.base import ContrastiveLoss, LossTerms
+from trainables.spec.losses import HYPERPARAMETERS
+from trainables.core.losses.infonce import decoupled_logits
 
 
 class MarginLoss(ContrastiveLoss):
@@ -55,7 +55,7 @@ import pytest
 
 import loss_references as ref
 import test_losses
-from trainables.losses import catalog
+from trainables.spec import losses as catalog
 
 # 1. the module: toy_loss.py above.  2. the catalog line (and the new hyperparameter's line).
 catalog.HYPERPARAMETERS["margin"] = catalog.Hyperparameter("margin", "additive margin on the positive", "m", 0, search=(0.0, 1.0, False))
@@ -75,8 +75,8 @@ from analysis import labels, plots, selection
 from benchmarks import losses as benchmark
 from search_spaces import tpe_lr
 from study import plan, train
-from trainables.config import ConfigError, from_dict
-from trainables.losses import build_loss
+from trainables.spec.config import ConfigError, from_dict
+from trainables.core.losses import build_loss
 
 # build_loss: the signature's defaults, and the float64 reference's value and gradient.
 loss = build_loss("margin_nce")
@@ -151,7 +151,7 @@ def test_a_throwaway_loss_needs_only_its_module_catalog_line_and_reference(tmp_p
 
 
 def test_importing_the_catalog_and_the_package_imports_no_torch() -> None:
-    code = "import sys, trainables.losses, trainables.losses.catalog as c; c.CATALOG['hcl'].defaults; assert 'torch' not in sys.modules"
+    code = "import sys, trainables.core.losses, trainables.spec.losses as c; c.CATALOG['hcl'].defaults; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}, check=True)
 
 
@@ -173,18 +173,17 @@ def test_readme_losses_table_lists_exactly_the_catalog() -> None:
 # per-loss settings; the papers' published numbers say which loss each number is for; the
 # offline check's and the GPU study's commands choose the losses they run, as a preset would.
 DECLARATIONS = ("search_spaces/", "analysis/reported.py", "tools/offline_check.py", "benchmarks/gpu_study.py")
-EXEMPT = ("trainables/losses/", "tests/", "docs/", *DECLARATIONS)
+EXEMPT = ("trainables/core/losses/", "trainables/spec/losses.py", "tests/", "docs/", *DECLARATIONS)
 # Strings that spell a loss's or hyperparameter's name but name something else, by file and name.
 _RECIPE = "a probe recipe (and the paper recipe it comes from) named after the AttentionNCE code base, not the loss"
 OTHER_MEANINGS: dict[tuple[str, str], str] = {
-    ("trainables/linear_eval.py", "attentionnce"): _RECIPE,
-    ("trainables/evaluation.py", "attentionnce"): _RECIPE,
-    ("trainables/config.py", "attentionnce"): _RECIPE,
+    ("trainables/run/evaluation.py", "attentionnce"): _RECIPE,
+    ("trainables/spec/config.py", "attentionnce"): _RECIPE,
     ("study/cli.py", "attentionnce"): _RECIPE,
     ("analysis/conditions.py", "attentionnce"): _RECIPE,
     ("analysis/conditions.py", "infonce"): "the paper recipe's field saying how that paper's code computes InfoNCE",
     ("analysis/conditions.py", "temperature"): "the paper recipe's field holding the temperature that paper used",
-    ("trainables/run_schema.py", "temperature"): "the MLflow param every loss logs, typed for the analysis",
+    ("trainables/spec/run_schema.py", "temperature"): "the MLflow param every loss logs, typed for the analysis",
 }
 NAMES = (*CATALOG, *HYPERPARAMETERS)
 # Loss names and hyperparameter names that are no English word (tau_plus): as a whole word, not
@@ -218,7 +217,7 @@ def named_outside_the_catalog(path: str, root: Path = REPO) -> list[str]:
 
 
 def test_no_code_outside_the_losses_names_a_loss_or_its_hyperparameters() -> None:
-    """Outside trainables/losses/, tests and docs, loss names and loss hyperparameter names reach
+    """Outside trainables/core/losses/, the catalog (trainables/spec/losses.py), tests and docs, loss names and loss hyperparameter names reach
     code only through the catalog: as string literals they would be a second list that goes stale.
     Study presets (search_spaces/), the papers' published numbers (analysis/reported.py) and the
     offline check's and GPU study's commands are declarations and may name losses and per-loss settings. Docstrings and comments are prose.

@@ -6,16 +6,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import loss_references as ref
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-import loss_references as ref
-from trainables import run_schema as rs
-from trainables.losses import CATALOG, build_loss
-from trainables.losses.catalog import HYPERPARAMETERS
-from trainables.losses.dense import DENSE
+from trainables.core.losses import CATALOG, build_loss
+from trainables.core.losses.dense import DENSE
+from trainables.spec import run_schema as rs
+from trainables.spec.losses import HYPERPARAMETERS
 
 SHAPES = [(2, 2, 3), (4, 2, 8), (3, 3, 5), (5, 4, 16)]  # (B, V, D)
 Formula = Callable[[np.ndarray, np.ndarray, dict], float]  # (z, frozen, hyperparameters) -> loss value

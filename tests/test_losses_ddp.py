@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from ddp import run_ddp
-from trainables.losses import CATALOG, build_loss
+
+from trainables.core.losses import CATALOG, build_loss
 
 BATCH, DIM = 8, 16
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from trainables import mlflow_search
-from trainables.mlflow_search import find_run, search_runs, tag_clause
+from trainables.integration import mlflow_search
+from trainables.integration.mlflow_search import find_run, search_runs, tag_clause
 
 AWKWARD = ["it's", 'say "hi"', "back\\slash", "trailing\\", "ünïcødé-β", "mix'\"\\", "50%_off", "a\\'b", "IT'S", "it_s", "plain"]
 

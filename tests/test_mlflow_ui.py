@@ -2,7 +2,7 @@
 
 A two-trial quickstart runs once for the module. The runs must say what won (headline numbers on
 trial runs, evaluation runs named after their trial, a described study run holding its best
-trial), and the UI's results view (``trainables.tracking.results_url``), rendered by Chromium
+trial), and the UI's results view (``trainables.integration.tracking.results_url``), rendered by Chromium
 from a real ``mlflow server``, must show each trial's headline number on its row.
 """
 
@@ -20,9 +20,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from mlflow_server import Server
 
-from trainables import run_schema as rs
-from trainables.mlflow_search import search_runs
-from trainables.tracking import results_url, run_url
+from trainables.integration.mlflow_search import search_runs
+from trainables.integration.tracking import results_url, run_url
+from trainables.spec import run_schema as rs
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from trainables.models import (
+from trainables.core.models import (
     BACKBONES,
     HEADS,
     ContrastiveModel,

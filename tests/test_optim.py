@@ -8,16 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.optim import (
+from trainables.core.optim import (
     LARS,
-    LR_SCALING,
     OPTIMIZERS,
     SCHEDULES,
     build_optimizer,
     build_schedule,
     param_groups,
-    scaled_lr,
 )
+from trainables.spec.lr_scaling import LR_SCALING, scaled_lr
 
 BATCHES = [128, 256, 512, 1024, 2048, 4096, 8192]
 

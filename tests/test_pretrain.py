@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from ddp import run_ddp
 from torch import nn
 
-from ddp import run_ddp
-from trainables import models
-from trainables import run_schema as rs
-from trainables.checkpoint import load_checkpoint
-from trainables.config import from_dict
-from trainables.pretrain import NonFiniteLossError, pretrain
-from trainables.session import LocalSession
+from trainables.core import models
+from trainables.integration.session import LocalSession
+from trainables.run.checkpoint import load_checkpoint
+from trainables.run.pretrain import NonFiniteLossError, pretrain
+from trainables.spec import run_schema as rs
+from trainables.spec.config import from_dict
 
 TINY = {
     "dataset": "digits",
@@ -56,9 +56,9 @@ def test_a_run_restored_after_its_last_report_reports_it_again_and_changes_nothi
     with the same numbers, and leave MLflow as it was."""
     from mlflow.tracking import MlflowClient
 
-    from trainables.evaluation import EvalConfig
-    from trainables.tracking import create_run, pretrain_params
-    from trainables.trial import train_and_evaluate
+    from trainables.integration.tracking import create_run, pretrain_params
+    from trainables.run.evaluation import EvalConfig
+    from trainables.run.train_and_evaluate import train_and_evaluate
 
     torch.set_num_threads(1)
     uri, cfg, knn = f"sqlite:///{tmp_path / 'mlflow.db'}", from_dict(TINY), EvalConfig(mode="knn", knn_k=10)
@@ -129,7 +129,7 @@ def test_two_worker_ddp_step_equals_one_process_on_the_full_batch(tmp_path: Path
 
 
 def test_non_finite_loss_stops_the_run_at_its_first_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from trainables import pretrain as module
+    from trainables.run import pretrain as module
 
     build = module.build_components
 

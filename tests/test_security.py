@@ -22,8 +22,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from study import linear_eval as linear_eval_cli
-from trainables import run_schema as rs
-from trainables.checkpoint import (
+from trainables.integration.session import LocalSession
+from trainables.integration.tracking import create_run, end_run, pretrain_params, redact_secrets
+from trainables.run.checkpoint import (
     CHECKSUM_FILE,
     STATE_FILE,
     CorruptCheckpointError,
@@ -32,11 +33,10 @@ from trainables.checkpoint import (
     load_latest_valid,
     save_checkpoint,
 )
-from trainables.config import from_dict
-from trainables.epoch_end import EpochEnd
-from trainables.pretrain import pretrain
-from trainables.session import LocalSession
-from trainables.tracking import create_run, end_run, pretrain_params, redact_secrets
+from trainables.run.epoch_end import EpochEnd
+from trainables.run.pretrain import pretrain
+from trainables.spec import run_schema as rs
+from trainables.spec.config import from_dict
 
 
 class Payload:
@@ -85,7 +85,7 @@ def test_resume_skips_a_malicious_checkpoint_with_a_warning(tmp_path: Path, capl
     marker = tmp_path / "code-ran"
     good = save_checkpoint({"model": {"w": torch.ones(3)}, "epoch": 1}, tmp_path / "epoch_00001")
     evil = write_malicious_checkpoint(tmp_path / "epoch_00002", marker, "torch")
-    with caplog.at_level(logging.WARNING, logger="trainables.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="trainables.run.checkpoint"):
         found = load_latest_valid([good, evil])
     assert found is not None and found[1] == good and found[0]["epoch"] == 1
     assert any(str(evil) in r.getMessage() and "refused" in r.getMessage() for r in caplog.records)
@@ -325,7 +325,7 @@ def test_the_planted_pickle_would_run_code_if_unpickled(tmp_path: Path) -> None:
 
 def test_an_untouched_sealed_study_passes_and_an_unrecorded_one_is_refused(sealed_study: tuple[Path, str, str]) -> None:
     from study import state_seal
-    from trainables.config import ConfigError
+    from trainables.spec.config import ConfigError
 
     folder, uri, run_id = sealed_study
     assert state_seal.check(uri, run_id, folder) is None  # what the sweep sealed is what it finds
@@ -429,8 +429,8 @@ def test_study_json_is_replaced_atomically(tmp_path: Path, monkeypatch: pytest.M
 
 @pytest.mark.parametrize("name", ["../x", "../../etc", "/abs", "a/b", "..", "link"])
 def test_no_name_escapes_its_root(tmp_path: Path, name: str) -> None:
-    from trainables.config import ConfigError
-    from trainables.files import under
+    from trainables.spec.config import ConfigError
+    from trainables.spec.files import under
 
     (tmp_path / "root").mkdir()
     (tmp_path / "root" / "link").symlink_to(tmp_path)

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from scripts import REPO, overrides, run_script  # tests/ helpers, via conftest
 
 from search_spaces import PRESETS
 from search_spaces.preset import Preset, Tuning
@@ -20,10 +21,8 @@ from study import run_sweep
 from study.console import StudyConsole
 from study.plan import make_plan
 from study.sweep import TUNING_SUFFIX
-from trainables import run_schema as rs
-from trainables.mlflow_search import search_runs
-
-from scripts import REPO, overrides, run_script  # tests/ helpers, via conftest
+from trainables.integration.mlflow_search import search_runs
+from trainables.spec import run_schema as rs
 
 SWEEP = str(REPO / "study" / "run_sweep.py")
 SMALL = overrides("seeds=1", "epochs=2", "limit_train=256", "batch_size=[64]", "knn_k=10", "eval.mode=knn")
@@ -268,11 +267,11 @@ def test_a_random_init_baseline_run_evaluates_the_encoder_a_trial_of_its_seed_st
     import torch
 
     from study.sweep import random_init_run
-    from trainables.components import build_components
-    from trainables.config import from_dict
-    from trainables.evaluation import EvalConfig, Pretrained, evaluate
-    from trainables.study_context import StudyContext
-    from trainables.tracking import create_run
+    from trainables.core.components import build_components
+    from trainables.integration.tracking import create_run
+    from trainables.run.evaluation import EvalConfig, Pretrained, evaluate
+    from trainables.spec.config import from_dict
+    from trainables.spec.study_context import StudyContext
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     study_run = create_run(uri, "e", run_name="s", params={}, tags={rs.KIND: rs.KIND_STUDY, rs.STUDY: "s"})

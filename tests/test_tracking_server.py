@@ -20,8 +20,15 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from mlflow_server import Server, free_port
 
-from trainables import run_schema as rs
-from trainables.tracking import LOGGER_HTTP_BOUNDS, RunLogger, TrackingUnavailableError, bounded_http, check_reachable, create_run
+from trainables.integration.tracking import (
+    LOGGER_HTTP_BOUNDS,
+    RunLogger,
+    TrackingUnavailableError,
+    bounded_http,
+    check_reachable,
+    create_run,
+)
+from trainables.spec import run_schema as rs
 
 PASSWORD = "pw-Zq8T3nV1"  # in the tracking URI only: MLflow sends it as basic auth, the test server ignores it
 
@@ -78,7 +85,7 @@ def test_a_server_that_goes_away_mid_run_loses_no_epoch(
     checkpoint.mkdir()
     (checkpoint / "state.pt").write_bytes(b"weights of epoch 5")
     started = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="trainables.tracking"):
+    with caplog.at_level(logging.WARNING, logger="trainables.integration.tracking"):
         for epoch in (3, 4, 5):
             logger.log_epoch(epoch, epoch_metrics(epoch))  # must neither raise nor stall the training loop
         logger.log_artifacts(checkpoint, "checkpoint")
@@ -87,7 +94,7 @@ def test_a_server_that_goes_away_mid_run_loses_no_epoch(
     assert stalled < 30, f"training stalled {stalled:.0f} s on a stopped server"
     assert sorted({m.step for m in logger.pending}) == [3, 4, 5] and len(logger.pending) == 6
     assert [artifact_path for _, artifact_path in logger.pending_artifacts] == ["checkpoint"]
-    warnings = [r.getMessage() for r in caplog.records if r.name == "trainables.tracking"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "trainables.integration.tracking"]
     assert len(warnings) == 4 and all("kept for retry" in w for w in warnings), warnings
     assert not any(PASSWORD in r.getMessage() for r in caplog.records)  # the URI's password is in no log line
 

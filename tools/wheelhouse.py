@@ -23,9 +23,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -133,29 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         "--image-has", nargs="+", default=list(IMAGE_DEFAULT), metavar="PACKAGE", help="packages the target image already has"
     )
     parser.add_argument("--out", type=Path, default=REPO / "wheelhouse", help="wheelhouse folder, replaced whole (default: wheelhouse/)")
-    parser.add_argument("--record", action="store_true", help="append the sizes to benchmarks/RESULTS.md (results/wheelhouse.json)")
     args = parser.parse_args(argv)
     build(args.out.resolve(), args.image_has)
     wheels = sizes(args.out)
     for name, size in list(wheels.items())[:15]:
         print(f"{size / 2**20:7.2f} MiB  {name}")
     print(summary(wheels))
-    if args.record:
-        from benchmarks.common import record, report_header
-
-        command = "python -m tools.wheelhouse " + " ".join(sys.argv[1:] if argv is None else argv)
-        report = report_header("wheelhouse", __file__, argv, packages=("pip",)) | {
-            "command": command,
-            "image_has": args.image_has,
-            "wheels": wheels,
-        }
-        largest = ", ".join(f"{name.split('-')[0]} {size / 2**20:.1f}" for name, size in list(wheels.items())[:5])
-        record(
-            "wheelhouse",
-            report,
-            f"`{command}`; image has {' '.join(args.image_has)}; requirements.lock",
-            f"{summary(wheels)}; largest (MiB): {largest}",
-        )
     return 0
 
 

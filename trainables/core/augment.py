@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from trainables.config import MAX_JITTER_STRENGTH  # the config refuses what this module would
+from trainables.spec.config import MAX_JITTER_STRENGTH  # the config refuses what this module would
 
 if TYPE_CHECKING:  # the augmentation imports only torch and torchvision at run time
-    from trainables.data.specs import DatasetSpec
+    from trainables.spec.datasets import DatasetSpec
 
 CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries this many boxes before the centre crop
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601-2 luma, as in torchvision's rgb_to_grayscale

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
-from trainables.augment import AugmentConfig, augment_config_for, eval_transform
-from trainables.config import PretrainConfig
-from trainables.data import Splits, load_for
-from trainables.features import Encode
-from trainables.knn import knn_accuracy
-from trainables.models import ContrastiveModel, build_model
+from trainables.core.augment import AugmentConfig, augment_config_for, eval_transform
+from trainables.core.data import Splits, load_for
+from trainables.core.features import Encode
+from trainables.core.knn import knn_accuracy
+from trainables.core.models import ContrastiveModel, build_model
+from trainables.spec.config import PretrainConfig
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from trainables.data import Images
-from trainables.distributed import world
+from trainables.core.data import Images
+from trainables.core.distributed import world
 
 Encode = Callable[[torch.Tensor], torch.Tensor]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from trainables.data import Images
-from trainables.features import Encode, split_features
+from trainables.core.data import Images
+from trainables.core.features import Encode, split_features
 
 
 def knn_predict(

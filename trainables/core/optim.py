@@ -5,8 +5,8 @@
   neither weight decay nor LARS adaptation. FlatCLR meant to do this but matched parameter
   names its optimiser never saw, so there it silently did nothing; here the split is by
   tensor rank and needs no names.
-- ``OPTIMIZERS``, ``LR_SCALING`` and ``SCHEDULES`` are plain-dict registries keyed by the names
-  a study config uses.
+- ``OPTIMIZERS`` and ``SCHEDULES`` are plain-dict registries keyed by the names a study config uses;
+  the learning-rate scaling rules, pure arithmetic, are in ``trainables/spec/lr_scaling.py``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
+from trainables.spec.lr_scaling import check_name, check_range
+
 LARS_TRUST_COEFFICIENT = 0.001  # η in the LARS paper, SimCLR and moco-v3
-LINEAR_SCALING_BATCH = 256  # the linear rule's reference batch: lr = base × B / 256
 
 
 # --- LARS ------------------------------------------------------------------------------------
@@ -183,56 +184,11 @@ def build_optimizer(
     Raises:
         ValueError: If the name is unknown or a value is out of range.
     """
-    _check_name("optimizer", name, OPTIMIZERS)
-    _check_range("lr", lr, lower=0.0, lower_inclusive=False)
-    _check_range("weight_decay", weight_decay, lower=0.0)
-    _check_range("momentum", momentum, lower=0.0, upper=1.0)
+    check_name("optimizer", name, OPTIMIZERS)
+    check_range("lr", lr, lower=0.0, lower_inclusive=False)
+    check_range("weight_decay", weight_decay, lower=0.0)
+    check_range("momentum", momentum, lower=0.0, upper=1.0)
     return OPTIMIZERS[name](param_groups(model, weight_decay), lr, momentum, fused)
-
-
-# --- learning-rate scaling -------------------------------------------------------------------
-def _linear_scaling(base_lr: float, batch_size: int) -> float:
-    """Goyal et al.'s linear rule, base × B/256 (FlatCLR's default, base 0.3)."""
-    return base_lr * batch_size / LINEAR_SCALING_BATCH
-
-
-def _sqrt_scaling(base_lr: float, batch_size: int) -> float:
-    """The square-root rule, base × √B (FlatCLR's small-batch choice, base 0.075)."""
-    return base_lr * math.sqrt(batch_size)
-
-
-def _no_scaling(base_lr: float, batch_size: int) -> float:
-    """The base lr as given (AttentionNCE's Adam 1e-3 at any batch)."""
-    return base_lr
-
-
-LR_SCALING: dict[str, Callable[[float, int], float]] = {
-    "linear": _linear_scaling,
-    "sqrt": _sqrt_scaling,
-    "none": _no_scaling,
-}
-
-
-def scaled_lr(base_lr: float, batch_size: int, rule: str) -> float:
-    """The learning rate for a global batch size under a scaling rule.
-
-    FlatCLR's README: linear is 0.3 × B/256 and sqrt is 0.075 × √B; they agree at B = 4096.
-
-    Args:
-        base_lr: The base learning rate the rule scales.
-        batch_size: The global batch size B.
-        rule: A key of ``LR_SCALING``.
-
-    Returns:
-        The scaled learning rate.
-
-    Raises:
-        ValueError: If the rule is unknown or a value is out of range.
-    """
-    _check_name("lr_scaling", rule, LR_SCALING)
-    _check_range("base_lr", base_lr, lower=0.0, lower_inclusive=False)
-    _check_range("batch_size", batch_size, lower=1)
-    return LR_SCALING[rule](base_lr, batch_size)
 
 
 # --- schedules -------------------------------------------------------------------------------
@@ -247,13 +203,13 @@ def _warmup_cosine_factor(step: int, *, base_lr: float, warmup_steps: int, total
 
 def _cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, final_lr: float) -> LRScheduler:
     """Per-step linear warm-up then cosine decay to ``final_lr``, for every group's own lr."""
-    _check_range("warmup_steps", warmup_steps, lower=0)
-    _check_range("total_steps", total_steps, lower=warmup_steps, lower_inclusive=False)
-    _check_range("final_lr", final_lr, lower=0.0)
+    check_range("warmup_steps", warmup_steps, lower=0)
+    check_range("total_steps", total_steps, lower=warmup_steps, lower_inclusive=False)
+    check_range("final_lr", final_lr, lower=0.0)
     # LambdaLR multiplies each group's initial lr; read it the way LambdaLR will.
     base_lrs = [group.get("initial_lr", group["lr"]) for group in optimizer.param_groups]
     for base_lr in base_lrs:
-        _check_range("lr", base_lr, lower=0.0, lower_inclusive=False)
+        check_range("lr", base_lr, lower=0.0, lower_inclusive=False)
     factors = [
         functools.partial(
             _warmup_cosine_factor,
@@ -305,33 +261,5 @@ def build_schedule(
     Raises:
         ValueError: If the name is unknown or a value is out of range.
     """
-    _check_name("schedule", name, SCHEDULES)
+    check_name("schedule", name, SCHEDULES)
     return SCHEDULES[name](optimizer, warmup_steps, total_steps, final_lr)
-
-
-# --- validation ------------------------------------------------------------------------------
-def _check_name(field: str, value: str, allowed: Mapping[str, object]) -> None:
-    """Raises ValueError naming the field, the value and the allowed names."""
-    if value not in allowed:
-        raise ValueError(f"{field}={value!r} is not one of {sorted(allowed)}")
-
-
-def _check_range(
-    field: str,
-    value: float,
-    *,
-    lower: float,
-    upper: float | None = None,
-    lower_inclusive: bool = True,
-) -> None:
-    """Raises ValueError naming the field, the value and the allowed range.
-
-    The lower bound is inclusive unless ``lower_inclusive`` is False; the upper bound, when
-    given, is exclusive.
-    """
-    above = value >= lower if lower_inclusive else value > lower
-    below = upper is None or value < upper
-    if not (above and below):
-        low = f"{'[' if lower_inclusive else '('}{lower}"
-        high = f"{upper})" if upper is not None else "inf)"
-        raise ValueError(f"{field}={value!r} is outside the allowed range {low}, {high}")

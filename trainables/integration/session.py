@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Protocol
 
-from trainables.distributed import world
+from trainables.core.distributed import world
 
 
 def checkpoint_dir_name(epoch: int) -> str:

@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from trainables import run_schema as rs
+from trainables.spec import run_schema as rs
 
 log = logging.getLogger(__name__)
 DEFAULT_STORE = "mlflow.db"

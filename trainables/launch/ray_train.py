@@ -8,10 +8,10 @@ from typing import Any
 import ray.train
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from trainables.config import PretrainConfig, from_dict
-from trainables.evaluation import EvalConfig
-from trainables.session import RayTrainSession
-from trainables.trial import train_and_evaluate
+from trainables.integration.session import RayTrainSession
+from trainables.run.evaluation import EvalConfig
+from trainables.run.train_and_evaluate import train_and_evaluate
+from trainables.spec.config import PretrainConfig, from_dict
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:

@@ -3,7 +3,7 @@
 A trial with one CPU worker runs the loop right here in the Tune trial (a Ray Train worker
 group costs ~10 s of start-up per trial on a small machine); several workers or GPUs run it
 under Ray Train's TorchTrainer, whose reports reach Tune through TuneReportCallback. Either
-way every worker runs :func:`train_and_evaluate`.
+way every worker runs :func:`trainables.run.train_and_evaluate.train_and_evaluate`.
 """
 
 from __future__ import annotations
@@ -12,39 +12,17 @@ from typing import Any
 
 import ray.tune
 from mlflow.tracking import MlflowClient
+from ray.tune.integration.ray_train import TuneReportCallback
 
-from trainables import run_schema as rs
-from trainables.config import PretrainConfig, from_dict
-from trainables.epoch_end import EpochEnd
-from trainables.evaluation import EvalConfig, Pretrained, evaluate_and_record
-from trainables.mlflow_search import experiment_id, find_run
-from trainables.pretrain import pretrain
-from trainables.session import Session, TuneSession
-from trainables.study_context import StudyContext, uses_train_workers
-from trainables.tracking import create_run, pretrain_params, trial_run_name
-
-
-def train_and_evaluate(
-    cfg: PretrainConfig, session: Session, *, run_id: str | None, tracking_uri: str | None, evaluation: EvalConfig | None
-) -> None:
-    """Pretrain, then evaluate the encoder in memory (a child MLflow run of ``run_id``).
-
-    The last epoch's report waits for the evaluation, so that the report Tune sees last carries
-    its results as ``eval_*`` metrics; rank 0 also copies them onto the trial's MLflow run.
-    """
-    end = EpochEnd(cfg, session, run_id=run_id, tracking_uri=tracking_uri, hold_last=evaluation is not None)
-    trained = pretrain(cfg, session, end)
-    if evaluation is None or not end.holding:  # no evaluation asked, or the last epoch was trained before
-        return
-    pretrained = Pretrained(trained.components, cfg, trained.epoch, run_id or "")
-    try:
-        checkpoint = f"epoch {trained.epoch}"
-        log = session.rank == 0
-        result = evaluate_and_record(pretrained, evaluation, trained.device, tracking_uri=tracking_uri, checkpoint=checkpoint, log=log)
-    except BaseException:
-        end.discard()
-        raise
-    end.release({f"{rs.EVAL_PREFIX}{k}": v for k, v in result.items() if isinstance(v, float)})
+from trainables.integration.mlflow_search import experiment_id, find_run
+from trainables.integration.session import TuneSession
+from trainables.integration.tracking import create_run, pretrain_params, trial_run_name
+from trainables.launch.ray_train import build_trainer
+from trainables.run.evaluation import EvalConfig
+from trainables.run.train_and_evaluate import train_and_evaluate
+from trainables.spec import run_schema as rs
+from trainables.spec.config import PretrainConfig, from_dict
+from trainables.spec.study_context import StudyContext, uses_train_workers
 
 
 def trial_run(context: StudyContext, trial_id: str, cfg: PretrainConfig) -> str:
@@ -81,10 +59,6 @@ def run_trial(params: dict[str, Any], context: StudyContext) -> None:
         evaluation = EvalConfig(**context.evaluation)
         train_and_evaluate(cfg, TuneSession(), run_id=run_id, tracking_uri=context.tracking_uri, evaluation=evaluation)
         return
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from trainables.ray_train import build_trainer
-
     trainer = build_trainer(
         cfg, name=train_run_name(cfg, trial_id), storage_path=context.storage_path, run_id=run_id, tracking_uri=context.tracking_uri,
         max_failures=context.max_failures, evaluation=context.evaluation, callbacks=[TuneReportCallback()],

@@ -13,12 +13,12 @@ from __future__ import annotations
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from trainables import run_schema as rs
-from trainables.components import build_components, training_device, validation_knn
-from trainables.config import PretrainConfig
-from trainables.evaluation import EvalConfig, Pretrained, eval_params, record
-from trainables.mlflow_search import search_runs
-from trainables.tracking import create_run
+from trainables.core.components import build_components, training_device, validation_knn
+from trainables.integration.mlflow_search import search_runs
+from trainables.integration.tracking import create_run
+from trainables.run.evaluation import EvalConfig, Pretrained, eval_params, record
+from trainables.spec import run_schema as rs
+from trainables.spec.config import PretrainConfig
 
 
 def random_init_baseline(cfg: PretrainConfig, evaluation: EvalConfig, *, tracking_uri: str, study_run_id: str) -> str:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from trainables import run_schema as rs
-from trainables.checkpoint import save_checkpoint
-from trainables.config import PretrainConfig
-from trainables.losses.catalog import CATALOG
-from trainables.session import Session
-from trainables.tracking import RunLogger, log_params
+from trainables.integration.session import Session
+from trainables.integration.tracking import RunLogger, log_params
+from trainables.run.checkpoint import save_checkpoint
+from trainables.spec import run_schema as rs
+from trainables.spec.config import PretrainConfig
+from trainables.spec.losses import CATALOG
 
 
 @dataclass

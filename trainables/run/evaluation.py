@@ -19,18 +19,18 @@ import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
 from torch import nn
 
-from trainables import run_schema as rs
-from trainables.augment import AugmentConfig, SimCLRAugment, eval_transform
-from trainables.checkpoint import load_checkpoint
-from trainables.components import Components, build_components, encoder
-from trainables.config import RECIPES, ConfigError, EvalConfig, PretrainConfig, Recipe, from_dict
-from trainables.data import Images, Splits
-from trainables.distributed import world
-from trainables.features import split_features
-from trainables.knn import knn_predict
-from trainables.models import ContrastiveModel
-from trainables.optim import build_schedule
-from trainables.tracking import RunLogger, create_run, end_run, trial_run_name
+from trainables.core.augment import AugmentConfig, SimCLRAugment, eval_transform
+from trainables.core.components import Components, build_components, encoder
+from trainables.core.data import Images, Splits
+from trainables.core.distributed import world
+from trainables.core.features import split_features
+from trainables.core.knn import knn_predict
+from trainables.core.models import ContrastiveModel
+from trainables.core.optim import build_schedule
+from trainables.integration.tracking import RunLogger, create_run, end_run, trial_run_name
+from trainables.run.checkpoint import load_checkpoint
+from trainables.spec import run_schema as rs
+from trainables.spec.config import RECIPES, ConfigError, EvalConfig, PretrainConfig, Recipe, from_dict
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ view of every image is augmented afresh on the device at every step.
 
 Read :func:`pretrain` top to bottom: components from the config, optimizer and loss, resume,
 then one :func:`train_one_epoch` per epoch whose metrics go to an :class:`EpochEnd`. Evaluating
-the trained encoder is the caller's business (``trainables/trial.py``).
+the trained encoder is the caller's business (``trainables/launch/trial.py``).
 """
 
 from __future__ import annotations
@@ -24,20 +24,21 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 
-from trainables import faults
-from trainables import run_schema as rs
-from trainables.augment import SimCLRAugment
-from trainables.checkpoint import load_latest_valid
-from trainables.components import Components, autocast, build_components, training_device, validation_knn
-from trainables.config import PretrainConfig
-from trainables.data import Images, Splits, epoch_generator
-from trainables.distributed import world
-from trainables.epoch_end import EpochEnd
-from trainables.losses import CATALOG, build_loss
-from trainables.models import prepare_for_device
-from trainables.optim import build_optimizer, build_schedule, scaled_lr
-from trainables.session import Session
-from trainables.tracking import redact_secrets
+from trainables.core.augment import SimCLRAugment
+from trainables.core.components import Components, autocast, build_components, training_device, validation_knn
+from trainables.core.data import Images, Splits, epoch_generator
+from trainables.core.distributed import world
+from trainables.core.losses import CATALOG, build_loss
+from trainables.core.models import prepare_for_device
+from trainables.core.optim import build_optimizer, build_schedule
+from trainables.integration.session import Session
+from trainables.integration.tracking import redact_secrets
+from trainables.run import faults
+from trainables.run.checkpoint import load_latest_valid
+from trainables.run.epoch_end import EpochEnd
+from trainables.spec import run_schema as rs
+from trainables.spec.config import PretrainConfig
+from trainables.spec.lr_scaling import scaled_lr
 
 log = logging.getLogger(__name__)
 

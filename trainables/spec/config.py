@@ -28,22 +28,29 @@ from typing import Any
 
 import yaml
 
-from trainables.data.specs import CHANNELS, DATASETS, DEFAULT_IN_MEMORY_GB
-from trainables.losses.catalog import (
-    BASELINE, CATALOG, HYPERPARAMETERS, LossEntry, hyperparameter_names, preset_hyperparameters, preset_names, takes,
+from trainables.spec.datasets import CHANNELS, DATASETS, DEFAULT_IN_MEMORY_GB
+from trainables.spec.losses import (
+    BASELINE,
+    CATALOG,
+    HYPERPARAMETERS,
+    LossEntry,
+    hyperparameter_names,
+    preset_hyperparameters,
+    preset_names,
+    takes,
 )
+from trainables.spec.lr_scaling import LR_SCALING, scaled_lr
 
 PRECISION_NAMES = ("auto", "fp32", "bf16")
 # attention_preset's value for "the hyperparameters published for the run's own dataset", so that a study
 # run on another dataset (--set dataset=tinyimagenet) takes that dataset's, from the loss catalog.
 FROM_DATASET = "dataset"
-# Registry names of the torch modules (trainables/models.py, trainables/optim.py), kept here so that
+# Registry names of the torch modules (trainables/core/models.py, trainables/core/optim.py), kept here so that
 # validation and --help never import torch; tests/test_config.py checks they equal the registries. Once a
 # module is imported its registry is read instead (see ``registry``), so a name registered at run time counts.
 BACKBONE_NAMES = ("resnet18", "resnet50", "small")
 HEAD_NAMES = ("mlp", "mlp_bn")
 OPTIMIZER_NAMES = ("lars", "sgd", "adam")
-LR_SCALING_NAMES = ("linear", "sqrt", "none")
 SCHEDULE_NAMES = ("cosine", "constant")
 
 # Bounds on what has no natural bound: far beyond any paper's setting, small enough that a typo
@@ -58,7 +65,7 @@ MAX_IMAGE_SIZE = 4096  # pixels a side; ImageNet trains at 224
 MAX_KNN_K = 100_000
 MAX_TAGS = 100
 MAX_TEXT = 1000  # characters of a free-text value (paths, URIs, tag values)
-# Hue jitter is 0.2 s and torchvision's hue shift must stay within [-0.5, 0.5]; trainables/augment.py
+# Hue jitter is 0.2 s and torchvision's hue shift must stay within [-0.5, 0.5]; trainables/core/augment.py
 # reads the same bound, so the driver refuses what the augmentation would.
 MAX_JITTER_STRENGTH = 2.5
 
@@ -290,7 +297,7 @@ class PretrainConfig:
     val_fraction: float = 0.1
     split_seed: int = 0
     image_size: int | None = None  # None: the dataset's own; an image folder's is measured from its files
-    load_size: int | None = None  # None: follows from image_size (trainables/data/folders.py)
+    load_size: int | None = None  # None: follows from image_size (trainables/core/data/folders.py)
     in_memory_gb: float = DEFAULT_IN_MEMORY_GB  # image folders up to this size are decoded once and held in memory
     cache_dir: str | None = None  # decoded images and statistics of image folders; None: DATA_DIR/.nce-cache
     # Per-channel statistics the images are normalised with, for pretraining and evaluation alike; they win over
@@ -346,8 +353,6 @@ class PretrainConfig:
     @property
     def effective_lr(self) -> float:
         """The learning rate after the lr_scaling rule, as the optimiser sees it."""
-        from trainables.optim import scaled_lr  # the optimiser module imports torch; validation does not
-
         return scaled_lr(self.lr, self.batch_size, self.lr_scaling)
 
     def loss_hyperparameters(self) -> dict[str, float]:
@@ -419,11 +424,11 @@ def warmup_fits(cfg: PretrainConfig) -> list[Problem]:
 PRETRAIN_CHECKS: list[Check] = [
     one_of("loss", CATALOG),
     one_of("dataset", DATASETS),
-    one_of("backbone", registry("trainables.models", "BACKBONES", BACKBONE_NAMES)),
-    one_of("head", registry("trainables.models", "HEADS", HEAD_NAMES)),
-    one_of("optimizer", registry("trainables.optim", "OPTIMIZERS", OPTIMIZER_NAMES)),
-    one_of("lr_scaling", registry("trainables.optim", "LR_SCALING", LR_SCALING_NAMES)),
-    one_of("schedule", registry("trainables.optim", "SCHEDULES", SCHEDULE_NAMES)),
+    one_of("backbone", registry("trainables.core.models", "BACKBONES", BACKBONE_NAMES)),
+    one_of("head", registry("trainables.core.models", "HEADS", HEAD_NAMES)),
+    one_of("optimizer", registry("trainables.core.optim", "OPTIMIZERS", OPTIMIZER_NAMES)),
+    one_of("lr_scaling", LR_SCALING),
+    one_of("schedule", registry("trainables.core.optim", "SCHEDULES", SCHEDULE_NAMES)),
     one_of("precision", PRECISION_NAMES),
     one_of("attention_preset", lambda: (*preset_names(), FROM_DATASET), optional=True),
     between("views", 1, MAX_VIEWS),
@@ -450,7 +455,7 @@ PRETRAIN_CHECKS: list[Check] = [
     between("knn_k", 1, MAX_KNN_K),
     at_least("knn_temperature", 0, strict=True),
     between("workers", 1, MAX_WORKERS),
-    between("seed", 0, 2**32, high_open=True),  # SeedSequence takes seeds >= 0 (trainables/data/order.py)
+    between("seed", 0, 2**32, high_open=True),  # SeedSequence takes seeds >= 0 (trainables/core/data/order.py)
     # Ray counts resources in steps of 0.0001: a smaller share is no share at all.
     between("cpus_per_worker", RAY_RESOURCE_STEP, MAX_WORKERS),
     between("gpus_per_worker", RAY_RESOURCE_STEP, 1),  # one process drives one device

@@ -44,7 +44,7 @@ class DatasetSpec:
         num_classes: Number of classes; None where counted from the class folders.
         image_size: Training resolution in pixels (square views); None where read from the data.
         load_size: Side of the decoded squares the augmentation crops from; None: follows from the
-            resolution (see ``trainables.data.folders``).
+            resolution (see ``trainables.core.data.folders``).
         mean: Per-channel mean in [0, 1] units; None where computed from the training images.
         std: Per-channel standard deviation in [0, 1] units; None as for ``mean``.
         stats_source: Where ``mean`` and ``std`` came from, set when the dataset is loaded (``STATS_*``).

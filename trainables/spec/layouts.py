@@ -26,8 +26,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainables.data.errors import DatasetNotFoundError, MalformedDatasetError
-from trainables.data.specs import DATASETS, DatasetSpec
+from trainables.spec.dataset_errors import DatasetNotFoundError, MalformedDatasetError
+from trainables.spec.datasets import DATASETS, DatasetSpec
 
 FOLDER_TRAIN = "train"
 # The test split's folder: test/ where a dataset has one, else val/ (ImageNet's official validation

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainables import run_schema as rs
+from trainables.spec import run_schema as rs
 
 NOT_HYPERPARAMETERS = ("self", "gather_distributed")  # __init__ arguments every loss has
 
@@ -134,12 +134,12 @@ class LossEntry:
 CATALOG: dict[str, LossEntry] = {
     e.name: e
     for e in (
-        LossEntry("infonce", "InfoNCE", "tab:blue", "trainables.losses.infonce:InfoNCELoss", "SimCLR's NT-Xent", clr="simclr"),
-        LossEntry("flatnce", "FlatNCE", "tab:orange", "trainables.losses.flatnce:FlatNCELoss", "FlatCLR", clr="flatclr"),
-        LossEntry("dcl", "Debiased CL", "tab:green", "trainables.losses.debiased:DebiasedLoss", "Debiased CL"),
-        LossEntry("hcl", "HCL", "tab:red", "trainables.losses.debiased:HardNegativeLoss", "hard negatives"),
+        LossEntry("infonce", "InfoNCE", "tab:blue", "trainables.core.losses.infonce:InfoNCELoss", "SimCLR's NT-Xent", clr="simclr"),
+        LossEntry("flatnce", "FlatNCE", "tab:orange", "trainables.core.losses.flatnce:FlatNCELoss", "FlatCLR", clr="flatclr"),
+        LossEntry("dcl", "Debiased CL", "tab:green", "trainables.core.losses.debiased:DebiasedLoss", "Debiased CL"),
+        LossEntry("hcl", "HCL", "tab:red", "trainables.core.losses.debiased:HardNegativeLoss", "hard negatives"),
         LossEntry(
-            "attentionnce", "AttentionNCE", "tab:purple", "trainables.losses.attentionnce:AttentionNCELoss", "attention over views",
+            "attentionnce", "AttentionNCE", "tab:purple", "trainables.core.losses.attentionnce:AttentionNCELoss", "attention over views",
             anchor_views=2, negatives_from_anchors=True, diagnostics=(rs.M_PROTOTYPE_PROB, rs.M_PROTOTYPE_GRAD_SCALE),
             presets={  # (d_pos, d_neg) from the official README, per dataset
                 "cifar10": {"d_pos": 1.0, "d_neg": 10.0},

@@ -22,14 +22,11 @@ implements, in memory or from files), ``splits`` (the validation hold-out and ``
 
 from __future__ import annotations
 
-from trainables.lazy import by_name, lazy_getattr
+from trainables.spec.lazy import by_name, lazy_getattr
 
-# Submodule -> the names it exports, each imported on first use, so that ``trainables.data.specs``
-# (and config validation and --help with it) is read without importing torch.
+# Submodule -> the names it exports, each imported on first use, so that importing the package imports no torch.
 _EXPORTS = by_name(
     {
-        "specs": ("DATASETS", "DEFAULT_IN_MEMORY_GB", "DatasetSpec", "dataset_spec"),
-        "errors": ("DatasetNotFoundError", "UnreadableImageError"),
         "images": ("FolderImages", "Images", "LabeledImages"),
         "splits": ("Splits",),
         "order": ("batch_indices", "epoch_generator", "epoch_seed", "worker_batch_indices"),

@@ -23,10 +23,10 @@ from sklearn.datasets import load_digits
 from torchvision import datasets
 from torchvision.datasets.utils import check_integrity
 
-from trainables.data.errors import DatasetNotFoundError
-from trainables.data.images import LabeledImages
-from trainables.data.layouts import not_found_message
-from trainables.data.splits import Official, stratified_holdout
+from trainables.core.data.images import LabeledImages
+from trainables.core.data.splits import Official, stratified_holdout
+from trainables.spec.dataset_errors import DatasetNotFoundError
+from trainables.spec.layouts import not_found_message
 
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_TEST_SEED = 0

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from trainables.data.errors import UnreadableImageError
+from trainables.spec.dataset_errors import UnreadableImageError
 
 CACHE_FORMAT = 3  # part of every cache key: bump when the decoding itself changes (3: EXIF orientation applied)
 SIZE_SAMPLE = 1_000  # files whose header is read to measure a folder's resolution

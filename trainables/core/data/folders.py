@@ -1,4 +1,4 @@
-"""The training resolution and load size of a folder dataset (its layout: ``trainables.data.layouts``).
+"""The training resolution and load size of a folder dataset (its layout: ``trainables.spec.layouts``).
 
 Sizes. The resolution S is ``image_size`` where given, else the dataset's own (64 for Tiny-ImageNet,
 224 for ImageNet), else, for a plain image folder, the median shorter side of a seeded sample of its
@@ -12,9 +12,9 @@ from the full file: on a 4:3 photo, the outer eighth of each long side is never 
 
 from __future__ import annotations
 
-from trainables.data.decode import native_size
-from trainables.data.layouts import FileList
-from trainables.data.specs import DatasetSpec
+from trainables.core.data.decode import native_size
+from trainables.spec.datasets import DatasetSpec
+from trainables.spec.layouts import FileList
 
 LOAD_MARGIN = 8 / 7  # ImageNet's 256-px squares for 224-px crops
 

@@ -14,7 +14,7 @@ from typing import Protocol
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from trainables.data.order import worker_batch_indices
+from trainables.core.data.order import worker_batch_indices
 
 
 class Images(Protocol):
@@ -129,7 +129,7 @@ class FolderImages:
     per worker and draws its own permutation, so its batches are not column slices of ``batch_indices``.
 
     Attributes:
-        files: Decodes file i to uint8 [3, L, L] (``trainables.data.decode.ImageFiles``).
+        files: Decodes file i to uint8 [3, L, L] (``trainables.core.data.decode.ImageFiles``).
         all_labels: Class index of every file of ``files``.
         indices: Rows of ``files`` in this split.
         num_workers: Decoding processes (0 decodes in the calling process).

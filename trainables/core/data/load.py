@@ -16,19 +16,25 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from trainables.data.builtin import BUILTIN_LOADERS
-from trainables.data.decode import ImageFiles, cache_folder, decoded, decoding_workers, files_key
-from trainables.data.folders import resolve_sizes
-from trainables.data.layouts import FileList, scan
-from trainables.data.images import FolderImages, Images, LabeledImages
-from trainables.data.specs import (
-    DEFAULT_IN_MEMORY_GB, RGB, STATS_CONSTANTS, STATS_FROM_CONFIG, DatasetSpec, augment_defaults, dataset_spec,
+from trainables.core.data.builtin import BUILTIN_LOADERS
+from trainables.core.data.decode import ImageFiles, cache_folder, decoded, decoding_workers, files_key
+from trainables.core.data.folders import resolve_sizes
+from trainables.core.data.images import FolderImages, Images, LabeledImages
+from trainables.core.data.splits import Official, Splits, check_val_fraction, split_folder, split_in_memory
+from trainables.core.data.statistics import cached_stats, channel_stats, sample_rows
+from trainables.spec.datasets import (
+    DEFAULT_IN_MEMORY_GB,
+    RGB,
+    STATS_CONSTANTS,
+    STATS_FROM_CONFIG,
+    DatasetSpec,
+    augment_defaults,
+    dataset_spec,
 )
-from trainables.data.splits import Official, Splits, check_val_fraction, split_folder, split_in_memory
-from trainables.data.statistics import cached_stats, channel_stats, sample_rows
+from trainables.spec.layouts import FileList, scan
 
 if TYPE_CHECKING:
-    from trainables.config import PretrainConfig
+    from trainables.spec.config import PretrainConfig
 
 CACHE_FOLDER = ".nce-cache"  # under the data folder, unless cache_dir says otherwise
 STATS_BATCH = 256
@@ -60,7 +66,7 @@ def load_dataset(
         val_fraction: Share of each class of the official training set held out for validation.
         split_seed: Seed of the validation split and of the ``limit_train`` subset.
         limit_train: Keep only this many training images, chosen at random after the validation split.
-        image_size: Training resolution of a folder dataset (None: its own, see ``trainables.data.folders``).
+        image_size: Training resolution of a folder dataset (None: its own, see ``trainables.core.data.folders``).
             Datasets held in memory by their loader accept only None or their native size.
         load_size: Side of a folder dataset's decoded squares (None: follows from the resolution); as
             ``image_size`` for the others.

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from trainables.data.images import FolderImages, Images, LabeledImages
-from trainables.data.specs import DatasetSpec
+from trainables.core.data.images import FolderImages, Images, LabeledImages
+from trainables.spec.datasets import DatasetSpec
 
 MLFLOW_PARAM_CHARS = 6_000  # MLflow's limit on one param value
 

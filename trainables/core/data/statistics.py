@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from trainables.data.specs import STATS_CACHED, STATS_COMPUTED
+from trainables.spec.datasets import STATS_CACHED, STATS_COMPUTED
 
 STATS_SAMPLE = 10_000  # images
 STATS_SEED = 0

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trainables.losses.catalog import CATALOG
+from trainables.spec.losses import CATALOG
 
 if TYPE_CHECKING:
-    from trainables.losses.base import ContrastiveLoss
+    from trainables.core.losses.base import ContrastiveLoss
 
 
 def build_loss(name: str, *, gather_distributed: bool = True, **hyperparams: float) -> ContrastiveLoss:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from trainables.losses.base import ContrastiveLoss, LossTerms
-from trainables.losses.catalog import CATALOG, HYPERPARAMETERS
-from trainables.losses.lse import negative_logsumexp
+from trainables.core.losses.base import ContrastiveLoss, LossTerms
+from trainables.core.losses.lse import negative_logsumexp
+from trainables.spec.losses import CATALOG, HYPERPARAMETERS
 
 NAME = "attentionnce"
 ANCHORS = CATALOG[NAME].anchor_views  # views 0 and 1 of every image are anchors; views 2.. are its M positives

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.losses.catalog import CATALOG, HYPERPARAMETERS
-from trainables.losses.gather import gather_batch
+from trainables.core.losses.gather import gather_batch
+from trainables.spec.losses import CATALOG, HYPERPARAMETERS
 
 
 @dataclass(frozen=True)

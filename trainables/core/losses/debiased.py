@@ -14,10 +14,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from trainables.losses.base import ContrastiveLoss, LossTerms
-from trainables.losses.catalog import HYPERPARAMETERS
-from trainables.losses.lse import negative_logsumexp
-from trainables.losses.multiview import positive_logits
+from trainables.core.losses.base import ContrastiveLoss, LossTerms
+from trainables.core.losses.lse import negative_logsumexp
+from trainables.core.losses.multiview import positive_logits
+from trainables.spec.losses import HYPERPARAMETERS
 
 
 def debiased_terms(pos: torch.Tensor, log_neg_mass: torch.Tensor, num_neg: int, tau_plus: float, temperature: float) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainables.losses.base import ContrastiveLoss
+from trainables.core.losses.base import ContrastiveLoss
 
 
 class Dense(NamedTuple):

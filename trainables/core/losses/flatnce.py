@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from trainables.losses.base import ContrastiveLoss, LossTerms
-from trainables.losses.infonce import decoupled_logits
+from trainables.core.losses.base import ContrastiveLoss, LossTerms
+from trainables.core.losses.infonce import decoupled_logits
 
 
 class FlatNCELoss(ContrastiveLoss):

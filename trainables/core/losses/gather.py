@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.distributed.nn.functional as dist_fn
 
-from trainables.distributed import world
+from trainables.core.distributed import world
 
 
 def gather_batch(z: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from trainables.losses.base import ContrastiveLoss, LossTerms
-from trainables.losses.lse import negative_logsumexp
-from trainables.losses.multiview import positive_logits
+from trainables.core.losses.base import ContrastiveLoss, LossTerms
+from trainables.core.losses.lse import negative_logsumexp
+from trainables.core.losses.multiview import positive_logits
 
 
 def decoupled_logits(local: torch.Tensor, glob: torch.Tensor, offset: int, temperature: float) -> torch.Tensor:

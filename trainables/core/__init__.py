@@ -1,0 +1,1 @@
+"""The torch core: losses, data, models, augmentation, optimisers, features and kNN. Imports no Ray or MLflow."""
