@@ -5,12 +5,11 @@ Formatting lives in ``render``; accuracies are fractions here.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 
-from analysis.statistics import NO_INTERVAL, Interval
+from analysis.statistics import NO_INTERVAL, Interval, Verdict
 
 
 @dataclass(frozen=True)
@@ -21,8 +20,9 @@ class Stat:
         mean: Mean over seeds (NaN when n is 0).
         std: Sample standard deviation over seeds (NaN when n < 2).
         n: Number of seeds.
-        interval: Bootstrap interval of the mean (``NO_INTERVAL`` when n < 2).
+        interval: Student-t interval of the mean (``NO_INTERVAL`` when n < 2).
         best: Whether this cell is the resolved best of its column (or row, per the table).
+        values: (seed, value) per seed, the evidence behind the cell.
     """
 
     mean: float
@@ -30,6 +30,7 @@ class Stat:
     n: int
     interval: Interval = NO_INTERVAL
     best: bool = False
+    values: tuple[tuple[object, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -38,24 +39,26 @@ class Diff:
 
     Attributes:
         value: The difference (NaN where one side is missing).
-        interval: Its bootstrap interval, at the table's adjusted level (``NO_INTERVAL`` if none).
-        prob_improvement: P(X > Y) over the paired seeds, or NaN.
+        interval: Its simultaneous paired-t interval over the table's family (``NO_INTERVAL`` if none).
         n_pairs: Number of seed pairs.
-        note: Why there is no interval, or other context.
+        note: Why there is no test ("cannot resolve with 1 seed"), or other context.
         signed: Whether to print a sign (False for spreads, which are never negative).
+        verdict: The family's verdict on this comparison (None for spreads and reported numbers).
+        values: (seed, X - Y) per common seed.
     """
 
     value: float
     interval: Interval = NO_INTERVAL
-    prob_improvement: float = math.nan
     n_pairs: int = 0
     note: str = ""
     signed: bool = True
+    verdict: Verdict | None = None
+    values: tuple[tuple[object, float], ...] = ()
 
     @property
     def resolved(self) -> bool:
-        """Whether the interval excludes zero; a difference without an interval is not resolved."""
-        return self.interval.excludes_zero
+        """Whether Holm's step-down over the table's family resolved it; without a test, not resolved."""
+        return self.verdict is not None and self.verdict.resolved
 
 
 Cell = Stat | Diff | str | None

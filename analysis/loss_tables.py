@@ -3,12 +3,15 @@
 All four are one procedure with different axes (``LossAxis``): select each cell's trials on
 validation, summarise them over seeds, lay them out as a grid, add the random-init row, the
 paired differences against the reference loss and against random init, and mark a column's
-best loss only where it is resolved above every other. Every difference interval of a table
-belongs to one Bonferroni family (``statistics``), sized before any interval is drawn.
+best loss only where it is resolved above every other. The distinct comparisons of a table
+(the differences shown and the checks behind bold cells, each pair of cells once) are one
+family: Holm's step-down over paired t-tests decides what is resolved, and every interval is
+simultaneous over the family (``statistics``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
@@ -17,9 +20,9 @@ import pandas as pd
 
 from analysis import load, notes
 from analysis.cells import Cell, Diff, Stat, Table
-from analysis.labels import RANDOM_INIT, REFERENCE_LOSS, counted, hours_unit, loss_label
+from analysis.labels import RANDOM_INIT, REFERENCE_LOSS, hours_unit, loss_label
 from analysis.selection import seed_values, summarize
-from analysis.statistics import LEVEL, MIN_SEEDS, bonferroni_level, mean_interval, paired
+from analysis.statistics import Verdict, mean_interval, paired_differences, verdicts
 from trainables.spec import run_schema as rs
 
 NOT_RECORDED = "not recorded"
@@ -98,12 +101,40 @@ AXES: dict[str, LossAxis] = {
 
 @dataclass(frozen=True)
 class _Comparison:
-    """X - Y for one difference cell (or one check of a best cell): its place and both sides."""
+    """X - Y for one difference cell (or one check of a best cell): its place and both sides.
+
+    ``sides`` names the two cells compared, (row, column) keys or ``RANDOM_INIT``, so that a
+    pair met twice (a best check that is also a difference shown) is one member of the family.
+    """
 
     row: Hashable
     column: Hashable
     x: pd.Series
     y: pd.Series
+    sides: tuple[Hashable, Hashable]
+
+    @property
+    def pair(self) -> frozenset:
+        return frozenset(self.sides)
+
+
+def _family(comparisons: list[_Comparison]) -> tuple[dict[frozenset, Verdict], dict[frozenset, tuple]]:
+    """Each distinct pair of cells once: its verdict (as its first orientation) and that orientation."""
+    first: dict[frozenset, _Comparison] = {}
+    for comparison in comparisons:
+        first.setdefault(comparison.pair, comparison)
+    found = verdicts({pair: paired_differences(c.x, c.y).to_numpy() for pair, c in first.items()})
+    return found, {pair: c.sides for pair, c in first.items()}
+
+
+def _oriented(comparison: _Comparison, family: tuple[dict, dict]) -> Verdict:
+    """The family's verdict on a comparison, turned round where the family holds it as Y - X."""
+    found, sides = family
+    verdict = found[comparison.pair]
+    if sides[comparison.pair] == comparison.sides:
+        return verdict
+    interval = dataclasses.replace(verdict.interval, low=-verdict.interval.high, high=-verdict.interval.low)
+    return dataclasses.replace(verdict, difference=-verdict.difference, interval=interval, sign=-verdict.sign)
 
 
 def loss_axis_table(
@@ -134,23 +165,22 @@ def loss_axis_table(
     baseline = seed_values(baselines[baselines[metric].notna()], metric)
     row_keys = list(dict.fromkeys(_row_key(cell, axis) for _, cell in summary.iterrows()))
     columns = sorted(summary[axis.column].dropna().unique().tolist())
-    # Size the Bonferroni family first: every interval of the table is drawn at its adjusted level.
+    # One family for the whole table: every verdict and interval is drawn knowing its size.
     checks = _best_checks(seeds, row_keys, columns, axis)
     differences = _reference_comparisons(seeds, row_keys, columns, axis) + _baseline_comparisons(
         seeds, row_keys, columns, axis, baseline
     )
-    family = [_pairs(comparison) for comparison in checks + differences if _pairs(comparison) >= MIN_SEEDS]
-    level = bonferroni_level(LEVEL, len(family))
-    rows = _loss_rows(summary, axis, _resolved_best(checks, level))
+    family = _family(checks + differences)
+    rows = _loss_rows(summary, axis, _resolved_best(checks, family))
     rows[_labelled(row_keys[0], "", RANDOM_INIT) if row_keys else RANDOM_INIT] = dict.fromkeys(
         columns, _baseline_cell(baseline)
     )
     for comparison in differences:
-        rows.setdefault(comparison.row, {})[comparison.column] = _diff(comparison, level)
+        rows.setdefault(comparison.row, {})[comparison.column] = _diff(comparison, _oriented(comparison, family))
     if axis.spread:
         for key, cells in rows.items():
             cells[SPREAD] = _spread(cells.values()) if key in row_keys else None
-    footnotes = _footnotes(axis, family, level, baselines, metric) + _never_met(seeds, row_keys, columns, axis)
+    footnotes = _footnotes(axis, list(family[0].values()), baselines, metric) + _never_met(seeds, row_keys, columns, axis)
     unit = hours_unit(trials) if axis.hours else ""
     return Table(
         key=axis.key,
@@ -223,7 +253,10 @@ def _reference_comparisons(
         if row == base:
             continue
         comparisons += [
-            _Comparison(_labelled(row, f"− {reference}"), column, seeds[(row, column)], seeds[(base, column)])
+            _Comparison(
+                _labelled(row, f"− {reference}"), column, seeds[(row, column)], seeds[(base, column)],
+                ((row, column), (base, column)),
+            )
             for column in columns
             if (row, column) in seeds and (base, column) in seeds
         ]
@@ -237,18 +270,18 @@ def _baseline_comparisons(
     if baseline.empty or not axis.against_baseline:
         return []
     return [
-        _Comparison(_labelled(row, f"− {RANDOM_INIT}"), column, seeds[(row, column)], baseline)
+        _Comparison(_labelled(row, f"− {RANDOM_INIT}"), column, seeds[(row, column)], baseline, ((row, column), RANDOM_INIT))
         for row in row_keys
         for column in columns
         if (row, column) in seeds
     ]
 
 
-def _footnotes(axis: LossAxis, family: list[int], level: float, baselines: pd.DataFrame, metric: str) -> list[str]:
+def _footnotes(axis: LossAxis, family: list[Verdict], baselines: pd.DataFrame, metric: str) -> list[str]:
     """What bold means, how the statistics were made, and what the random-init row is."""
     footnotes = [
         f"Bold: {axis.best_note}, only where its paired difference to every other is resolved above zero.",
-        notes.statistics_note(len(family), level, family),
+        notes.statistics_note(family),
         notes.baseline_note(baselines, metric, axis.against_baseline),
     ]
     if axis.spread:
@@ -287,36 +320,31 @@ def _best_checks(
         if len(cells) < 2:
             continue
         top = max(cells, key=lambda key: seeds[key].mean())
-        checks += [_Comparison(top[0], top[1], seeds[top], seeds[other]) for other in cells if other != top]
+        checks += [_Comparison(top[0], top[1], seeds[top], seeds[other], (top, other)) for other in cells if other != top]
     return checks
 
 
-def _resolved_best(checks: list[_Comparison], level: float) -> set[tuple]:
-    """The best cells whose every check has an interval entirely above zero."""
-    verdicts: dict[tuple, bool] = {}
+def _resolved_best(checks: list[_Comparison], family: tuple[dict, dict]) -> set[tuple]:
+    """The best cells whose every check is resolved, with the best above."""
+    verdicts_of: dict[tuple, bool] = {}
     for check in checks:
-        interval = paired(check.x, check.y, level).interval
+        verdict = _oriented(check, family)
         key = (check.row, check.column)
-        verdicts[key] = verdicts.get(key, True) and interval.exists and interval.low > 0
-    return {key for key, resolved in verdicts.items() if resolved}
+        verdicts_of[key] = verdicts_of.get(key, True) and verdict.resolved and verdict.sign > 0
+    return {key for key, resolved in verdicts_of.items() if resolved}
 
 
-def _pairs(comparison: _Comparison) -> int:
-    return len(comparison.x.index.intersection(comparison.y.index))
-
-
-def _diff(comparison: _Comparison, level: float) -> Diff:
-    result = paired(comparison.x, comparison.y, level)
-    if result.n_pairs == 0:
-        return Diff(math.nan, note="no common seeds")
-    if result.n_pairs < MIN_SEEDS:
-        note = f"no interval: {counted(result.n_pairs, 'common seed')}"
-        return Diff(result.difference, prob_improvement=result.prob_improvement, n_pairs=result.n_pairs, note=note)
-    return Diff(result.difference, result.interval, result.prob_improvement, result.n_pairs)
+def _diff(comparison: _Comparison, verdict: Verdict) -> Diff:
+    differences = paired_differences(comparison.x, comparison.y)
+    values = tuple((seed, float(value)) for seed, value in differences.items())
+    if verdict.n == 0:
+        return Diff(math.nan, note="no common seeds", verdict=verdict)
+    return Diff(verdict.difference, verdict.interval, verdict.n, verdict.note, verdict=verdict, values=values)
 
 
 def _stat(values: pd.Series, best: bool = False) -> Stat:
-    return Stat(float(values.mean()), float(values.std()), len(values), mean_interval(values), best)
+    by_seed = tuple((seed, float(value)) for seed, value in values.sort_index().items())
+    return Stat(float(values.mean()), float(values.std()), len(values), mean_interval(values), best, by_seed)
 
 
 def _baseline_cell(baseline: pd.Series) -> Cell:

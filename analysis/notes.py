@@ -16,7 +16,7 @@ from analysis.labels import (
     loss_label,
 )
 from analysis.selection import CONFIG_SYMBOLS
-from analysis.statistics import LEVEL, MIN_SEEDS, N_RESAMPLES, range_only, sign_chance
+from analysis.statistics import ALPHA, LEVEL, Verdict
 from trainables.spec import run_schema as rs
 
 _MAX_REASONS = 5  # distinct failure reasons named in a footnote
@@ -31,45 +31,39 @@ def caption(trials: pd.DataFrame, metric: str) -> str:
         f"Study {trials[load.STUDY].iloc[0]} (preset {distinct_text(trials, load.PRESET)}); "
         f"dataset {distinct_text(trials, rs.P_DATASET)}; backbone {distinct_text(trials, rs.P_BACKBONE)}; "
         f"{distinct_text(trials, rs.P_EPOCHS)} pretraining epochs; evaluation: {protocol}; "
-        f"cells: {METRIC_LABELS[metric]} in %, mean over seeds [{100 * LEVEL:g} % interval] (n = seeds); "
+        f"cells: {METRIC_LABELS[metric]} in %, mean over seeds [{100 * LEVEL:g} % t interval] (n = seeds); "
         f"code {commits_text(trials, load.CODE_VERSION)}."
     )
 
 
-def statistics_note(comparisons: int, level: float, pair_counts: list[int]) -> str:
-    """How cells and differences were computed, with the multiplicity correction named.
+def statistics_note(family: list[Verdict]) -> str:
+    """How cells and differences were computed and judged, with the family named.
 
     Args:
-        comparisons: Size of the table's Bonferroni family.
-        level: Level of each difference interval.
-        pair_counts: Common seeds of each comparison in the family.
+        family: The verdict of each distinct comparison of the table.
     """
+    tested = [verdict for verdict in family if verdict.testable]
     text = (
-        f"Intervals: percentile bootstrap over seeds (scipy.stats.bootstrap, {N_RESAMPLES} resamples); "
-        f"cells at {100 * LEVEL:g} %. Differences are paired by seed (the seeds both sides ran; their number is "
-        "in the CSV): mean difference in percentage points [interval], P = probability of improvement P(X > Y) "
-        "over those seeds (rliable's definition, ties count ½). "
+        f"Intervals: Student t over seeds; cells at {100 * LEVEL:g} %. Differences are paired by seed (the seeds "
+        "both sides ran, n in each cell, per-seed values in the CSV): mean difference in percentage points "
+        "[interval]. All intervals are over seeds for the one fixed test set: they say how much another set of "
+        "seeds could move the result, not another test set. "
     )
-    if comparisons == 1:
-        text += f"This table has one difference interval, at {100 * LEVEL:g} % (no correction for several needed). "
-    elif comparisons:
+    if len(tested) == 1:
+        text += f"This table has one testable comparison: a paired t-test at {100 * ALPHA:g} %, its {100 * LEVEL:g} % interval. "
+    elif tested:
         text += (
-            f"Bonferroni correction across the {comparisons} difference intervals of this table (the differences "
-            f"shown and the checks behind bold cells): each is a {100 * level:.3g} % interval, so that all hold "
-            f"together at {100 * LEVEL:g} %. "
+            f"Resolved: Holm's step-down over the table's {len(tested)} distinct paired t-tests (the differences shown "
+            f"and the checks behind bold cells, each pair of cells once), family-wise error {100 * ALPHA:g} %; each "
+            f"interval is one of {len(tested)} Bonferroni-simultaneous {100 * LEVEL:g} % paired-t intervals, so Holm "
+            "may resolve a difference whose interval touches 0. "
         )
     text += (
-        f"A difference whose interval contains 0 reads “not resolved”; under {MIN_SEEDS} common seeds there is "
-        "no interval."
+        "“Not resolved” cells give the smallest difference their seeds would resolve with 80 % power at the "
+        "table's level (from the spread of the paired differences) and the seeds the observed difference would "
+        "need. Under 2 common seeds, or where every seed's difference is the same, no valid test exists: "
+        "“cannot resolve”."
     )
-    small = sorted({count for count in pair_counts if range_only(count, level)})
-    if small:
-        chances = ", ".join(f"{100 * sign_chance(count):.3g} % at n = {count}" for count in small)
-        text += (
-            f" At n = {', '.join(map(str, small))} paired seeds an interval is the range of the n differences: "
-            f"“resolved” then means every seed's difference has the same sign, which chance alone gives "
-            f"{chances} when there is no difference."
-        )
     return text
 
 

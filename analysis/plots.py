@@ -273,7 +273,7 @@ def _subtitle_parts(trials: pd.DataFrame, stem: str) -> list[str]:
         f"{EVAL_LABELS.get(mode, mode)}",
         f"code {commits_text(trials, load.CODE_VERSION)}",
     ]
-    return parts if stem == "training_curves" else [*parts, f"bars: {100 * LEVEL:g} % interval over seeds"]
+    return parts if stem == "training_curves" else [*parts, f"bars: {100 * LEVEL:g} % t interval over seeds"]
 
 
 def _wrap(parts: list[str], width: int) -> str:
@@ -292,7 +292,7 @@ def _present(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _errorbar(ax: Axes, x: pd.Series, group: pd.DataFrame, loss: str) -> None:
-    """Means with their bootstrap intervals (no bar where a cell has one seed)."""
+    """Means with their t intervals over seeds (no bar where a cell has one seed)."""
     intervals = [mean_interval(seeds) for seeds in group["seeds"]]
     below = [cell - i.low if i.exists else 0.0 for cell, i in zip(group["mean"], intervals)]
     above = [i.high - cell if i.exists else 0.0 for cell, i in zip(group["mean"], intervals)]

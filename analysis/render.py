@@ -18,14 +18,15 @@ import pandas as pd
 
 from analysis.cells import Cell, Diff, Stat, Table
 from analysis.labels import RANDOM_INIT, format_value
+from analysis.power import MAX_SEEDS
 from analysis.statistics import Interval
 
 MISSING = "—"
 NOT_RESOLVED = "not resolved"
 ROW_NAMES: dict[str, str] = {"batch_size": "batch size", "loss": "loss", "dataset": "dataset"}
 CSV_FIELDS = (
-    "text", "mean_pct", "std_pct", "n", "best", "difference_pp", "low_pct", "high_pct", "level",
-    "resolved", "prob_improvement", "n_pairs", "note",
+    "text", "mean_pct", "std_pct", "n", "best", "difference_pp", "low_pct", "high_pct", "level", "interval",
+    "resolved", "p_adjusted", "smallest_resolvable_pp", "seeds_needed", "n_pairs", "note", "values",
 )
 
 # Unicode the tables use, spelled for pdflatex; applied after escaping LaTeX's specials.
@@ -76,7 +77,7 @@ class Figure:
 
 
 def cell_text(cell: Cell) -> str:
-    """A cell as plain text: ``81.23 [80.70, 81.60] (n=3)``, ``+1.20 [+0.40, +2.00] P=0.89``, or a dash."""
+    """A cell as plain text: ``81.23 [80.70, 81.60] (n=3)``, ``+1.20 [+0.40, +2.00] (n=10)``, or a dash."""
     if isinstance(cell, Stat):
         return _stat_text(cell)
     if isinstance(cell, Diff):
@@ -267,17 +268,27 @@ def _diff_text(diff: Diff) -> str:
 
 
 def _diff_parts(diff: Diff) -> tuple[str, str]:
-    """The difference itself, and what qualifies it (interval, P, verdict, or why there is none)."""
+    """The difference itself, and what qualifies it (interval, n, verdict, or why there is none)."""
     if math.isnan(diff.value):
         return MISSING, f"({diff.note})" if diff.note else ""
     if not diff.signed:
         return f"{100 * diff.value:.2f}", ""
     value = _signed(diff.value)
-    if diff.interval.exists:
-        interval = f"[{_signed(diff.interval.low)}, {_signed(diff.interval.high)}]"
-        verdict = "" if diff.resolved else f", {NOT_RESOLVED}"
-        return value, f"{interval} P={diff.prob_improvement:.2f}{verdict}"
-    return value, f"({diff.note})" if diff.note else ""
+    if diff.note:
+        return value, f"(n={diff.n_pairs}, {diff.note})"
+    if not diff.interval.exists:
+        return value, ""
+    interval = f"[{_signed(diff.interval.low)}, {_signed(diff.interval.high)}] (n={diff.n_pairs})"
+    return value, interval + ("" if diff.resolved else f", {NOT_RESOLVED}{_planning(diff)}")
+
+
+def _planning(diff: Diff) -> str:
+    """What the seeds could resolve, and what the observed difference would need."""
+    verdict = diff.verdict
+    if verdict is None or math.isnan(verdict.smallest_resolvable):
+        return ""
+    needed = f"more than {MAX_SEEDS}" if verdict.seeds_needed is None else str(verdict.seeds_needed)
+    return f": resolvable from {100 * verdict.smallest_resolvable:.2f} pp; this one needs {needed} seeds"
 
 
 def _md_cell(cell: Cell) -> str:
@@ -336,23 +347,39 @@ def _csv_fields(cell: Cell) -> dict[str, object]:
     fields["text"] = cell_text(cell)
     if isinstance(cell, Stat) and cell.n:
         fields |= {"mean_pct": _pct(cell.mean), "std_pct": _pct(cell.std), "n": cell.n, "best": cell.best}
-        fields |= _interval_fields(cell.interval)
+        fields |= _interval_fields(cell.interval) | {"values": _values(cell.values)}
     elif isinstance(cell, Stat):
         fields["n"] = 0
     elif isinstance(cell, Diff):
         fields |= {"difference_pp": _pct(cell.value), "n_pairs": cell.n_pairs or "", "note": cell.note}
-        fields |= _interval_fields(cell.interval)
-        if cell.interval.exists:
-            fields["resolved"] = cell.resolved
-        if not math.isnan(cell.prob_improvement):
-            fields["prob_improvement"] = f"{cell.prob_improvement:.4f}"
+        fields |= _interval_fields(cell.interval) | {"values": _values(cell.values)}
+        fields |= _verdict_fields(cell)
     return fields
+
+
+def _verdict_fields(diff: Diff) -> dict[str, object]:
+    verdict = diff.verdict
+    if verdict is None or not verdict.testable:
+        return {}
+    fields: dict[str, object] = {"resolved": verdict.resolved, "p_adjusted": f"{verdict.p_adjusted:.6g}"}
+    if not verdict.resolved:
+        needed = f"more than {MAX_SEEDS}" if verdict.seeds_needed is None else verdict.seeds_needed
+        fields |= {"smallest_resolvable_pp": _pct(verdict.smallest_resolvable), "seeds_needed": needed}
+    return fields
+
+
+def _values(values: tuple[tuple[object, float], ...]) -> str:
+    """Per-seed values as ``seed:percent`` pairs, space-separated."""
+    return " ".join(f"{format_value(seed)}:{100 * value:.4f}" for seed, value in values)
 
 
 def _interval_fields(interval: Interval) -> dict[str, object]:
     if not interval.exists:
         return {}
-    return {"low_pct": _pct(interval.low), "high_pct": _pct(interval.high), "level": f"{interval.level:.6g}"}
+    return {
+        "low_pct": _pct(interval.low), "high_pct": _pct(interval.high), "level": f"{interval.level:.6g}",
+        "interval": interval.label,
+    }
 
 
 def _pct(value: float) -> str:
