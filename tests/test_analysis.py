@@ -16,9 +16,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from scipy import stats
 from mlflow import MlflowClient
-from mlflow_fixtures import make_synthetic_study, synthetic_baseline, synthetic_trial  # tests/ helpers, via conftest
+from mlflow_fixtures import (  # tests/ helpers, via conftest
+    make_synthetic_study,
+    synthetic_baseline,
+    synthetic_trial,
+)
+from scipy import stats
 
 from analysis import (
     StudyNotFoundError,
@@ -241,15 +245,15 @@ def test_bold_only_where_the_best_is_resolved_above_every_other(study: Study, tr
     for batch_size in grid.columns:
         cells = {label: by_seed[(loss, batch_size)] for loss, label in LABELS.items() if (loss, batch_size) in by_seed}
         best = max(cells, key=lambda label: cells[label].mean())
-        for label in cells:
+        for label, mine in cells.items():
             if not grid.at[label, batch_size].best:
                 continue
             bold += 1
             assert label == best
             for other, values in cells.items():
                 if other != label:
-                    common = cells[label].index.intersection(values.index)
-                    test = stats.ttest_rel(cells[label][common], values[common])
+                    common = mine.index.intersection(values.index)
+                    test = stats.ttest_rel(mine[common], values[common])
                     assert test.statistic > 0 and test.pvalue <= 0.05, (label, other, batch_size)
     # Three seeds in a family of dozens: FlatNCE's 5-point lead at B=32 is not enough.
     assert bold == 0 and not grid.at["FlatNCE", 32].best
