@@ -13,11 +13,13 @@ A study runs in up to three steps, all recorded under its one MLflow study run:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,11 +215,11 @@ def tune_cells(
 BASELINE_KEY = ("dataset", "data_dir", "limit_train", "val_fraction", "split_seed", "backbone", "head", "proj_dim", "gpu", "seed")
 
 
-def baseline_configs(plan: Plan) -> list[PretrainConfig]:
-    """One config per distinct (data, split, architecture, seed) among the study's trials: the
-    encoder a trial of that seed starts from is the same whatever its loss or batch size."""
+def baseline_configs(configs: list[PretrainConfig]) -> list[PretrainConfig]:
+    """One config per distinct (data, split, architecture, seed) among ``configs``: the encoder a
+    trial of that seed starts from is the same whatever its loss or batch size."""
     distinct: dict[tuple, PretrainConfig] = {}
-    for cfg in plan.configs:
+    for cfg in configs:
         distinct.setdefault(tuple(getattr(cfg, k) for k in BASELINE_KEY), cfg)
     return list(distinct.values())
 
@@ -240,14 +242,14 @@ def recorded_baselines(context: StudyContext) -> set[tuple[str, str, str, str]]:
     return {tuple(r.data.params.get(k, "") for k in keys) for r in runs if r.info.status == "FINISHED"}  # type: ignore[misc]
 
 
-def record_baselines(context: StudyContext, plan: Plan, console: StudyConsole) -> None:
+def record_baselines(context: StudyContext, configs: list[PretrainConfig], console: StudyConsole) -> None:
     """The tables' "random init" row: each seed's untrained encoder, evaluated like the trials.
 
     Ray tasks holding what a trial's evaluation holds (a CPU, or a GPU for GPU trials), run
-    before the trials so that they do not compete with them.
+    before the trials so that they do not compete with them; seeds already recorded are kept.
     """
     done, mode = recorded_baselines(context), context.evaluation.get("mode", "linear")
-    todo = [c for c in baseline_configs(plan) if (c.dataset, c.backbone, str(c.seed), mode) not in done]
+    todo = [c for c in baseline_configs(configs) if (c.dataset, c.backbone, str(c.seed), mode) not in done]
     task = ray.remote(random_init_run)
     refs = [task.options(num_cpus=min(1.0, c.cpus_per_worker), num_gpus=1 if c.gpu else 0).remote(c.to_dict(), context) for c in todo]
     if refs:
@@ -332,40 +334,84 @@ def stopped(args: argparse.Namespace, context: StudyContext, stop: Stop) -> int:
     return stop.exit_code
 
 
-def run_study(args: argparse.Namespace, name: str, preset_name: str, plan: Plan, tracking_uri: str) -> int:
+def check_before_ray(args: argparse.Namespace, name: str, plan: Plan, tracking_uri: str) -> None:
+    """What is refused before Ray starts: a tuning protocol whose cells do not validate, and (on
+    --resume) Tune state files that are not those the study sealed, before Tune unpickles anything."""
     if plan.preset.tuning is not None:
         check_tuning(plan, plan.preset.tuning)
-    # val_knn_acc is reported on evaluation epochs only; ASHA and the searcher skip the others.
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    storage = args.storage_path.resolve()
-    if args.resume and not args.trust_state:  # before Ray starts and before Tune unpickles anything
-        note = state_seal.check(tracking_uri, find_study_run(tracking_uri, args.experiment, name), storage / name)
+    if args.resume and not args.trust_state:
+        note = state_seal.check(tracking_uri, find_study_run(tracking_uri, args.experiment, name), args.storage_path.resolve() / name)
         if note:
             print(note)
-    console = StudyConsole(name, plan, storage / name)
-    with quiet_ray(storage / name / "ray.log"):
-        ray.init(address=args.address, logging_level="WARNING", runtime_env=RAY_ENV, log_to_driver=False)
-        concurrency = args.max_concurrent or max_concurrent(plan.configs, ray.cluster_resources())
-        context = study_context(args, name, preset_name, plan, tracking_uri)
-        if args.resume:
-            mark_running(tracking_uri, context.study_run_id)
-        console.start(ray.cluster_resources(), concurrency)
-        # SIGINT and SIGTERM both reach Tune as its interrupt (SIGUSR1): it saves its state and stops its trials.
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-        with stop_on_signals(forward=signal.SIGUSR1) as stop:
-            try:
-                record_baselines(context, plan, console)
-                selections = tune_cells(args, context, plan, concurrency, console) if plan.preset.tuning else {}
-                results = study_tuner(args, context, plan, concurrency, selections, console).fit()
-            except BaseException as err:
-                if stop.signum is None:
-                    end_run(tracking_uri, context.study_run_id, failed_reason=f"{type(err).__name__}: {err}")
-                    raise
-        if state_seal.recorded_digest(tracking_uri, context.study_run_id) is None:  # stopped before Tune began: seal what is there
-            state_seal.seal(tracking_uri, context.study_run_id, storage / name, state_seal.read_state(storage / name))
+
+
+def start(
+    args: argparse.Namespace, name: str, preset_name: str, plan: Plan, tracking_uri: str, console: StudyConsole
+) -> tuple[StudyContext, int]:
+    """Ray started, the study run found or created (running again on --resume), the plan printed:
+    (what every trial is handed, how many trials run at once)."""
+    ray.init(address=args.address, logging_level="WARNING", runtime_env=RAY_ENV, log_to_driver=False)
+    concurrency = args.max_concurrent or max_concurrent(plan.configs, ray.cluster_resources())
+    context = study_context(args, name, preset_name, plan, tracking_uri)
+    if args.resume:
+        mark_running(tracking_uri, context.study_run_id)
+    console.start(ray.cluster_resources(), concurrency)
+    return context, concurrency
+
+
+@contextlib.contextmanager
+def interruptible(context: StudyContext, folder: Path) -> Iterator[Stop]:
+    """The study's phases under SIGINT and SIGTERM: both reach Tune as its interrupt (SIGUSR1), so it
+    saves its state and stops its trials; an error that no signal caused ends the study run FAILED.
+    Tune's state is sealed even when the study stopped before Tune began, so that --resume accepts it."""
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    with stop_on_signals(forward=signal.SIGUSR1) as stop:
+        try:
+            yield stop
+        except BaseException as err:
+            if stop.signum is None:
+                end_run(context.tracking_uri, context.study_run_id, failed_reason=f"{type(err).__name__}: {err}")
+                raise
+    if state_seal.recorded_digest(context.tracking_uri, context.study_run_id) is None:
+        state_seal.seal(context.tracking_uri, context.study_run_id, folder, state_seal.read_state(folder))
+
+
+def run_trials(
+    args: argparse.Namespace,
+    context: StudyContext,
+    plan: Plan,
+    concurrency: int,
+    selections: dict[str, dict[str, float]],
+    console: StudyConsole,
+    stop: Stop,
+) -> None:
+    """The study's own trials, restored from Tune's state on --resume. Runs a killed driver left
+    RUNNING end with their status; after a signal they are the stop's to end (KILLED)."""
+    results = study_tuner(args, context, plan, concurrency, selections, console).fit()
+    if stop.signum is None:
+        reconcile(results, context.tracking_uri, args.experiment, context.study, int(plan.preset.fixed.get("epochs", 1)))
+
+
+def finish(context: StudyContext, folder: Path) -> int:
+    """The study's tables and links printed, its report written, its MLflow run ended."""
+    print_summary(context.study, context.study_run_id, context.tracking_uri, folder)
+    end_run(context.tracking_uri, context.study_run_id)
+    return 0
+
+
+def run_study(args: argparse.Namespace, name: str, preset_name: str, plan: Plan, tracking_uri: str) -> int:
+    """The study's phases in order: baselines, tuning (with ``Preset.tuning``), trials, report."""
+    check_before_ray(args, name, plan, tracking_uri)
+    # val_knn_acc is reported on evaluation epochs only; ASHA and the searcher skip the others.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    folder = args.storage_path.resolve() / name
+    console = StudyConsole(name, plan, folder)
+    with quiet_ray(folder / "ray.log"):
+        context, concurrency = start(args, name, preset_name, plan, tracking_uri, console)
+        with interruptible(context, folder) as stop:
+            record_baselines(context, plan.configs, console)
+            selections = tune_cells(args, context, plan, concurrency, console) if plan.preset.tuning else {}
+            run_trials(args, context, plan, concurrency, selections, console, stop)
         if stop.signum is not None:
             return stopped(args, context, stop)
-        reconcile(results, tracking_uri, args.experiment, name, int(plan.preset.fixed.get("epochs", 1)))
-    print_summary(name, context.study_run_id, tracking_uri, storage / name)
-    end_run(tracking_uri, context.study_run_id)
-    return 0
+    return finish(context, folder)
