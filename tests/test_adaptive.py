@@ -152,6 +152,7 @@ sys.exit(run_sweep.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # two driver starts and 6 trials: about 3 min on 2 cores
 def test_added_seeds_go_to_the_open_cells_in_the_same_study_and_a_resumed_study_does_not_rerun_a_round(tmp_path: Path) -> None:
     small = overrides("loss=[infonce,flatnce]", "batch_size=[64]", "epochs=1", "limit_train=256", "knn_k=10", "eval.mode=knn")
     args = ["--preset", "quickstart", "--name", "adaptive", "--adaptive-seeds", "2:1:4", "--max-concurrent", "2", *small]
