@@ -62,6 +62,56 @@ class Tuning:
             raise ValueError("; ".join(problems))
 
 
+ADAPTIVE_FIELDS = ("initial", "step", "max_seeds", "spending")
+SPENDING_RULES = ("pocock", "obrien-fleming")  # analysis.sequential.SPENDING's keys, named here without scipy
+
+
+@dataclass(frozen=True)
+class Adaptive:
+    """Adaptive seeds: run ``initial`` seeds, then ``step`` more at a time only for the cells of the
+    comparisons still unresolved, until each resolves or ``max_seeds`` is reached.
+
+    The comparisons are the tables' family (each loss against InfoNCE in each grid column, and each
+    cell against the random-init baseline); each look tests the open ones at its share of the
+    family-wise error (``spending``, ``analysis/sequential.py``), so that stopping a comparison
+    early does not raise the chance of any false resolution above the tables' 5 %.
+
+    Attributes:
+        initial: Seeds every cell runs before the first look (at least 2).
+        step: Seeds added to an open comparison's cells between looks (at least 1).
+        max_seeds: Seeds at the last look: the budget of every cell.
+        spending: How the error is split across looks: "pocock" (equal shares) or "obrien-fleming".
+    """
+
+    initial: int = 6
+    step: int = 2
+    max_seeds: int = 12
+    spending: str = "pocock"
+
+    def __post_init__(self) -> None:
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        problems = []
+        if not whole(self.initial) or self.initial < 2:
+            problems.append(f"adaptive.initial={self.initial!r} is not allowed; it must be an integer >= 2 (a paired t-test needs 2 seeds)")
+        if not whole(self.step) or self.step < 1:
+            problems.append(f"adaptive.step={self.step!r} is not allowed; it must be an integer >= 1")
+        if not whole(self.max_seeds) or (whole(self.initial) and self.max_seeds < self.initial):
+            problems.append(f"adaptive.max_seeds={self.max_seeds!r} is not allowed; it must be an integer >= initial ({self.initial!r})")
+        if self.spending not in SPENDING_RULES:
+            problems.append(f"adaptive.spending={self.spending!r} is not allowed; allowed: {', '.join(SPENDING_RULES)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def looks(self) -> list[int]:
+        """The seed counts at which the comparisons are tested (``analysis.sequential.Schedule.looks``)."""
+        looks = list(range(self.initial, self.max_seeds + 1, self.step))
+        return looks if looks[-1] == self.max_seeds else [*looks, self.max_seeds]
+
+    def text(self) -> str:
+        """As ``--adaptive-seeds`` takes it."""
+        return f"{self.initial}:{self.step}:{self.max_seeds}"
+
+
 @dataclass(frozen=True)
 class Preset:
     """A study: every trial is ``fixed`` | one grid point | one seed (| an Optuna suggestion).
@@ -83,6 +133,9 @@ class Preset:
         num_samples: trials of an Optuna search.
         scheduler: "none" or "asha" (early stopping on the validation kNN accuracy).
         tuning: when set, every grid cell is tuned with the same budget before its seeds run.
+        adaptive: when set, ``seeds`` are the budget (``adaptive.max_seeds`` of them, in order):
+            every cell runs the first ``adaptive.initial``, and later ones only where a
+            comparison is still unresolved (``Adaptive``).
     """
 
     name: str
@@ -97,6 +150,12 @@ class Preset:
     num_samples: int = 0
     scheduler: str = "none"
     tuning: Tuning | None = None
+    adaptive: Adaptive | None = None
+
+    @property
+    def first_seeds(self) -> tuple[int, ...]:
+        """The seeds every cell runs: all of them, or an adaptive study's first look."""
+        return self.seeds[: self.adaptive.initial] if self.adaptive else self.seeds
 
     def cells(self) -> list[dict[str, Any]]:
         """Every grid point (no seed), in table order. A loss's own axis values replace the
@@ -110,5 +169,5 @@ class Preset:
         return cells
 
     def grid_trials(self) -> list[dict[str, Any]]:
-        """Every (grid point, seed) as config overrides, in table order (seeds innermost)."""
-        return [cell | {"seed": seed} for cell in self.cells() for seed in self.seeds]
+        """Every (grid point, seed) the study starts with, as config overrides, in table order (seeds innermost)."""
+        return [cell | {"seed": seed} for cell in self.cells() for seed in self.first_seeds]

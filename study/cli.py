@@ -178,6 +178,29 @@ def int_flag(parser: argparse.ArgumentParser, flag: str, low: int, high: int, he
     parser.add_argument(flag, type=bounded_int(name, low, high), default=default, help=said)
 
 
+def adaptive_seeds_arg(text: str) -> dict[str, int]:
+    """argparse's type for ``--adaptive-seeds INITIAL:STEP:MAX``: the ``adaptive`` override it stands for."""
+    parts = text.split(":")
+    if len(parts) != 3 or not all(part.strip().isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"adaptive_seeds={text[:80]!r} is not allowed; it must be INITIAL:STEP:MAX, three whole numbers, e.g. 6:2:12"
+        )
+    return dict(zip(("initial", "step", "max_seeds"), map(int, parts)))
+
+
+def effect_arg(text: str) -> float:
+    """argparse's type for ``--seeds-for EFFECT``: a difference in percentage points, in (0, 100)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 100:
+        raise argparse.ArgumentTypeError(
+            f"seeds_for={text[:80]!r} is not allowed; it must be a difference in percentage points, a number in (0, 100), e.g. 0.5"
+        )
+    return value
+
+
 def text_arg(name: str, max_chars: int = 1000) -> Callable[[str], str]:
     """argparse's type for free text (a path, a URI): non-empty, bounded, no NUL byte."""
 

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 from ray.tune import ProgressReporter
 from ray.tune.experiment import Trial
 
+from study import adaptive
 from study.cost import estimated_seconds, minutes
 from study.plan import Plan
 from trainables.integration.tracking import trial_run_name
@@ -87,10 +88,10 @@ class StudyConsole:
         grid = " x ".join(f"{a} {list(v)}" for a, v in preset.grid.items())
         lines = [
             f"study {self.name}: preset {preset.name}",
-            f"axes: {'Optuna search' if self.plan.is_search else grid or 'none'} x seeds {list(preset.seeds)}",
+            f"axes: {'Optuna search' if self.plan.is_search else grid or 'none'} x seeds {list(preset.first_seeds)}",
             f"plan: {self.plan.num_trials} trials"
             + (f" after {tuned} tuning trials ({tuning.samples} per cell)" if tuning else "")
-            + f", plus a random-init baseline per seed {list(preset.seeds)}",
+            + f", plus a random-init baseline per seed {list(preset.first_seeds)}",
             f"resources: {resources}; {concurrency} trial(s) at once; load average {os.getloadavg()[0]:.1f}",
         ]
         if all(s is not None for s in seconds):
@@ -101,6 +102,7 @@ class StudyConsole:
             )
         else:
             lines.append("estimated wall-clock: n/a (no measured throughput for this backbone and device; see study/cost.py)")
+        lines += adaptive.schedule_lines(self.plan)
         lines.append(f"Ray's own log: {self.folder / 'ray.log'}")
         lines += [f"note: {note}" for note in self.plan.notes]  # what the overrides replaced, as a dry run says it
         self.print("\n".join(lines))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import PRESETS, Preset
+from search_spaces.preset import ADAPTIVE_FIELDS, Adaptive
 from trainables.spec.config import (
     ConfigError,
     EvalConfig,
@@ -33,7 +34,7 @@ from trainables.spec.config import (
 from trainables.spec.losses import CATALOG, hyperparameter_names, preset_hyperparameters
 from trainables.spec.study_context import trial_config, uses_train_workers
 
-STUDY_KEYS = ("seeds", "num_samples", "scheduler")
+STUDY_KEYS = ("seeds", "num_samples", "scheduler", "adaptive")
 SCHEDULERS = ("none", "asha")
 MAX_SEEDS = 100  # seeds per grid point; each one repeats every trial of the grid
 MAX_NUM_SAMPLES = 10_000  # trials of an Optuna search
@@ -138,6 +139,8 @@ def study_value(key: str, value: Any) -> Any:
         raise ConfigError(
             problem("seeds", value, f"use a count in [1, {MAX_SEEDS}] or a list of at most {MAX_SEEDS} distinct seeds in [0, 2^32)")
         )
+    if key == "adaptive":
+        return adaptive_value(value)
     if key == "num_samples":
         if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_NUM_SAMPLES:
             return value
@@ -145,6 +148,33 @@ def study_value(key: str, value: Any) -> Any:
     if value not in SCHEDULERS:
         raise ConfigError(problem("scheduler", value, f"allowed: {', '.join(SCHEDULERS)}"))
     return value
+
+
+def adaptive_value(value: Any) -> Adaptive | None:
+    """``adaptive={initial: 6, step: 2, max_seeds: 12}`` (any of the fields; the others keep their
+    defaults), or null for a fixed number of seeds."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(problem("adaptive", value, f"use a mapping of {', '.join(ADAPTIVE_FIELDS)}, e.g. {{initial: 6, step: 2, max_seeds: 12}}, or null"))
+    unknown = sorted(set(value) - set(ADAPTIVE_FIELDS))
+    if unknown:
+        raise ConfigError(problem("adaptive", value, f"{', '.join(map(str, unknown))} not allowed; allowed: {', '.join(ADAPTIVE_FIELDS)}"))
+    try:
+        return Adaptive(**value)
+    except ValueError as err:
+        raise ConfigError(Problem(("adaptive",), str(err))) from None
+
+
+def adaptive_seeds(seeds: tuple[int, ...], adaptive: Adaptive) -> tuple[int, ...]:
+    """An adaptive study's seed budget, in the order it runs them: the study's seeds, then the next
+    integers above them, up to ``max_seeds`` (the first ``initial`` run at once)."""
+    if len(seeds) > adaptive.max_seeds:
+        raise ConfigError(
+            Problem(("seeds", "adaptive"), f"seeds: {len(seeds)} given but adaptive.max_seeds={adaptive.max_seeds}; give at most that many")
+        )
+    extra = range(max(seeds) + 1, max(seeds) + 1 + adaptive.max_seeds - len(seeds))
+    return (*seeds, *extra)
 
 
 def without_overridden(per_loss: dict[str, dict[str, Any]], key: str, value: Any, notes: list[str]) -> dict[str, dict[str, Any]]:
@@ -239,6 +269,11 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any], sources: dict[str
         raise ConfigError(untaken)
     if study.get("scheduler", preset.scheduler) not in SCHEDULERS:
         raise ConfigError(problem("scheduler", study.get("scheduler", preset.scheduler), f"allowed: {', '.join(SCHEDULERS)}"))
+    adaptive = study.get("adaptive", preset.adaptive)
+    if adaptive is not None:
+        if preset.search is not None:
+            raise ConfigError(problem("adaptive", adaptive.text(), "adaptive seeds compare a grid's cells; this preset is an Optuna search"))
+        study["seeds"] = adaptive_seeds(study.get("seeds", preset.seeds), adaptive)
     return dataclasses.replace(preset, fixed=fixed, grid=grid, evaluation=evaluation, per_loss=per_loss, **study), notes
 
 

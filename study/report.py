@@ -65,7 +65,7 @@ def describe_plan(name: str, plan: Plan) -> str:
         configs = plan.configs[:1]
     else:
         lines.append(
-            f"{plan.num_trials} trials (grid over {', '.join(preset.grid) or 'nothing'} x {len(preset.seeds)} seed(s); scheduler: {preset.scheduler})"
+            f"{plan.num_trials} trials (grid over {', '.join(preset.grid) or 'nothing'} x {len(preset.first_seeds)} seed(s); scheduler: {preset.scheduler})"
         )
         configs = plan.configs
     lines.append(TRIAL_HEADER)

@@ -4,6 +4,9 @@
     python study/run_sweep.py --preset flatnce-batch-size --dry-run
     python study/run_sweep.py --preset cifar10-cpu --set epochs=3 --set seeds=1
     python study/run_sweep.py --resume NAME          # continue a study killed midway
+    python study/run_sweep.py --preset cifar10-cpu --adaptive-seeds 6:2:12     # seeds where comparisons are unresolved
+    python study/run_sweep.py --preset cifar10-cpu --dry-run --seeds-for 0.5 --from-study NAME
+    python study/run_sweep.py --replicate-of NAME    # NAME again on the next seeds, as NAME-replicate
 
 Each trial pretrains (in the trial itself for one CPU worker, under Ray Train's TorchTrainer
 for several workers or GPUs) and then evaluates its backbone. Grid presets reproduce a
@@ -19,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from study.cli import int_flag, path_arg, reachable_tracking_uri, text_arg, usage_error
+from study.cli import adaptive_seeds_arg, effect_arg, int_flag, path_arg, reachable_tracking_uri, text_arg, usage_error
 from study.dataset_check import DATA_FIELDS, check_dataset
 from study.plan import Plan, machine_resources, make_plan, max_concurrent, parse_overrides, preset_named
 from study.study_file import PLAN_FILE, read_plan_file
@@ -39,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         metavar="NAME",
         help="continue the study NAME, a folder directly under --storage-path: finished trials are kept, interrupted ones continue",
+    )
+    what.add_argument(
+        "--replicate-of",
+        metavar="NAME",
+        help="run the study NAME (a folder under --storage-path) again, its preset and overrides, on the next seeds "
+        "disjoint from its own, as many; named NAME-replicate unless --name is given",
     )
     parser.add_argument(
         "--set",
@@ -84,6 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
         "only for a folder nobody else can write: restoring unpickles them",
     )
     parser.add_argument(
+        "--adaptive-seeds",
+        type=adaptive_seeds_arg,
+        metavar="INITIAL:STEP:MAX",
+        help="run INITIAL seeds, then STEP more at a time only for the cells of comparisons still unresolved, "
+        "up to MAX (sequential tests hold the tables' 5 %% family-wise error); the same as --set adaptive={initial: ..., step: ..., max_seeds: ...}",
+    )
+    parser.add_argument(
+        "--seeds-for",
+        type=effect_arg,
+        metavar="EFFECT",
+        help="with --dry-run: per comparison of the study, the seeds a true difference of EFFECT percentage points needs "
+        "at 80 %% power and the tables' level, from --from-study's per-seed spread",
+    )
+    parser.add_argument("--from-study", metavar="NAME", help="with --seeds-for: a recorded study of the same preset, by its name in MLflow")
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="print the trials, their resources and cost, check that the datasets are there; start nothing",
@@ -95,12 +119,34 @@ def overrides_from(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
     """(overrides, where each came from): the --config file, then --data-dir, then --set."""
     from_file = read_yaml_file(args.config) if args.config else {}
     sources = {key: f"in config={str(args.config)!r}:" for key in from_file}
-    given = ({"data_dir": args.data_dir} if args.data_dir else {}) | parse_overrides(args.overrides)
-    sources |= {
-        key: "--data-dir" if key == "data_dir" and args.data_dir and key not in parse_overrides(args.overrides) else "--set"
-        for key in given
-    }
+    flags = ({"data_dir": args.data_dir} if args.data_dir else {}) | ({"adaptive": args.adaptive_seeds} if args.adaptive_seeds else {})
+    given = flags | parse_overrides(args.overrides)
+    flag_names = {"data_dir": "--data-dir", "adaptive": "--adaptive-seeds"}
+    sources |= {key: flag_names[key] if key in flags and key not in parse_overrides(args.overrides) else "--set" for key in given}
     return from_file | given, sources
+
+
+def replicate_seeds(preset_name: str, overrides: dict[str, Any], source: str) -> list[int]:
+    """As many seeds as the study ran (an adaptive study: its whole budget), the next integers above its own."""
+    seeds = make_plan(preset_name, overrides, dict.fromkeys(overrides, source)).preset.seeds
+    return list(range(max(seeds) + 1, max(seeds) + 1 + len(seeds)))
+
+
+def replicate_plan(args: argparse.Namespace) -> tuple[str, str, Plan]:
+    """--replicate-of NAME: NAME's preset and overrides (then this command's), on seeds disjoint from NAME's."""
+    plan_file = under(args.storage_path, args.replicate_of, "replicate_of") / PLAN_FILE
+    if not plan_file.is_file():
+        raise ConfigError(problem("replicate_of", args.replicate_of, f"it must name a study under --storage-path; {plan_file} does not exist"))
+    saved = read_plan_file(plan_file)
+    overrides, sources = overrides_from(args)
+    if "seeds" in overrides:
+        raise ConfigError(problem("seeds", overrides["seeds"], "--replicate-of picks the seeds (disjoint from the study's); remove --set seeds"))
+    seeds = replicate_seeds(saved["preset"], saved["overrides"], f"in {plan_file}:")
+    name = args.name if args.name is not None else f"{args.replicate_of}-replicate"
+    under(args.storage_path, name, "name")
+    merged = saved["overrides"] | overrides | {"seeds": seeds}
+    where = dict.fromkeys(saved["overrides"], f"in {plan_file}:") | sources | {"seeds": "--replicate-of"}
+    return name, saved["preset"], make_plan(saved["preset"], merged, where)
 
 
 def study_plan(args: argparse.Namespace) -> tuple[str, str, Plan]:
@@ -119,6 +165,8 @@ def study_plan(args: argparse.Namespace) -> tuple[str, str, Plan]:
             )
         except ConfigError as err:
             raise err.within(str(plan_file)) from None
+    if args.replicate_of:
+        return replicate_plan(args)
     name = args.name if args.name is not None else f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     under(args.storage_path, name, "name")
     preset_named(args.preset)  # an unknown preset is named before anything is read
@@ -138,6 +186,14 @@ def check_flags(args: argparse.Namespace) -> None:
 
     if not NAME_PATTERN.fullmatch(args.experiment):
         raise ConfigError(problem("experiment", args.experiment, f"a name is made of {NAME_CHARS}"))
+    if args.seeds_for is not None and not args.dry_run:
+        raise ConfigError(problem("seeds_for", args.seeds_for, "it plans seeds without running anything; add --dry-run"))
+    if args.from_study is not None and args.seeds_for is None:
+        raise ConfigError(problem("from_study", args.from_study, "it is where --seeds-for reads the per-seed spread; add --seeds-for EFFECT"))
+    if args.from_study is not None and not NAME_PATTERN.fullmatch(args.from_study):
+        raise ConfigError(problem("from_study", args.from_study, f"a study name is made of {NAME_CHARS}"))
+    if args.resume and args.adaptive_seeds:
+        raise ConfigError(problem("adaptive_seeds", adaptive_text(args.adaptive_seeds), "--resume continues the study as it was planned; start a new study for other seeds"))
 
 
 def check_data(plan: Plan, *, dry_run: bool) -> None:
@@ -152,12 +208,40 @@ def check_resources(args: argparse.Namespace, plan: Plan) -> None:
         max_concurrent(plan.configs, machine_resources(), "this machine")
 
 
+def adaptive_text(adaptive: dict[str, int]) -> str:
+    return ":".join(str(adaptive[k]) for k in ("initial", "step", "max_seeds"))
+
+
 def print_plan(name: str, plan: Plan) -> None:
+    from study.adaptive import schedule_lines
     from study.report import describe_plan
 
     print(describe_plan(name, plan))
+    for line in schedule_lines(plan):
+        print(line)
     for note in plan.notes:
         print(f"note: {note}")
+
+
+def print_seed_plan(args: argparse.Namespace, preset_name: str, plan: Plan) -> None:
+    """--seeds-for: each comparison's seeds from --from-study's spread, or what to run first without one."""
+    from study import adaptive
+
+    print()
+    if args.from_study is None:
+        print("\n".join(adaptive.pilot_lines(preset_name, args.seeds_for)))
+        return
+    from analysis.load import StudyNotFoundError
+
+    tracking_uri = reachable_tracking_uri(args.tracking_uri)
+    try:
+        trials, baselines = adaptive.load_runs(args.from_study, tracking_uri, plan.preset.evaluation.get("mode", "linear"))
+    except StudyNotFoundError as err:
+        raise ConfigError(problem("from_study", args.from_study, f"it must name a recorded study: {err}")) from None
+    seeds = tuple(sorted({int(s) for s in trials["seed"].dropna()}))
+    recorded = adaptive.differences(adaptive.family(plan.preset), trials, baselines, seeds)
+    needs = adaptive.seeds_for(plan.preset, args.seeds_for, recorded)
+    print("\n".join(adaptive.seeds_for_lines(plan.preset, args.seeds_for, args.from_study, needs)))
 
 
 def validated(args: argparse.Namespace) -> tuple[str, str, Plan]:
@@ -183,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         name, preset_name, plan = validated(args)
         if args.dry_run:
+            if args.seeds_for is not None:
+                print_seed_plan(args, preset_name, plan)
             return 0
         tracking_uri = reachable_tracking_uri(args.tracking_uri)
         from study.sweep import run_study  # imports Ray: only a study that starts needs it

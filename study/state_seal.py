@@ -36,7 +36,8 @@ from trainables.spec.files import write_atomically
 SEAL_TAG = "nce.state_sha256"  # on the study run: digest of every sealed file, with its count
 OWN_FILES = ("study.json", "tuning.json")  # plain JSON this program reads itself
 SEALED = "sealed"  # the sealed copies and what a restore set aside: zips, which Tune's restore does not download
-OWN_FOLDERS = ("train", "report", "tuning", SEALED)  # checkpoints (weights only), the report, tuning runs started afresh: never restored
+# checkpoints (weights only), the report, tuning runs and adaptive rounds started afresh: never restored
+OWN_FOLDERS = ("train", "report", "tuning", "rounds", SEALED)
 TUNER_PKL = "tuner.pkl"  # the Tuner writes it straight into the study folder; everything else goes through staging
 COPY_NAME = re.compile(r"[0-9a-f]{64}\.zip")
 CHECK_EVERY_S = 0.5  # Tune's loop steps many times a second; it saves its state every 10 s at most

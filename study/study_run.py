@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import shlex
 import sys
@@ -22,6 +23,12 @@ from trainables.spec import run_schema as rs
 from trainables.spec.config import ConfigError
 
 log = logging.getLogger(__name__)
+
+# An adaptive study's looks on its study run (only the driver writes them; the report reads the trials).
+ADAPTIVE_LOOK_PREFIX = "nce.adaptive.look"  # tag per look: JSON of its seeds, resolved and open comparisons, next cells
+M_ADAPTIVE_SEEDS = "adaptive_seeds"  # metrics at step = the look's index (1 for the first)
+M_ADAPTIVE_RESOLVED = "adaptive_resolved"
+M_ADAPTIVE_OPEN = "adaptive_open"
 
 
 def find_study_run(tracking_uri: str, experiment: str, study: str) -> str | None:
@@ -46,11 +53,41 @@ def study_note(study: str, preset_name: str, description: str, overrides: dict[s
     for axis, values in preset.grid.items() if preset.search is None else ():
         lines.append(f"- {axis}: {', '.join(map(str, values))}")
     lines.append(f"- seeds: {', '.join(map(str, preset.seeds))}")
+    if preset.adaptive is not None:
+        lines.append(f"- adaptive seeds {preset.adaptive.text()}: looks at {', '.join(map(str, preset.adaptive.looks()))} seeds; each look is a `{ADAPTIVE_LOOK_PREFIX}N` tag")
     if overrides:
         lines.append(f"- overrides: {', '.join(f'{k}={v}' for k, v in overrides.items())}")
     lines.append(f"- evaluation: {', '.join(f'{k}={v}' for k, v in preset.evaluation.items())}")
     lines += ["", f"Command: `{shlex.join(['python', *sys.argv])}`"]
     return "\n".join(lines)
+
+
+def look_tag(index: int) -> str:
+    return f"{ADAPTIVE_LOOK_PREFIX}{index}"
+
+
+def record_look(tracking_uri: str, study_run_id: str, index: int, seeds: int, resolved: list[str], still_open: list[str], cells: list[str]) -> bool:
+    """An adaptive study's look on its study run, once: the metrics ``adaptive.seeds``, ``adaptive.resolved``
+    and ``adaptive.open`` at step ``index`` (1 for the first look), and a tag naming the comparisons
+    resolved so far, those open and the cells that get the next seeds. False where it was recorded."""
+    client = MlflowClient(tracking_uri)
+    if look_tag(index) in client.get_run(study_run_id).data.tags:
+        return False
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(M_ADAPTIVE_SEEDS, seeds, now, index),
+        Metric(M_ADAPTIVE_RESOLVED, len(resolved), now, index),
+        Metric(M_ADAPTIVE_OPEN, len(still_open), now, index),
+    ]
+    record = {"seeds": seeds, "resolved": resolved, "open": still_open, "next_cells": cells}
+    client.log_batch(study_run_id, metrics=metrics, tags=[RunTag(look_tag(index), json.dumps(record))])
+    return True
+
+
+def recorded_looks(tracking_uri: str, study_run_id: str) -> dict[int, dict[str, Any]]:
+    """Look index -> what ``record_look`` recorded of it."""
+    tags = MlflowClient(tracking_uri).get_run(study_run_id).data.tags
+    return {int(k.removeprefix(ADAPTIVE_LOOK_PREFIX)): json.loads(v) for k, v in tags.items() if k.startswith(ADAPTIVE_LOOK_PREFIX)}
 
 
 def find_trial_runs(tracking_uri: str, experiment: str, study: str) -> dict[str, Any]:

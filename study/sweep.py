@@ -1,23 +1,28 @@
-"""Running a planned study on Ray Tune: baselines, tuning, the trials, scheduler, restore.
+"""Running a planned study on Ray Tune: baselines, tuning, the trials, adaptive seeds, scheduler, restore.
 
-A study runs in up to three steps, all recorded under its one MLflow study run:
+A study runs in up to four steps, all recorded under its one MLflow study run:
 
 1. the random-init baseline: the trials' encoder, untrained, evaluated once per seed;
 2. with ``Preset.tuning``, each grid cell's own Optuna study of the same number of trials over
    lr (and τ), selected on validation (these runs carry the study name + ``TUNING_SUFFIX``,
    so the study's tables never read them);
 3. the study's trials: the grid (with each cell's selection, when tuned) x seeds, or an
-   Optuna search over the preset's space.
+   Optuna search over the preset's space;
+4. with ``Preset.adaptive``, a round per look of its schedule: the cells of the comparisons still
+   unresolved get the next seeds (new trials of the same study, in Tune runs of their own under
+   ``rounds/``; ``study/adaptive.py`` decides which).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +32,15 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from search_spaces.preset import Tuning
-from study import state_seal
+from study import adaptive, state_seal
+from study.adaptive import cell_label, cell_loss
 from study.console import StudyConsole, quiet_ray
 from study.optuna_search import CellSpace, build_search
 from study.plan import Plan, max_concurrent, trial_resources
 from study.report import print_summary
 from study.stopping import Stop, end_running_as_killed, mark_running, stop_on_signals
 from study.study_file import write_plan_file
-from study.study_run import TrialStatusCallback, create_study_run, find_study_run, reconcile
+from study.study_run import TrialStatusCallback, create_study_run, find_study_run, reconcile, record_look
 from trainables.integration.mlflow_search import search_runs
 from trainables.integration.tracking import end_run, trial_run_name
 from trainables.launch.trial import run_trial
@@ -113,9 +119,13 @@ def tune_config(args: argparse.Namespace, context: StudyContext, plan: Plan, con
     )
 
 
-def grid_points(plan: Plan, selections: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
-    """Every (cell, seed) of the grid, each cell with its tuned values when it was tuned."""
-    return [cell | selections.get(cell_label(cell), {}) | {"seed": seed} for cell in plan.preset.cells() for seed in plan.preset.seeds]
+def grid_points(
+    plan: Plan, selections: dict[str, dict[str, float]], seeds: tuple[int, ...] | None = None, cells: set[str] | None = None
+) -> list[dict[str, Any]]:
+    """Every (cell, seed) of the grid (the study's first seeds, or ``seeds`` of ``cells``), each cell
+    with its tuned values when it was tuned."""
+    chosen = [c for c in plan.preset.cells() if cells is None or cell_label(c) in cells]
+    return [cell | selections.get(cell_label(cell), {}) | {"seed": seed} for cell in chosen for seed in seeds or plan.preset.first_seeds]
 
 
 def param_space(plan: Plan, selections: dict[str, dict[str, float]]) -> dict[str, Any]:
@@ -125,19 +135,10 @@ def param_space(plan: Plan, selections: dict[str, dict[str, float]]) -> dict[str
 
 
 # --- the fair tuning protocol ---------------------------------------------------------------
-def cell_label(cell: dict[str, Any]) -> str:
-    """A cell's name in MLflow params, file names and the console: its values joined by '-'."""
-    return "-".join(str(v) for v in cell.values()) or "all"
-
-
-def cell_loss(plan: Plan, cell: dict[str, Any]) -> str:
-    return cell.get("loss", plan.preset.fixed.get("loss", PretrainConfig.loss))
-
-
 def check_tuning(plan: Plan, tuning: Tuning) -> None:
     """Every cell's extreme suggestions validate, and no per-loss setting overrides a tuned value."""
     for cell in plan.preset.cells():
-        loss = cell_loss(plan, cell)
+        loss = cell_loss(plan.preset, cell)
         space = CellSpace.of(tuning, loss)
         clash = sorted(set(plan.preset.per_loss.get(loss, {})) & {"lr", *space.hyperparameters})
         if clash:
@@ -162,7 +163,7 @@ def tune_cell(
     folder = args.storage_path.resolve() / context.study.removesuffix(TUNING_SUFFIX) / "tuning"
     journal = folder / f"{label}.journal"
     journal.unlink(missing_ok=True)  # an unfinished earlier attempt: start this cell's budget afresh
-    space = CellSpace.of(tuning, cell_loss(plan, cell))
+    space = CellSpace.of(tuning, cell_loss(plan.preset, cell))
     epochs = int(plan.preset.fixed.get("epochs", 1))
     search = build_search(space, study=label, journal=journal, metric=tuning.metric, epochs=epochs, seed=tuning.seed, kind=tuning.sampler)
     cell_context = dataclasses.replace(context, fixed=context.fixed | cell | {"seed": tuning.seed})
@@ -213,11 +214,11 @@ def tune_cells(
 BASELINE_KEY = ("dataset", "data_dir", "limit_train", "val_fraction", "split_seed", "backbone", "head", "proj_dim", "gpu", "seed")
 
 
-def baseline_configs(plan: Plan) -> list[PretrainConfig]:
-    """One config per distinct (data, split, architecture, seed) among the study's trials: the
-    encoder a trial of that seed starts from is the same whatever its loss or batch size."""
+def baseline_configs(configs: list[PretrainConfig]) -> list[PretrainConfig]:
+    """One config per distinct (data, split, architecture, seed) among ``configs``: the encoder a
+    trial of that seed starts from is the same whatever its loss or batch size."""
     distinct: dict[tuple, PretrainConfig] = {}
-    for cfg in plan.configs:
+    for cfg in configs:
         distinct.setdefault(tuple(getattr(cfg, k) for k in BASELINE_KEY), cfg)
     return list(distinct.values())
 
@@ -240,14 +241,14 @@ def recorded_baselines(context: StudyContext) -> set[tuple[str, str, str, str]]:
     return {tuple(r.data.params.get(k, "") for k in keys) for r in runs if r.info.status == "FINISHED"}  # type: ignore[misc]
 
 
-def record_baselines(context: StudyContext, plan: Plan, console: StudyConsole) -> None:
+def record_baselines(context: StudyContext, configs: list[PretrainConfig], console: StudyConsole) -> None:
     """The tables' "random init" row: each seed's untrained encoder, evaluated like the trials.
 
     Ray tasks holding what a trial's evaluation holds (a CPU, or a GPU for GPU trials), run
-    before the trials so that they do not compete with them.
+    before the trials so that they do not compete with them; seeds already recorded are kept.
     """
     done, mode = recorded_baselines(context), context.evaluation.get("mode", "linear")
-    todo = [c for c in baseline_configs(plan) if (c.dataset, c.backbone, str(c.seed), mode) not in done]
+    todo = [c for c in baseline_configs(configs) if (c.dataset, c.backbone, str(c.seed), mode) not in done]
     task = ray.remote(random_init_run)
     refs = [task.options(num_cpus=min(1.0, c.cpus_per_worker), num_gpus=1 if c.gpu else 0).remote(c.to_dict(), context) for c in todo]
     if refs:
@@ -255,6 +256,99 @@ def record_baselines(context: StudyContext, plan: Plan, console: StudyConsole) -
             f"\nrandom-init baseline: {len(refs)} evaluation(s) of the untrained encoder (seeds {sorted({c.seed for c in todo})})"
         )
     ray.get(refs)
+
+
+# --- adaptive seeds ------------------------------------------------------------------------
+ROUNDS = "rounds"  # the study folder's subfolder of the rounds' Tune runs, started afresh, never restored
+INTERRUPTED_SUFFIX = "/interrupted"  # study tag of a round's run that a stop cut short: out of the tables, still in the tree
+
+
+def point_key(context: StudyContext, point: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """A point's (field, value) as its trial run's params record them."""
+    cfg = from_dict(context.trial_config(point))
+    return tuple((key, str(getattr(cfg, key))) for key in sorted(point))
+
+
+def points_to_run(context: StudyContext, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The round's points that have no trial run that ended (completed, early-stopped or failed: a
+    completed round is not rerun). A run an interrupted round left RUNNING or KILLED is set aside,
+    with its evaluation runs, under the study tag + ``INTERRUPTED_SUFFIX``, and its point runs afresh:
+    every (cell, seed) of the study has one trial run."""
+    client = MlflowClient(context.tracking_uri)
+    wanted = {point_key(context, p) for p in points}
+    fields = sorted(points[0]) if points else []
+    ended = set()
+    for run in search_runs(client, {rs.STUDY: context.study, rs.KIND: rs.KIND_PRETRAIN}):
+        key = tuple((f, run.data.params.get(f, "")) for f in fields)
+        if key not in wanted:
+            continue
+        if run.info.status in ("FINISHED", "FAILED"):
+            ended.add(key)
+            continue
+        for child in [run, *search_runs(client, {rs.STUDY: context.study, rs.PARENT: run.info.run_id})]:
+            client.set_tag(child.info.run_id, rs.STUDY, context.study + INTERRUPTED_SUFFIX)
+    return [p for p in points if point_key(context, p) not in ended]
+
+
+def run_round(
+    args: argparse.Namespace, context: StudyContext, plan: Plan, concurrency: int, points: list[dict[str, Any]], console: StudyConsole, stop: Stop
+) -> None:
+    """One look's added seeds: their random-init baselines, then a Tune run of the points not yet run,
+    in the same study (its trial runs go under the study run)."""
+    record_baselines(context, [from_dict(context.trial_config(p)) for p in points], console)
+    todo = points_to_run(context, points)
+    if not todo or stop.signum is not None:
+        return
+    folder = args.storage_path.resolve() / context.study / ROUNDS
+    seeds = max(p["seed"] for p in points)
+    name = next(n for n in (f"seeds-to-{seeds}", *(f"seeds-to-{seeds}-{i}" for i in range(2, 1000))) if not (folder / n).exists())
+    trainable = tune.with_resources(tune.with_parameters(run_grid_point, context=context), trial_placement(plan, ray.cluster_resources()))
+    epochs = int(plan.preset.fixed.get("epochs", 1))
+    run_config = tune.RunConfig(
+        name=name,
+        storage_path=str(folder),
+        callbacks=[TrialStatusCallback(context.tracking_uri, args.experiment, context.study, epochs)],
+        failure_config=tune.FailureConfig(max_failures=args.max_failures),
+        progress_reporter=console.reporter(f"added seeds ({name})"),
+        verbose=1,
+    )
+    tuner = tune.Tuner(
+        trainable, param_space={"point": tune.grid_search(todo)}, tune_config=tune_config(args, context, plan, concurrency), run_config=run_config
+    )
+    results = tuner.fit()
+    if stop.signum is None:
+        reconcile(results, context.tracking_uri, args.experiment, context.study, epochs)
+
+
+def run_rounds(
+    args: argparse.Namespace,
+    context: StudyContext,
+    plan: Plan,
+    concurrency: int,
+    selections: dict[str, dict[str, float]],
+    console: StudyConsole,
+    stop: Stop,
+) -> None:
+    """Adaptive seeds: at each look the family's sequential verdicts (replayed from the study's runs,
+    so a resumed study takes the same decisions), recorded on the study run; the cells of the
+    comparisons still open get the seeds up to the next look, until none is open or the budget is spent."""
+    preset = plan.preset
+    assert preset.adaptive is not None
+    looks, total = preset.adaptive.looks(), len(adaptive.family(preset))
+    cells: tuple[str, ...] = ()
+    for index, seeds in enumerate(looks, 1):
+        if index > 1:
+            run_round(args, context, plan, concurrency, grid_points(plan, selections, preset.seeds[:seeds], set(cells)), console, stop)
+            if stop.signum is not None:
+                return
+        runs = adaptive.load_runs(context.study, context.tracking_uri, context.evaluation.get("mode", "linear"))
+        look = adaptive.look_at(preset, seeds, *runs)
+        following = looks[index] if index < len(looks) else None
+        cells = look.cells if following else ()
+        record_look(context.tracking_uri, context.study_run_id, index, seeds, list(look.resolved), list(look.open), list(cells))
+        console.print(adaptive.look_line(look, total, following))
+        if not cells or stop.signum is not None:
+            return
 
 
 # --- the study ------------------------------------------------------------------------------
@@ -332,40 +426,87 @@ def stopped(args: argparse.Namespace, context: StudyContext, stop: Stop) -> int:
     return stop.exit_code
 
 
-def run_study(args: argparse.Namespace, name: str, preset_name: str, plan: Plan, tracking_uri: str) -> int:
+def check_before_ray(args: argparse.Namespace, name: str, plan: Plan, tracking_uri: str) -> None:
+    """What is refused before Ray starts: a tuning protocol whose cells do not validate, and (on
+    --resume) Tune state files that are not those the study sealed, before Tune unpickles anything."""
     if plan.preset.tuning is not None:
         check_tuning(plan, plan.preset.tuning)
-    # val_knn_acc is reported on evaluation epochs only; ASHA and the searcher skip the others.
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    storage = args.storage_path.resolve()
-    if args.resume and not args.trust_state:  # before Ray starts and before Tune unpickles anything
-        note = state_seal.check(tracking_uri, find_study_run(tracking_uri, args.experiment, name), storage / name)
+    if args.resume and not args.trust_state:
+        note = state_seal.check(tracking_uri, find_study_run(tracking_uri, args.experiment, name), args.storage_path.resolve() / name)
         if note:
             print(note)
-    console = StudyConsole(name, plan, storage / name)
-    with quiet_ray(storage / name / "ray.log"):
-        ray.init(address=args.address, logging_level="WARNING", runtime_env=RAY_ENV, log_to_driver=False)
-        concurrency = args.max_concurrent or max_concurrent(plan.configs, ray.cluster_resources())
-        context = study_context(args, name, preset_name, plan, tracking_uri)
-        if args.resume:
-            mark_running(tracking_uri, context.study_run_id)
-        console.start(ray.cluster_resources(), concurrency)
-        # SIGINT and SIGTERM both reach Tune as its interrupt (SIGUSR1): it saves its state and stops its trials.
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-        with stop_on_signals(forward=signal.SIGUSR1) as stop:
-            try:
-                record_baselines(context, plan, console)
-                selections = tune_cells(args, context, plan, concurrency, console) if plan.preset.tuning else {}
-                results = study_tuner(args, context, plan, concurrency, selections, console).fit()
-            except BaseException as err:
-                if stop.signum is None:
-                    end_run(tracking_uri, context.study_run_id, failed_reason=f"{type(err).__name__}: {err}")
-                    raise
-        if state_seal.recorded_digest(tracking_uri, context.study_run_id) is None:  # stopped before Tune began: seal what is there
-            state_seal.seal(tracking_uri, context.study_run_id, storage / name, state_seal.read_state(storage / name))
+
+
+def start(
+    args: argparse.Namespace, name: str, preset_name: str, plan: Plan, tracking_uri: str, console: StudyConsole
+) -> tuple[StudyContext, int]:
+    """Ray started, the study run found or created (running again on --resume), the plan printed:
+    (what every trial is handed, how many trials run at once)."""
+    ray.init(address=args.address, logging_level="WARNING", runtime_env=RAY_ENV, log_to_driver=False)
+    concurrency = args.max_concurrent or max_concurrent(plan.configs, ray.cluster_resources())
+    context = study_context(args, name, preset_name, plan, tracking_uri)
+    if args.resume:
+        mark_running(tracking_uri, context.study_run_id)
+    console.start(ray.cluster_resources(), concurrency)
+    return context, concurrency
+
+
+@contextlib.contextmanager
+def interruptible(context: StudyContext, folder: Path) -> Iterator[Stop]:
+    """The study's phases under SIGINT and SIGTERM: both reach Tune as its interrupt (SIGUSR1), so it
+    saves its state and stops its trials; an error that no signal caused ends the study run FAILED.
+    Tune's state is sealed even when the study stopped before Tune began, so that --resume accepts it."""
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    with stop_on_signals(forward=signal.SIGUSR1) as stop:
+        try:
+            yield stop
+        except BaseException as err:
+            if stop.signum is None:
+                end_run(context.tracking_uri, context.study_run_id, failed_reason=f"{type(err).__name__}: {err}")
+                raise
+    if state_seal.recorded_digest(context.tracking_uri, context.study_run_id) is None:
+        state_seal.seal(context.tracking_uri, context.study_run_id, folder, state_seal.read_state(folder))
+
+
+def run_trials(
+    args: argparse.Namespace,
+    context: StudyContext,
+    plan: Plan,
+    concurrency: int,
+    selections: dict[str, dict[str, float]],
+    console: StudyConsole,
+    stop: Stop,
+) -> None:
+    """The study's own trials, restored from Tune's state on --resume. Runs a killed driver left
+    RUNNING end with their status; after a signal they are the stop's to end (KILLED)."""
+    results = study_tuner(args, context, plan, concurrency, selections, console).fit()
+    if stop.signum is None:
+        reconcile(results, context.tracking_uri, args.experiment, context.study, int(plan.preset.fixed.get("epochs", 1)))
+
+
+def finish(context: StudyContext, folder: Path) -> int:
+    """The study's tables and links printed, its report written, its MLflow run ended."""
+    print_summary(context.study, context.study_run_id, context.tracking_uri, folder)
+    end_run(context.tracking_uri, context.study_run_id)
+    return 0
+
+
+def run_study(args: argparse.Namespace, name: str, preset_name: str, plan: Plan, tracking_uri: str) -> int:
+    """The study's phases in order: baselines, tuning (with ``Preset.tuning``), trials, the added
+    seeds' rounds (with ``Preset.adaptive``), report."""
+    check_before_ray(args, name, plan, tracking_uri)
+    # val_knn_acc is reported on evaluation epochs only; ASHA and the searcher skip the others.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    folder = args.storage_path.resolve() / name
+    console = StudyConsole(name, plan, folder)
+    with quiet_ray(folder / "ray.log"):
+        context, concurrency = start(args, name, preset_name, plan, tracking_uri, console)
+        with interruptible(context, folder) as stop:
+            record_baselines(context, plan.configs, console)
+            selections = tune_cells(args, context, plan, concurrency, console) if plan.preset.tuning else {}
+            run_trials(args, context, plan, concurrency, selections, console, stop)
+            if plan.preset.adaptive is not None and stop.signum is None:
+                run_rounds(args, context, plan, concurrency, selections, console, stop)
         if stop.signum is not None:
             return stopped(args, context, stop)
-        reconcile(results, tracking_uri, args.experiment, name, int(plan.preset.fixed.get("epochs", 1)))
-    print_summary(name, context.study_run_id, tracking_uri, storage / name)
-    end_run(tracking_uri, context.study_run_id)
-    return 0
+    return finish(context, folder)

@@ -287,3 +287,16 @@ def test_download_true_does_not_waive_the_check_of_a_dataset_that_is_never_downl
     argv = ["--preset", "quickstart", "--set", f"dataset={dataset}", "--set", "download=true", "--data-dir", str(tmp_path), "--dry-run"]
     assert run_sweep.main(argv) == 2
     assert str(tmp_path) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["--preset", "quickstart", "--dry-run", "--adaptive-seeds", "3:2:8", "--seeds-for", "0.5"], "0"),
+        (["--preset", "quickstart", "--dry-run", "--adaptive-seeds", "3:2:2"], "2"),
+        (["--preset", "quickstart", "--dry-run", "--from-study", "pilot"], "2"),
+        (["--replicate-of", "never-ran", "--dry-run"], "2"),
+    ],
+)
+def test_an_adaptive_dry_run_and_its_planning_errors_answer_without_torch(tmp_path: Path, argv: list[str], code: str) -> None:
+    assert imported_heavy(DRY_RUN.format(argv=argv), tmp_path) == (code, [])
