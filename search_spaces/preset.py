@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from trainables.spec.claims import Claim
 from trainables.spec.losses import HYPERPARAMETERS
 
 SearchFunction = Callable[[Any], dict[str, Any]]  # an Optuna define-by-run space: trial -> constants
@@ -83,6 +84,8 @@ class Preset:
         num_samples: trials of an Optuna search.
         scheduler: "none" or "asha" (early stopping on the validation kNN accuracy).
         tuning: when set, every grid cell is tuned with the same budget before its seeds run.
+        claims: what the study's paper claims, judged in the report's Claims section
+            (``trainables/spec/claims.py``); recorded on the study run when it starts.
     """
 
     name: str
@@ -97,6 +100,7 @@ class Preset:
     num_samples: int = 0
     scheduler: str = "none"
     tuning: Tuning | None = None
+    claims: tuple[Claim, ...] = ()
 
     def cells(self) -> list[dict[str, Any]]:
         """Every grid point (no seed), in table order. A loss's own axis values replace the
