@@ -257,7 +257,8 @@ def verdict_text(result: ClaimResult) -> str:
         beyond = f" (worse by more than the {100 * claim.margin:.2g}-point margin)" if claim.kind == "at_least" else ""
         return f"contradicted{beyond}"
     needed = result.seeds_needed
-    more = f" (about {needed} would resolve it at the effect seen)" if needed else ""
+    untestable = next((test.verdict.note for test in result.tests if not test.verdict.testable), "")
+    more = f" (about {needed} would resolve it at the effect seen)" if needed else f" ({untestable})" if untestable else ""
     return f"not resolved with {counted(result.seeds, 'seed')}{more}"
 
 
