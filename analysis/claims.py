@@ -35,6 +35,7 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
+from analysis import power
 from analysis.labels import RANDOM_INIT as RANDOM_INIT_LABEL
 from analysis.labels import counted, format_value, loss_label
 from analysis.loss_tables import AXES
@@ -258,7 +259,9 @@ def verdict_text(result: ClaimResult) -> str:
         return f"contradicted{beyond}"
     needed = result.seeds_needed
     untestable = next((test.verdict.note for test in result.tests if not test.verdict.testable), "")
-    more = f" (about {needed} would resolve it at the effect seen)" if needed else f" ({untestable})" if untestable else ""
+    more = f" (about {needed} would resolve it at the effect seen)" if needed else f" ({untestable})" if untestable else (
+        f" (more than {power.MAX_SEEDS} would be needed at the effect seen)"
+    )
     return f"not resolved with {counted(result.seeds, 'seed')}{more}"
 
 

@@ -29,7 +29,7 @@ FLATCLR_CLAIMS = (
         loss="flatnce",
         against="infonce",
         direction="decreasing",  # along increasing batch size: largest at the smallest batch
-        source="FlatCLR, sections 1 and 3 (the log-K curse)",
+        source="FlatCLR, sections 1 and 3",
     ),
     LEARNING,
 )
