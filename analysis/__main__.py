@@ -4,6 +4,8 @@
     python -m analysis tables --study NAME --format html --out DIR
     python -m analysis plots  --study NAME --out DIR [--runs RUN_ID ...]
     python -m analysis report --study NAME --out DIR [--no-log]
+    python -m analysis compare STUDY STUDY... [--pool | --no-pool] [--out DIR]
+    python -m analysis mcnemar --study NAME --trial RUN_NAME --trial RUN_NAME
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ _EPILOG = """examples:
   python -m analysis tables --study quickstart --format html --out reports/quickstart
   python -m analysis plots --study cifar10-batch --out plots/
   python -m analysis report --study cifar10-batch --out reports/cifar10-batch
+  python -m analysis compare cifar10-cpu cifar10-cpu-tuned --out reports/compare
+  python -m analysis mcnemar --study cifar10-cpu --trial flatnce-b32-m1-lr0.075-s0 --trial infonce-b32-m1-lr0.075-s0
 """
 
 
@@ -37,15 +41,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tables" and args.format == "html" and args.out is None:
         # The page embeds its plots (hundreds of kB): it belongs in a file, not on a terminal.
         parser.error("tables --format html needs --out DIR to write tables.html into")
+    _check_names(parser, args)
     from analysis.load import StudyNotFoundError  # pandas and MLflow: only once the arguments are good
+    from analysis.mcnemar import PredictionsMissingError
     from trainables.integration.tracking import TrackingUnavailableError
 
     try:
         _check_store(args.tracking_uri)
         return _COMMANDS[args.command](args)
-    except (StudyNotFoundError, TrackingUnavailableError, ValueError) as error:
+    except (StudyNotFoundError, PredictionsMissingError, TrackingUnavailableError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _check_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """compare needs two studies or more, each once; mcnemar two different trials."""
+    if args.command == "compare":
+        if len(args.studies) < 2:
+            parser.error(f"compare needs two studies or more; got {len(args.studies)}: {' '.join(args.studies)}")
+        repeated = sorted({name for name in args.studies if args.studies.count(name) > 1})
+        if repeated:
+            parser.error(f"compare: each study once; repeated: {', '.join(repeated)}")
+    if args.command == "mcnemar" and (len(args.trial) != 2 or args.trial[0] == args.trial[1]):
+        parser.error(f"mcnemar needs --trial twice, two different trials; got {args.trial}")
 
 
 def _check_store(uri: str | None) -> None:
@@ -64,7 +82,7 @@ def _tables(args: argparse.Namespace) -> int:
     from analysis import plots, render
     from analysis.conditions import conditions
     from analysis.load import load_baselines, load_study
-    from analysis.report import page, summary_items, write_table, write_text
+    from analysis.report import judged_claims, page, summary_items, write_table, write_text
     from analysis.tables import all_tables
 
     trials = load_study(args.study, args.tracking_uri, eval_mode=args.eval)
@@ -72,8 +90,9 @@ def _tables(args: argparse.Namespace) -> int:
     tables = all_tables(trials, args.metric, baselines)
     if args.format == "html":
         figures = plots.study_figures(trials, args.tracking_uri, args.metric, baselines=baselines)
-        items = summary_items(trials, baselines, args.tracking_uri or mlflow.get_tracking_uri())
-        text = page(trials, tables, figures, items, conditions(trials, args.metric))
+        uri = args.tracking_uri or mlflow.get_tracking_uri()
+        claims, notes = judged_claims(trials, baselines, uri, args.metric)
+        text = page(trials, tables, figures, summary_items(trials, baselines, uri), conditions(trials, args.metric), claims, notes)
         print(write_text(args.out / TABLES_HTML, text))
         return 0
     if args.out is None:
@@ -104,6 +123,7 @@ def _report(args: argparse.Namespace) -> int:
     report = write_report(
         args.study, args.tracking_uri, args.out, log_to_mlflow=args.log, eval_mode=args.eval, metric=args.metric
     )
+    print(report.claims_markdown)
     print(report.batch_size_markdown)
     print(f"wrote {len(report.paths)} files; open {report.html}")
     if report.artifact_uri:
@@ -111,8 +131,31 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from analysis import compare
+    from analysis.report import write_text
+
+    studies = compare.load_studies(args.studies, args.tracking_uri, eval_mode=args.eval)
+    result = compare.compare(studies, args.metric, pool=args.pool)
+    print(compare.to_markdown(result))
+    for extension, render in compare.FORMATS.items() if args.out else ():
+        print(write_text(args.out / f"{COMPARE_STEM}.{extension}", render(result)))
+    return 0
+
+
+def _mcnemar(args: argparse.Namespace) -> int:
+    from analysis.mcnemar import mcnemar, to_markdown, trial_predictions
+
+    a, b = (trial_predictions(args.study, trial, args.tracking_uri, eval_mode=args.eval) for trial in args.trial)
+    print(to_markdown(mcnemar(a, b), args.study))
+    return 0
+
+
 TABLES_HTML = "tables.html"
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"tables": _tables, "plots": _plots, "report": _report}
+COMPARE_STEM = "compare"
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "tables": _tables, "plots": _plots, "report": _report, "compare": _compare, "mcnemar": _mcnemar,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -164,6 +207,34 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--no-log", dest="log", action="store_false", help="do not log the files to the study's MLflow run"
     )
+    compare = _command(
+        commands,
+        "compare",
+        "several studies side by side: cell by cell, claim by claim, pooled where they are replicates",
+        "Replicates (the same preset, evaluation and trial configurations, no seed in common) are also pooled and "
+        "analysed as one study; claims or differences whose verdicts point in opposite directions are flagged first.",
+    )
+    compare.add_argument("studies", nargs="+", metavar="STUDY", help="two studies or more, by name or study run id")
+    _common(compare, study=False)
+    pooling = compare.add_mutually_exclusive_group()
+    pooling.add_argument(
+        "--pool", dest="pool", action="store_const", const=True, default=None,
+        help="pool the studies (refused unless they are replicates); default: pool where they are",
+    )
+    pooling.add_argument("--no-pool", dest="pool", action="store_const", const=False, help="never pool")
+    compare.add_argument("--out", type=Path, help="folder to write compare.md, compare.csv and compare.html into")
+    per_image = _command(
+        commands,
+        "mcnemar",
+        "two trials of a study compared image by image on the test set",
+        "An exact McNemar test on the discordant test images and a test-set bootstrap interval of the accuracy "
+        "difference, from the test predictions each evaluation records at its validation-selected epoch.",
+    )
+    _common(per_image, metric=False)
+    per_image.add_argument(
+        "--trial", action="append", required=True, metavar="RUN_NAME",
+        help="a trial's MLflow run name (or run id); give it twice",
+    )
     return parser
 
 
@@ -173,14 +244,17 @@ def _command(
     return commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--study", required=True, help="the study's name (nce.study tag) or its study run id")
+def _common(parser: argparse.ArgumentParser, study: bool = True, metric: bool = True) -> None:
+    if study:
+        parser.add_argument("--study", required=True, help="the study's name (nce.study tag) or its study run id")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI; default: MLflow's own (MLFLOW_TRACKING_URI)")
     parser.add_argument(
         "--eval", choices=EVAL_MODES, default="linear",
         help="which evaluation runs fill the cells (default linear, the linear probe every preset runs, the "
         "quickstart included; knn and finetune only where a study ran those evaluations)",
     )
+    if not metric:  # a per-image comparison reads predictions, not an accuracy metric
+        return
     parser.add_argument(
         "--metric", choices=list(METRIC_LABELS), default=rs.M_TEST_AT_BEST_VAL,
         help=f"accuracy to report (default {rs.M_TEST_AT_BEST_VAL}; "

@@ -17,6 +17,7 @@ from importlib.resources import files
 import pandas as pd
 
 from analysis.cells import Cell, Diff, Stat, Table
+from analysis.claims import ClaimResult, claims_intro, evidence_text, verdict_text
 from analysis.labels import RANDOM_INIT, format_value
 from analysis.power import MAX_SEEDS
 from analysis.statistics import Interval
@@ -169,14 +170,21 @@ def html_page(
     conditions: Sequence[str],
     tables: Sequence[Table],
     figures: Sequence[Figure],
+    claims: Sequence[ClaimResult] = (),
+    claims_notes: Sequence[str] = (),
 ) -> str:
-    """A self-contained page (plots embedded as PNG data): summary, conditions, tables, plots.
+    """A self-contained page (plots embedded as PNG data): claims, summary, conditions, tables, plots.
 
     Self-contained so that it also displays inside the MLflow UI's artifact viewer, which does
     not resolve links to sibling files.
     """
-    sections = [_html_summary(summary), _html_conditions(conditions)]
+    sections = [_html_claims(claims, claims_notes), _html_summary(summary), _html_conditions(conditions)]
     sections += [to_html(table) for table in tables] + [_html_figure(figure) for figure in figures]
+    return html_document(heading, sections)
+
+
+def html_document(heading: str, sections: Sequence[str]) -> str:
+    """A self-contained page with the report's style: the heading, then the sections' HTML."""
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(heading)}</title><style>{_CSS}</style></head>\n"
@@ -184,10 +192,28 @@ def html_page(
     )
 
 
-def summary_markdown(heading: str, summary: Sequence[tuple[str, str]], conditions: Sequence[str]) -> str:
-    """The report's header and Conditions section as Markdown."""
-    lines = [f"# {heading}", "", *(f"- **{name}:** {value}" for name, value in summary), "", "## Conditions", ""]
+def summary_markdown(
+    heading: str,
+    summary: Sequence[tuple[str, str]],
+    conditions: Sequence[str],
+    claims: Sequence[ClaimResult] = (),
+    claims_notes: Sequence[str] = (),
+) -> str:
+    """The report's Claims section, header and Conditions section as Markdown."""
+    lines = [f"# {heading}", "", claims_markdown(claims, claims_notes)]
+    lines += [*(f"- **{name}:** {value}" for name, value in summary), "", "## Conditions", ""]
     return "\n".join(lines + [f"- {line}" for line in conditions]) + "\n"
+
+
+def claims_markdown(claims: Sequence[ClaimResult], notes: Sequence[str] = ()) -> str:
+    """The Claims section: each claim, its verdict in bold, and the table rows that are its evidence."""
+    lines = ["## Claims", "", claims_intro(claims), ""]
+    for number, result in enumerate(claims, 1):
+        source = f" ({result.claim.source})" if result.claim.source else ""
+        lines.append(f"{number}. {result.claim.text}{source}: **{verdict_text(result)}**")
+        lines += [f"   - {evidence_text(test)}" for test in result.tests]
+    lines += ["", *(f"- {note}" for note in notes), ""]
+    return "\n".join(lines)
 
 
 FORMATS: dict[str, Callable[[Table], str]] = {"md": to_markdown, "csv": to_csv, "latex": to_latex}
@@ -315,6 +341,22 @@ def _html_cell(cell: Cell) -> str:
         value, rest = _diff_parts(cell)
         return html.escape(value) + (f'<br><span class="d">{html.escape(rest)}</span>' if rest else "")
     return html.escape(cell_text(cell))
+
+
+def _html_claims(claims: Sequence[ClaimResult], notes: Sequence[str]) -> str:
+    items = "".join(
+        f'<li class="{html.escape(result.status.replace(" ", "-"))}">{html.escape(result.claim.text)}'
+        + (f' <span class="d">({html.escape(result.claim.source)})</span>' if result.claim.source else "")
+        + f': <b>{html.escape(verdict_text(result))}</b>'
+        + "".join(f'<br><span class="evidence">{html.escape(evidence_text(test))}</span>' for test in result.tests)
+        + "</li>"
+        for result in claims
+    )
+    footnotes = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    return (
+        f'<section id="claims"><h2>Claims</h2><p class="caption">{html.escape(claims_intro(claims))}</p>'
+        f'<ol class="claims">{items}</ol><ul class="notes">{footnotes}</ul></section>'
+    )
 
 
 def _html_summary(summary: Sequence[tuple[str, str]]) -> str:

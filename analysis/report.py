@@ -1,11 +1,13 @@
 """A study's full report: every table and plot on disk, one HTML page, logged to MLflow.
 
-The page opens with a summary (trials, wall-clock, the MLflow study run, the code) and the
-Conditions under which the numbers were measured, then the tables and plots.
+The page opens with the Claims section (each claim of the study's paper, judged on its runs:
+``analysis/claims.py``), then a summary (trials, wall-clock, the MLflow study run, the code) and
+the Conditions under which the numbers were measured, then the tables and plots.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from mlflow import MlflowClient
 
 from analysis import load, plots, render
 from analysis.cells import Table
+from analysis.claims import ClaimResult, evaluate_claims, family_note, recorded_claims
 from analysis.conditions import conditions
 from analysis.labels import EVAL_LABELS, commits_text, counted, distinct_text, hours_unit
 from analysis.load import STUDY, STUDY_RUN_ID, load_baselines, load_study
@@ -42,7 +45,8 @@ class Report:
         tables: Table files (md, csv, tex), by table key.
         plots: Plot files (png, svg), by plot stem.
         html: The page with the summary, conditions, tables and plots.
-        summary: The summary and Conditions section as Markdown.
+        summary: The Claims, summary and Conditions sections as Markdown.
+        claims_markdown: The Claims section as Markdown, for printing.
         batch_size_markdown: The loss × batch-size table as Markdown, for printing.
         artifact_uri: Where the files were logged in MLflow, or None where they were not.
     """
@@ -52,6 +56,7 @@ class Report:
     plots: dict[str, list[Path]]
     html: Path
     summary: Path
+    claims_markdown: str
     batch_size_markdown: str
     artifact_uri: str | None
 
@@ -96,13 +101,24 @@ def write_report(
     plot_files = {stem: plots.save(figure, out_dir / PLOTS_DIR, stem) for stem, figure in figures.items()}
     uri = tracking_uri or mlflow.get_tracking_uri()
     items, lines = summary_items(trials, baselines, uri), conditions(trials, metric)
-    summary = write_text(out_dir / SUMMARY_NAME, render.summary_markdown(heading(trials), items, lines))
-    html = write_text(out_dir / HTML_NAME, page(trials, tables, figures, items, lines))
-    report = Report(out_dir, table_files, plot_files, html, summary, render.to_markdown(tables["batch_size"]), None)
+    claims, notes = judged_claims(trials, baselines, uri, metric)
+    summary = write_text(out_dir / SUMMARY_NAME, render.summary_markdown(heading(trials), items, lines, claims, notes))
+    html = write_text(out_dir / HTML_NAME, page(trials, tables, figures, items, lines, claims, notes))
+    claims_md, batch_md = render.claims_markdown(claims, notes), render.to_markdown(tables["batch_size"])
+    report = Report(out_dir, table_files, plot_files, html, summary, claims_md, batch_md, None)
     if not log_to_mlflow:
         return report
     artifact_uri = _log(report, str(trials[STUDY_RUN_ID].iloc[0]), tracking_uri)
-    return Report(out_dir, table_files, plot_files, html, summary, report.batch_size_markdown, artifact_uri)
+    return dataclasses.replace(report, artifact_uri=artifact_uri)
+
+
+def judged_claims(
+    trials: pd.DataFrame, baselines: pd.DataFrame, tracking_uri: str, metric: str = rs.M_TEST_AT_BEST_VAL
+) -> tuple[list[ClaimResult], list[str]]:
+    """The study's recorded claims judged on its runs, and the Claims section's notes."""
+    claims, provenance = recorded_claims(str(trials[STUDY_RUN_ID].iloc[0]), tracking_uri)
+    results = evaluate_claims(claims, trials, baselines, metric)
+    return results, [provenance, family_note(results)]
 
 
 def write_table(table: Table, out_dir: Path, formats: tuple[str, ...] = TABLE_FORMATS) -> list[Path]:
@@ -187,13 +203,15 @@ def page(
     figures: dict[str, Figure],
     summary: list[tuple[str, str]],
     condition_lines: list[str],
+    claims: list[ClaimResult] = (),
+    claims_notes: list[str] = (),
 ) -> str:
-    """The HTML page: summary, conditions, every table and plot of a study."""
+    """The HTML page: claims, summary, conditions, every table and plot of a study."""
     rendered = [
         render.Figure(plots.PLOTS[stem][0], plots.PLOTS[stem][1], plots.png_bytes(figure))
         for stem, figure in figures.items()
     ]
-    return render.html_page(heading(trials), summary, condition_lines, list(tables.values()), rendered)
+    return render.html_page(heading(trials), summary, condition_lines, list(tables.values()), rendered, claims, claims_notes)
 
 
 def _log(report: Report, study_run_id: str, tracking_uri: str | None) -> str:

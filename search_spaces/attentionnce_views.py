@@ -14,6 +14,7 @@ V x epochs for V in {3, 4, 6, 8}, so that no column is won by the only loss pres
 """
 
 from search_spaces.preset import Preset
+from trainables.spec.claims import LEARNING, Claim
 from trainables.spec.config import FROM_DATASET
 from trainables.spec.losses import CATALOG
 
@@ -32,4 +33,25 @@ PRESET = Preset(
     per_loss_axes={"infonce": {"views": (1, 2, 3, 4, 5, 6, 7)}},
     seeds=(0, 1, 2),
     evaluation={"mode": "linear", "recipe": "attentionnce", "epochs": 100},
+    claims=(
+        Claim(
+            id="attentionnce-beats-infonce-at-equal-compute",
+            text="AttentionNCE is better than InfoNCE at equal encoder passes per image",
+            kind="greater",
+            loss="attentionnce",
+            against="infonce",
+            axis="equal_compute",
+            source="AttentionNCE, the views ablation read at equal V x epochs",
+        ),
+        Claim(
+            id="attentionnce-improves-with-views",
+            text="AttentionNCE improves with the number of positive views M",
+            kind="monotone",
+            loss="attentionnce",
+            axis="views",
+            direction="increasing",
+            source="AttentionNCE, the views ablation",
+        ),
+        LEARNING,
+    ),
 )

@@ -22,6 +22,7 @@ once; benchmarks/RESULTS.md has the trainer's own figures):
   init, 40 % after 3 epochs of pretraining (Adam's probe gave 27 % and 41 %).
 """
 
+from search_spaces.flatnce_batch_size import FLATCLR_CLAIMS
 from search_spaces.preset import Preset
 
 PRESET = Preset(
@@ -36,4 +37,5 @@ PRESET = Preset(
     grid={"loss": ("infonce", "flatnce"), "batch_size": (32, 256)},
     seeds=tuple(range(10)),
     evaluation={"mode": "linear", "recipe": "flatclr", "epochs": 100, "batch_size": 256, "lr": 0.1},
+    claims=FLATCLR_CLAIMS,
 )

@@ -9,6 +9,7 @@ FlatNCE runs at the lineage's temperature 0.5 too, so every loss shares one setu
 """
 
 from search_spaces.preset import Preset
+from trainables.spec.claims import LEARNING, Claim
 
 PRESET = Preset(
     name="lineage-baselines",
@@ -25,4 +26,23 @@ PRESET = Preset(
     },
     seeds=(0, 1, 2),
     evaluation={"mode": "linear", "recipe": "attentionnce", "epochs": 100},
+    claims=(
+        Claim(
+            id="dcl-beats-infonce",
+            text="Debiased CL is better than SimCLR's InfoNCE at the same batch size",
+            kind="greater",
+            loss="dcl",
+            against="infonce",
+            source="Debiased Contrastive Learning (Chuang et al. 2020), CIFAR-10 table",
+        ),
+        Claim(
+            id="hcl-beats-infonce",
+            text="HCL is better than SimCLR's InfoNCE at the same batch size",
+            kind="greater",
+            loss="hcl",
+            against="infonce",
+            source="Hard Negative Samples (Robinson et al. 2021), CIFAR-10 table",
+        ),
+        LEARNING,
+    ),
 )

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from trainables.spec.claims import Claim
 from trainables.spec.losses import HYPERPARAMETERS
 
 SearchFunction = Callable[[Any], dict[str, Any]]  # an Optuna define-by-run space: trial -> constants
@@ -136,6 +137,8 @@ class Preset:
         adaptive: when set, ``seeds`` are the budget (``adaptive.max_seeds`` of them, in order):
             every cell runs the first ``adaptive.initial``, and later ones only where a
             comparison is still unresolved (``Adaptive``).
+        claims: what the study's paper claims, judged in the report's Claims section
+            (``trainables/spec/claims.py``); recorded on the study run when it starts.
     """
 
     name: str
@@ -151,6 +154,7 @@ class Preset:
     scheduler: str = "none"
     tuning: Tuning | None = None
     adaptive: Adaptive | None = None
+    claims: tuple[Claim, ...] = ()
 
     @property
     def first_seeds(self) -> tuple[int, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from search_spaces.preset import Preset
+from trainables.spec.claims import LEARNING
 from trainables.spec.losses import CATALOG, HYPERPARAMETERS
 
 BATCH_SIZES = (64, 256)
@@ -39,4 +40,5 @@ PRESET = Preset(
     num_samples=100,
     scheduler="asha",
     evaluation={"mode": "linear", "recipe": "attentionnce", "epochs": 100},
+    claims=(LEARNING,),  # a search, not a paper's table
 )

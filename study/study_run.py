@@ -20,6 +20,7 @@ from study.plan import apply_overrides, preset_named
 from trainables.integration.mlflow_search import find_run, search_runs
 from trainables.integration.tracking import create_run, end_run, ensure_experiment, flatten, library_versions, results_url, run_url
 from trainables.spec import run_schema as rs
+from trainables.spec.claims import CLAIMS_ARTIFACT, claims_json
 from trainables.spec.config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,10 @@ def create_study_run(tracking_uri: str, experiment: str, study: str, preset: str
     """The study run, described (``mlflow.note.content``) by its preset, the axes run and the command."""
     params = {"preset": preset, "description": description} | flatten(overrides, "override.") | library_versions()
     tags = {rs.KIND: rs.KIND_STUDY, rs.STUDY: study, rs.PRESET: preset, rs.NOTE: study_note(study, preset, description, overrides)}
-    return create_run(tracking_uri, experiment, run_name=study, params=params, tags=tags)
+    run_id = create_run(tracking_uri, experiment, run_name=study, params=params, tags=tags)
+    # The report judges the claims the study was started with (analysis/ cannot read the presets).
+    MlflowClient(tracking_uri).log_text(run_id, claims_json(preset_named(preset).claims), CLAIMS_ARTIFACT)
+    return run_id
 
 
 def study_note(study: str, preset_name: str, description: str, overrides: dict[str, Any]) -> str:

@@ -4,12 +4,19 @@ Unlike the seeds' probes, the backbone is in eval mode (BatchNorm statistics fro
 epoch is chosen on the validation split, and the test accuracy at that epoch is the reported
 number. The seeds' "best test accuracy over epochs" is recorded too, under a name that says
 it was selected on the test set.
+
+The test predictions of the reported epoch are recorded as well, one class per test image
+(``rs.TEST_PREDICTIONS``, beside the labels), so that two trials can be compared image by image
+(``python -m analysis mcnemar``): with CIFAR-10's 10,000 test images, the test set's own noise
+(about ±0.5 points) is as large as the differences the tables resolve over seeds.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import io
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +24,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
+import numpy as np
 from torch import nn
 
 from trainables.core.augment import AugmentConfig, SimCLRAugment, eval_transform
@@ -31,6 +39,7 @@ from trainables.integration.tracking import RunLogger, create_run, end_run, tria
 from trainables.run.checkpoint import load_checkpoint
 from trainables.spec import run_schema as rs
 from trainables.spec.config import RECIPES, ConfigError, EvalConfig, PretrainConfig, Recipe, from_dict
+from trainables.spec.files import write_atomically
 
 
 @dataclass(frozen=True)
@@ -71,11 +80,15 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 @dataclass
 class Selection:
-    """Per-epoch validation and test accuracies and the validation-selected epoch."""
+    """Per-epoch validation and test accuracies, the validation-selected epoch and its test predictions."""
 
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    test_predictions: torch.Tensor | None = None  # of the selected epoch so far: [test images], on the device
 
-    def add(self, epoch: int, train_loss: float, val_acc: float, test_acc: float) -> None:
+    def add(self, epoch: int, train_loss: float, val_acc: float, test_acc: float, test_predictions: torch.Tensor) -> None:
+        # Strictly better only: the earliest epoch among ties is the selected one, as in summary().
+        if not self.history or val_acc > max(h[rs.M_EVAL_VAL_ACC] for h in self.history):
+            self.test_predictions = test_predictions
         self.history.append({"epoch": epoch, rs.M_EVAL_TRAIN_LOSS: train_loss, rs.M_EVAL_VAL_ACC: val_acc, rs.M_EVAL_TEST_ACC: test_acc})
 
     def summary(self) -> dict[str, float]:
@@ -96,7 +109,7 @@ def make_optimizer(params: list[nn.Parameter], recipe: Recipe, lr: float, fused:
 
 def train_classifier(
     classifier: nn.Module, params: list[nn.Parameter], batches: Callable[[torch.Generator], list[tuple[torch.Tensor, torch.Tensor]]],
-    evaluate: Callable[[], tuple[float, float]], eval_cfg: EvalConfig, device: torch.device,
+    evaluate: Callable[[], tuple[float, float, torch.Tensor]], eval_cfg: EvalConfig, device: torch.device,
 ) -> Selection:
     """The epoch loop shared by the linear probe and fine-tuning."""
     recipe = RECIPES[eval_cfg.recipe]
@@ -116,8 +129,8 @@ def train_classifier(
             schedule.step()
             losses += loss.detach()
         classifier.eval()
-        val_acc, test_acc = evaluate()
-        selection.add(epoch, losses.item() / len(epoch_batches), val_acc, test_acc)
+        val_acc, test_acc, test_predictions = evaluate()
+        selection.add(epoch, losses.item() / len(epoch_batches), val_acc, test_acc, test_predictions)
     return selection
 
 
@@ -138,8 +151,9 @@ def linear_probe(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> S
     linear = nn.Linear(feats["train"].shape[1], p.data.spec.num_classes).to(device)
 
     @torch.no_grad()
-    def evaluate() -> tuple[float, float]:
-        return accuracy(linear(feats["val"]), labels["val"]), accuracy(linear(feats["test"]), labels["test"])
+    def evaluate() -> tuple[float, float, torch.Tensor]:
+        test_logits = linear(feats["test"])
+        return accuracy(linear(feats["val"]), labels["val"]), accuracy(test_logits, labels["test"]), test_logits.argmax(1)
 
     batches = lambda g: shuffled_batches(feats["train"], labels["train"], eval_cfg.batch_size, g)  # noqa: E731
     return train_classifier(linear, list(linear.parameters()), batches, evaluate, eval_cfg, device)
@@ -162,39 +176,71 @@ def finetune(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> Selec
         return shuffled_batches(images, train.labels.to(device), eval_cfg.batch_size, g)
 
     @torch.no_grad()
-    def split_accuracy(split: Images) -> float:
-        logits = torch.cat([network(eval_transform(x.to(device), p.aug_cfg)) for x in split.batches(eval_cfg.batch_size)])
-        return accuracy(logits, split.labels.to(device))
+    def split_logits(split: Images) -> torch.Tensor:
+        return torch.cat([network(eval_transform(x.to(device), p.aug_cfg)) for x in split.batches(eval_cfg.batch_size)])
 
-    evaluate = lambda: (split_accuracy(p.data.val), split_accuracy(p.data.test))  # noqa: E731
+    def evaluate() -> tuple[float, float, torch.Tensor]:
+        val_acc = accuracy(split_logits(p.data.val), p.data.val.labels.to(device))
+        test_logits = split_logits(p.data.test)
+        return val_acc, accuracy(test_logits, p.data.test.labels.to(device)), test_logits.argmax(1)
+
     return train_classifier(network, list(network.parameters()), batches, evaluate, eval_cfg, device)
 
 
 @torch.no_grad()
-def knn_evaluation(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> dict[str, float]:
-    """kNN on validation and test with the training split as the bank; nothing is selected."""
+def knn_evaluation(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> tuple[dict[str, float], torch.Tensor]:
+    """kNN on validation and test with the training split as the bank (nothing is selected), and the test predictions."""
     p.model.eval()
     encode = encoder(p.model, p.aug_cfg, device)
     bank = split_features(encode, p.data.train)
     bank_labels = p.data.train.labels.to(device)
 
-    def split_acc(split: Images) -> float:
+    def split_predictions(split: Images) -> torch.Tensor:
         queries, classes = split_features(encode, split), p.data.spec.num_classes
-        pred = knn_predict(bank, bank_labels, queries, k=eval_cfg.knn_k, temperature=eval_cfg.knn_temperature, num_classes=classes)
-        return (pred.cpu() == split.labels).float().mean().item()
+        return knn_predict(bank, bank_labels, queries, k=eval_cfg.knn_k, temperature=eval_cfg.knn_temperature, num_classes=classes).cpu()
 
-    val_acc, test_acc = split_acc(p.data.val), split_acc(p.data.test)
-    return {rs.M_TEST_AT_BEST_VAL: test_acc, rs.M_BEST_VAL_ACC: val_acc, rs.M_EVAL_VAL_ACC: val_acc, rs.M_EVAL_TEST_ACC: test_acc}
+    def split_acc(split: Images, pred: torch.Tensor) -> float:
+        return (pred == split.labels).float().mean().item()
+
+    test_predictions = split_predictions(p.data.test)
+    val_acc, test_acc = split_acc(p.data.val, split_predictions(p.data.val)), split_acc(p.data.test, test_predictions)
+    metrics = {rs.M_TEST_AT_BEST_VAL: test_acc, rs.M_BEST_VAL_ACC: val_acc, rs.M_EVAL_VAL_ACC: val_acc, rs.M_EVAL_TEST_ACC: test_acc}
+    return metrics, test_predictions
 
 
 def evaluate(p: Pretrained, eval_cfg: EvalConfig, device: torch.device) -> tuple[dict[str, float], list[dict[str, float]]]:
     """(final metrics, per-epoch history) of the evaluation ``eval_cfg.mode``."""
+    final, history, _ = evaluate_predicting(p, eval_cfg, device)
+    return final, history
+
+
+def evaluate_predicting(
+    p: Pretrained, eval_cfg: EvalConfig, device: torch.device
+) -> tuple[dict[str, float], list[dict[str, float]], torch.Tensor]:
+    """(final metrics, per-epoch history, test predictions of the reported epoch) of the evaluation ``eval_cfg.mode``.
+
+    Shape:
+        predictions: [test images], the predicted class of each, in the test split's order
+    """
     if eval_cfg.mode == "knn":
-        return knn_evaluation(p, eval_cfg, device), []
+        metrics, predictions = knn_evaluation(p, eval_cfg, device)
+        return metrics, [], predictions
     if eval_cfg.mode == "finetune" and world()[1] > 1:
         raise ConfigError("mode='finetune' runs in one process; evaluate the checkpoint with study/linear_eval.py")
     selection = linear_probe(p, eval_cfg, device) if eval_cfg.mode == "linear" else finetune(p, eval_cfg, device)
-    return selection.summary(), selection.history
+    return selection.summary(), selection.history, selection.test_predictions.cpu()
+
+
+def predictions_file(predictions: torch.Tensor, labels: torch.Tensor, folder: Path) -> Path:
+    """The test predictions and labels as ``rs.TEST_PREDICTIONS`` (int16 arrays ``predictions``, ``labels``), written atomically.
+
+    Shape:
+        predictions: [test images]
+        labels: [test images]
+    """
+    buffer = io.BytesIO()
+    np.savez(buffer, predictions=predictions.numpy().astype(np.int16), labels=labels.numpy().astype(np.int16))
+    return write_atomically(folder / rs.TEST_PREDICTIONS, buffer.getvalue())
 
 
 def eval_params(p: Pretrained, eval_cfg: EvalConfig) -> dict[str, Any]:
@@ -240,7 +286,7 @@ def record(p: Pretrained, eval_cfg: EvalConfig, device: torch.device, *, trackin
     Every DDP worker calls this (feature extraction is shared); only the one given a run writes.
     """
     try:
-        final, history = evaluate(p, eval_cfg, device)
+        final, history, predictions = evaluate_predicting(p, eval_cfg, device)
     except BaseException as err:
         if run_id:
             end_run(tracking_uri, run_id, failed_reason=f"{type(err).__name__}: {err}")
@@ -250,5 +296,9 @@ def record(p: Pretrained, eval_cfg: EvalConfig, device: torch.device, *, trackin
         for h in history:
             logger.log_epoch(int(h["epoch"]), {k: v for k, v in h.items() if k != "epoch"})
         logger.log_final(final)
+        with tempfile.TemporaryDirectory() as folder:
+            predictions_file(predictions, p.data.test.labels.cpu(), Path(folder))
+            logger.log_artifacts(Path(folder), "")
+        logger.flush_with_retry()
         end_run(tracking_uri, run_id)
     return final | ({"eval_run_id": run_id} if run_id else {})

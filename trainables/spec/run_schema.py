@@ -106,3 +106,6 @@ M_HEADLINE_VAL = EVAL_PREFIX + M_BEST_VAL_ACC
 
 # --- a study run's copy of its best trial's metrics (best by the evaluation's validation accuracy)
 BEST_TRIAL_PREFIX = "best_trial_"
+
+# Artifacts of an evaluation run.
+TEST_PREDICTIONS = "test_predictions.npz"  # int16 arrays predictions and labels, one per test image, of the reported epoch
