@@ -135,7 +135,15 @@ def _compare(args: argparse.Namespace) -> int:
     from analysis import compare
     from analysis.report import write_text
 
-    studies = compare.load_studies(args.studies, args.tracking_uri, eval_mode=args.eval)
+    stores = dict(args.store or [])
+    unknown = sorted(set(stores) - set(args.studies))
+    if unknown:
+        print(f"--store {unknown[0]}=...: {unknown[0]!r} is not among the studies compared ({', '.join(args.studies)})", file=sys.stderr)
+        return 2
+    uris = [stores.get(name, args.tracking_uri) for name in args.studies]
+    for uri in set(uris):
+        _check_store(uri)
+    studies = compare.load_studies(args.studies, uris, eval_mode=args.eval)
     result = compare.compare(studies, args.metric, pool=args.pool)
     print(compare.to_markdown(result))
     for extension, render in compare.FORMATS.items() if args.out else ():
@@ -223,6 +231,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     pooling.add_argument("--no-pool", dest="pool", action="store_const", const=False, help="never pool")
     compare.add_argument("--out", type=Path, help="folder to write compare.md, compare.csv and compare.html into")
+    compare.add_argument(
+        "--store", action="append", type=_study_store, metavar="STUDY=URI",
+        help="the tracking store of one study, where the studies were run into separate stores (repeatable; "
+        "the others use --tracking-uri)",
+    )
     per_image = _command(
         commands,
         "mcnemar",
@@ -242,6 +255,14 @@ def _command(
     commands: argparse._SubParsersAction, name: str, summary: str, details: str
 ) -> argparse.ArgumentParser:
     return commands.add_parser(name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}")
+
+
+def _study_store(text: str) -> tuple[str, str]:
+    """``STUDY=URI`` of --store."""
+    name, sep, uri = text.partition("=")
+    if not (sep and name and uri):
+        raise argparse.ArgumentTypeError(f"--store={text!r} is not allowed; it must be STUDY=URI, e.g. my-study=sqlite:///other.db")
+    return name, uri
 
 
 def _common(parser: argparse.ArgumentParser, study: bool = True, metric: bool = True) -> None:

@@ -89,17 +89,19 @@ class Comparison:
     cells: tuple[Grid, ...]
 
 
-def load_studies(names: list[str], tracking_uri: str | None, eval_mode: str = "linear") -> list[Study]:
-    """Every study's trials, baselines and claims; every name is looked up before any study is loaded.
+def load_studies(names: list[str], tracking_uris: list[str | None], eval_mode: str = "linear") -> list[Study]:
+    """Every study's trials, baselines and claims, each from its own tracking store (``tracking_uris``,
+    one per name: replicates are often run into separate stores); every name is looked up before any
+    study is loaded.
 
     Raises:
         StudyNotFoundError: A name matches no study (the message lists those there are).
     """
-    baselines = [load_baselines(name, tracking_uri, eval_mode=eval_mode) for name in names]  # a few runs each
+    baselines = [load_baselines(name, uri, eval_mode=eval_mode) for name, uri in zip(names, tracking_uris)]  # a few runs each
     studies = []
-    for name, baseline in zip(names, baselines):
-        trials = load_study(name, tracking_uri, eval_mode=eval_mode)
-        claims, _ = recorded_claims(str(trials[load.STUDY_RUN_ID].iloc[0]), tracking_uri)
+    for name, uri, baseline in zip(names, tracking_uris, baselines):
+        trials = load_study(name, uri, eval_mode=eval_mode)
+        claims, _ = recorded_claims(str(trials[load.STUDY_RUN_ID].iloc[0]), uri)
         studies.append(Study(str(trials[load.STUDY].iloc[0]), trials, baseline, claims))
     return studies
 

@@ -49,7 +49,7 @@ def uri(tmp_path: Path) -> str:
 def test_replicates_on_disjoint_seeds_are_pooled_as_one_study(uri: str, tmp_path: Path) -> None:
     write_study(uri, "first", range(0, 3), 0.01)
     write_study(uri, "second", range(3, 6), 0.01)
-    studies = cmp.load_studies(["first", "second"], uri)
+    studies = cmp.load_studies(["first", "second"], [uri, uri])
     result = cmp.compare(studies)
     assert result.pooled and result.names == ("first", "second", cmp.POOLED) and not result.disagreements
     # The pooled column is the claims judged on the concatenated per-seed data, with its 6 seeds.
@@ -65,10 +65,23 @@ def test_replicates_on_disjoint_seeds_are_pooled_as_one_study(uri: str, tmp_path
     assert "| claim | first | second | pooled |" in markdown and "## Accuracy vs batch size" in markdown
 
 
+def test_studies_in_separate_stores_are_compared_through_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A replicate run into its own store is read from there: --store NAME=URI, the others from --tracking-uri."""
+    first, second = (f"sqlite:///{tmp_path / name}.db" for name in ("first", "second"))
+    write_study(first, "first", range(0, 3), 0.01)
+    write_study(second, "second", range(3, 6), 0.01)
+    assert main(["compare", "first", "second", "--tracking-uri", first, "--store", f"second={second}"]) == 0
+    assert "| claim | first | second | pooled |" in capsys.readouterr().out
+    assert main(["compare", "first", "second", "--tracking-uri", first]) == 2  # second is not in first's store
+    assert "second" in capsys.readouterr().err
+    assert main(["compare", "first", "second", "--tracking-uri", first, "--store", f"third={second}"]) == 2
+    assert "'third' is not among the studies compared" in capsys.readouterr().err
+
+
 def test_opposite_verdicts_are_flagged_first(uri: str) -> None:
     write_study(uri, "up", range(0, 4), 0.02)
     write_study(uri, "down", range(4, 8), -0.02)
-    result = cmp.compare(cmp.load_studies(["up", "down"], uri), pool=False)
+    result = cmp.compare(cmp.load_studies(["up", "down"], [uri, uri]), pool=False)
     text = cmp.to_markdown(result)
     assert "claim 'flatnce-at-least-infonce'" in result.disagreements[0]
     assert "supported in up, contradicted in down" in result.disagreements[0]
