@@ -198,7 +198,7 @@ def test_console_starts_with_the_plan_and_a_wall_clock_from_measured_throughput(
         cfg.epochs * (images // c.batch_size) * c.batch_size * 2 / CPU_THROUGHPUT[("small", 32)] + TRIAL_OVERHEAD_S for c in plan.configs
     ]
     text = out.getvalue()
-    assert "plan: 24 trials, plus a random-init baseline per seed [0, 1, 2]" in text
+    assert "plan: 40 trials, plus a random-init baseline per seed [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" in text
     assert f"estimated wall-clock: {sum(per_trial) / 2 / 60:.0f} min" in text
 
 
