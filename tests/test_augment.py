@@ -221,6 +221,42 @@ def test_views_do_not_depend_on_how_the_cpu_chunks_the_batch(monkeypatch: pytest
     assert torch.equal(augment.views(images, 2, _generator(21)), whole)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_cpu_views_are_the_same_on_any_thread_count_and_leave_it_as_it_was(
+    threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    augment = SimCLRAugment(_defaults("stl10", 32, MEAN, STD))
+    images = _images(10)
+    monkeypatch.setattr(augment_module, "CPU_CHUNK_BYTES", 2 * 2 * 3 * 32 * 32 * 4)  # five chunks for the threads
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        # Chunk by chunk in this thread, each op on one thread: the reference the pool must equal.
+        params = sample_params(augment.cfg, 20, 32, 32, _generator(22))
+        expected = torch.empty((20, 3, 32, 32))
+        for first in range(0, 10, 2):
+            rows = slice(2 * first, 2 * first + 4)
+            chunk_params = params.rows(rows.start, rows.stop)
+            augment_module._augment_chunk(images[first : first + 2], chunk_params, 2, augment.cfg, expected[rows])
+        torch.set_num_threads(threads)
+        views = augment.views(images, 2, _generator(22))
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(views.view(20, 3, 32, 32), expected)
+
+
+def test_an_error_in_a_cpu_chunk_reaches_the_caller_and_restores_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("chunk failed")
+
+    monkeypatch.setattr(augment_module, "_augment_chunk", broken)
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="chunk failed"):
+        SimCLRAugment(_defaults("stl10", 32, MEAN, STD)).views(_images(4), 2, _generator(0))
+    assert torch.get_num_threads() == before
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_worker_slices_reproduce_the_single_worker_views_on_cuda() -> None:
     augment = SimCLRAugment(_defaults("stl10", 96, MEAN, STD))
