@@ -2,17 +2,18 @@
 
 Compares, per image size, the images per second that produce V views each of:
   ours         trainables.core.augment.SimCLRAugment on the device, whole batches at once;
-  torchvision  torchvision.transforms.v2 per image, in a DataLoader with os.cpu_count() workers
-               (the batches are moved to the device, as training would);
+  torchvision  torchvision.transforms.v2 per image, in a DataLoader with one worker per thread
+               ours gets (the batches are moved to the device, as training would);
   kornia       kornia.augmentation's batched equivalent on the device, if kornia is importable.
 
 Timing: time.perf_counter around one pass over `--batches` batches (for the DataLoader, one
 epoch of at least as many, a whole number per worker), after a warm-up pass of each method.
 The methods take turns for `--repeats` rounds and the median images/s of each is reported.
-On CUDA the clock stops after a synchronise. Writes benchmarks/results/augment-<device>.json
-and appends one line to benchmarks/RESULTS.md.
+Each thread count of `--threads` is one budget of cores: ours and kornia run on that many torch
+threads, torchvision on that many loader workers. On CUDA the clock stops after a synchronise.
+Writes benchmarks/results/augment-<device>.json and appends one line to benchmarks/RESULTS.md.
 
-    python benchmarks/augment.py --device cpu --sizes 32 96 --batch 512 --repeats 7
+    python benchmarks/augment.py --device cpu --sizes 32 64 96 224 --threads 1 2 --batch 256
 """
 
 from __future__ import annotations
@@ -45,11 +46,13 @@ MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = timing_parser(__doc__, repeats=7)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 96], help="image sides in pixels")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 96, 224], help="image sides in pixels")
     parser.add_argument("--batch", type=int, default=512, help="images per batch")
     parser.add_argument("--views", type=int, default=2, help="views per image")
     parser.add_argument("--batches", type=int, default=4, help="batches per timed repeat")
-    parser.add_argument("--threads", type=int, help="torch threads of the batched pipelines (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", help="core budgets: torch threads of ours and kornia, torchvision's workers"
+    )
     return parse_timing_args(parser, argv)
 
 
@@ -146,7 +149,7 @@ def loader_rate(loader: DataLoader, device: str) -> float:
 def pipelines(size: int, args: argparse.Namespace) -> tuple[dict[str, Callable[[], float]], str]:
     """One timed pass of each available method at one image size, and the data's description."""
     cfg = AugmentConfig(size, MEAN, STD, **augment_defaults(size))  # CIFAR's settings at 32 px, STL-10's above
-    workers = os.cpu_count() or 1
+    workers = torch.get_num_threads()  # the same cores for every method
     # A worker makes whole batches, so an epoch gives every worker the same number of them.
     loader_batches = -(-args.batches // workers) * workers
     images, source = load_images(size, args.batch * loader_batches)
@@ -190,14 +193,16 @@ def bench_size(size: int, args: argparse.Namespace) -> dict[str, object]:
 def summary(report: dict[str, object]) -> tuple[str, str]:
     """The RESULTS.md settings and result cells: medians in images/s and ratios to torchvision, per size."""
     parts = []
-    for size, result in report["sizes"].items():
-        medians = ", ".join(f"{name} {rate:,.0f}" for name, rate in result["median_images_per_s"].items())
-        ratios = ", ".join(f"{name} {ratio:.1f}x" for name, ratio in result["ratios"].items())
-        parts.append(f"{size} px: {medians} images/s; {ratios}")
+    for threads, sizes in report["threads"].items():
+        for size, result in sizes.items():
+            medians = ", ".join(f"{name} {rate:,.0f}" for name, rate in result["median_images_per_s"].items())
+            ratios = ", ".join(f"{name} {ratio:.2f}x" for name, ratio in result["ratios"].items())
+            parts.append(f"{threads} thread(s), {size} px: {medians} images/s; {ratios}")
     settings = (
         f"`{report['command']}`; batch {report['batch']}, {report['views']} views, "
         f"{report['batches']} batches per repeat, {report['repeats']} repeats, median; "
-        f"{report['torch_threads']} torch threads, {report['loader_workers']} loader workers"
+        "torch threads = loader workers = the thread count; load average "
+        f"{report['load_average_before']:.1f} before, {report['load_average_after']:.1f} after"
     )
     return settings, "<br>".join(parts)
 
@@ -206,17 +211,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is visible")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     report = {
         **report_header("augment", __file__, argv, args.device, ("torch", "torchvision", "kornia")),
         "device": args.device,
-        "torch_threads": torch.get_num_threads(),
-        "loader_workers": os.cpu_count() or 1,
         **{key: getattr(args, key) for key in ("batch", "views", "batches", "repeats")},
-        "sizes": {str(size): bench_size(size, args) for size in args.sizes},
+        "load_average_before": os.getloadavg()[0],
+        "threads": {},
     }
-    print(json.dumps({size: r["median_images_per_s"] | r["ratios"] for size, r in report["sizes"].items()}, indent=2))
+    for threads in args.threads or [torch.get_num_threads()]:
+        torch.set_num_threads(threads)
+        report["threads"][str(threads)] = {str(size): bench_size(size, args) for size in args.sizes}
+    report["load_average_after"] = os.getloadavg()[0]
+    medians = {
+        f"{threads} thread(s), {size} px": result["median_images_per_s"] | result["ratios"]
+        for threads, sizes in report["threads"].items()
+        for size, result in sizes.items()
+    }
+    print(json.dumps(medians, indent=2))
     if not args.no_record:
         print(f"wrote {record(f'augment-{args.device}', report, *summary(report))} and a line in RESULTS.md")
 

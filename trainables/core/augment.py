@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -510,25 +510,37 @@ def _images_per_chunk(images: Tensor, views_per_image: int, size: int) -> int:
     return max(1, CPU_CHUNK_BYTES // (views_per_image * 3 * size * size * 4))
 
 
+@lru_cache(maxsize=None)
+def _chunk_pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count, kept: a fresh thread's first torch op sets up its math
+    libraries, which took longer than a small batch's whole pipeline."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="augment")
+
+
 @contextmanager
-def _one_thread_per_op() -> Iterator[int]:
-    """Runs torch ops on one intra-op thread inside the block; yields the thread count it replaced.
+def _threads_over_chunks(device: torch.device) -> Iterator[ThreadPoolExecutor | None]:
+    """On a CPU, runs torch ops on one intra-op thread inside the block and yields a pool of
+    the threads it took away, for whole chunks; elsewhere yields None and changes nothing.
 
     The pipeline is some hundred small element-wise ops per chunk. Splitting each over threads
     costs a fork and a join per op, and when a thread waits for a busy core every op waits:
     at 96 px on 2 cores, 2 intra-op threads made the pipeline several times slower than 1.
-    Chunks are independent, so the threads go to whole chunks instead. Every op computes
-    the same numbers on any number of threads, so the views do not change.
+    Every op computes the same numbers on any number of threads, so the views do not change.
     """
+    if device.type != "cpu":
+        yield None
+        return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield threads
+        yield _chunk_pool(threads)
     finally:
         torch.set_num_threads(threads)
 
 
-def apply_params(images: Tensor, params: AugmentParams, views_per_image: int, cfg: AugmentConfig) -> Tensor:
+def apply_params(
+    images: Tensor, params: AugmentParams, views_per_image: int, cfg: AugmentConfig, pool: Executor | None = None
+) -> Tensor:
     """Applies drawn parameters to local images.
 
     Args:
@@ -536,6 +548,7 @@ def apply_params(images: Tensor, params: AugmentParams, views_per_image: int, cf
         params: Parameters of the local views, views_per_image rows per image in order.
         views_per_image: V.
         cfg: Pipeline settings.
+        pool: Runs the CPU chunks, one task each; None runs them in turn in this thread.
 
     Returns:
         Normalised views.
@@ -552,11 +565,8 @@ def apply_params(images: Tensor, params: AugmentParams, views_per_image: int, cf
         chunk_params = params.rows(rows.start, rows.stop)
         _augment_chunk(images[first : first + step], chunk_params, views_per_image, cfg, out[rows])
 
-    if images.device.type != "cpu":
-        augment_chunk(0)
-        return out
-    with _one_thread_per_op() as threads, ThreadPoolExecutor(threads) as pool:
-        list(pool.map(augment_chunk, range(0, b, step)))  # list() re-raises a chunk's error here
+    firsts = range(0, b, step)
+    list(map(augment_chunk, firsts) if pool is None else pool.map(augment_chunk, firsts))  # re-raises a chunk's error
     return out
 
 
@@ -631,9 +641,10 @@ class SimCLRAugment(torch.nn.Module):
         _check_inputs(images, num_views, generator)
         start, stop, total = _local_rows(images.shape[0], rows, global_batch)
         height, width = images.shape[-2:]
-        params = sample_params(self.cfg, total * num_views, height, width, generator)
-        local = params.rows(start * num_views, stop * num_views)
-        out = apply_params(images, local, num_views, self.cfg)
+        with _threads_over_chunks(images.device) as pool:
+            params = sample_params(self.cfg, total * num_views, height, width, generator)
+            local = params.rows(start * num_views, stop * num_views)
+            out = apply_params(images, local, num_views, self.cfg, pool)
         return out.view(images.shape[0], num_views, 3, self.cfg.image_size, self.cfg.image_size)
 
     def forward(self, images: Tensor, num_views: int, generator: torch.Generator) -> Tensor:
