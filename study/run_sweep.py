@@ -25,6 +25,7 @@ from typing import Any
 from study.cli import adaptive_seeds_arg, effect_arg, int_flag, path_arg, reachable_tracking_uri, text_arg, usage_error
 from study.dataset_check import DATA_FIELDS, check_dataset
 from study.plan import Plan, machine_resources, make_plan, max_concurrent, parse_overrides, preset_named
+from study.owned_names import Claim
 from study.study_file import PLAN_FILE, read_plan_file
 from trainables.spec.config import NAME_CHARS, ConfigError, from_file, problem, read_yaml_file
 from trainables.spec.files import under
@@ -85,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--address",
         type=text_arg("address"),
         help="Ray cluster address (default: RAY_ADDRESS, else a running local cluster, else a new one)",
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="start afresh under a study name in use: its folder is archived as NAME.replaced-<time>, and its MLflow runs renamed to match",
     )
     parser.add_argument(
         "--trust-state",
@@ -192,6 +198,8 @@ def check_flags(args: argparse.Namespace) -> None:
         raise ConfigError(problem("from_study", args.from_study, "it is where --seeds-for reads the per-seed spread; add --seeds-for EFFECT"))
     if args.from_study is not None and not NAME_PATTERN.fullmatch(args.from_study):
         raise ConfigError(problem("from_study", args.from_study, f"a study name is made of {NAME_CHARS}"))
+    if args.resume and args.replace:
+        raise ConfigError(problem("replace", True, "--resume continues the study NAME; --replace starts a new one under a name in use"))
     if args.resume and args.adaptive_seeds:
         raise ConfigError(problem("adaptive_seeds", adaptive_text(args.adaptive_seeds), "--resume continues the study as it was planned; start a new study for other seeds"))
 
@@ -244,6 +252,29 @@ def print_seed_plan(args: argparse.Namespace, preset_name: str, plan: Plan) -> N
     print("\n".join(adaptive.seeds_for_lines(plan.preset, args.seeds_for, args.from_study, needs)))
 
 
+def own_study(args: argparse.Namespace, name: str, tracking_uri: str) -> Claim:
+    """The study's claim on its name (study/owned_names.py), held while it runs; a name in use is refused
+    before anything is written, unless --replace archives the study that had it."""
+    from study.owned_names import own, recorded_runs, rename_recorded
+    from trainables.spec import run_schema as rs
+
+    field = "resume" if args.resume else "name"
+    folder = under(args.storage_path, name, field)
+    claim, archive = own(
+        folder,
+        field=field,
+        what="study",
+        resume=bool(args.resume),
+        replace=args.replace,
+        recorded=lambda: recorded_runs(tracking_uri, args.experiment, {rs.STUDY: name, rs.KIND: rs.KIND_STUDY}),
+        choices=f"continue it with --resume {name}, choose another --name, or add --replace to archive it and start afresh",
+    )
+    if archive is not None:
+        renamed = rename_recorded(tracking_uri, args.experiment, rs.STUDY, name, archive)
+        print(f"--replace: the study {name} that was there is archived as {archive} (folder {folder.with_name(archive)}, {renamed} MLflow runs renamed)")
+    return claim
+
+
 def validated(args: argparse.Namespace) -> tuple[str, str, Plan]:
     """Everything that can be checked without Ray or MLflow: flags, plan, datasets, and, unless this is
     a dry run (which may plan for a cluster elsewhere), that the trials fit this machine."""
@@ -271,9 +302,13 @@ def main(argv: list[str] | None = None) -> int:
                 print_seed_plan(args, preset_name, plan)
             return 0
         tracking_uri = reachable_tracking_uri(args.tracking_uri)
+        claim = own_study(args, name, tracking_uri)
         from study.sweep import run_study  # imports Ray: only a study that starts needs it
 
-        return run_study(args, name, preset_name, plan, tracking_uri)
+        try:
+            return run_study(args, name, preset_name, plan, tracking_uri)
+        finally:
+            claim.release()
     except ConfigError as err:
         return usage_error(err)
 

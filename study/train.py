@@ -22,6 +22,7 @@ from typing import Any
 
 from study.cli import add_config_flags, given_fields, int_flag, reachable_tracking_uri, text_arg, usage_error
 from study.dataset_check import check_dataset
+from study.owned_names import Claim
 from study.plan import machine_resources, max_concurrent
 from trainables.spec.config import ConfigError, PretrainConfig, from_dict, from_yaml, problem
 from trainables.spec.files import under
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--resume", metavar="RUN_NAME", help="continue the run RUN_NAME (a folder directly under --save_dir) from its last valid checkpoint"
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="start afresh under a run name in use: its folder is archived as NAME.replaced-<time>, and its MLflow run renamed to match",
     )
     int_flag(parser, "--max-failures", 0, 100, "Ray Train restarts after a worker failure, from the last checkpoint", default=0)
     parser.add_argument(
@@ -127,9 +133,38 @@ def main(argv: list[str] | None = None) -> int:
             print(describe_run(name, cfg))
             return 0
         tracking_uri = reachable_tracking_uri(cfg.tracking_uri)
+        claim = own_run(args, cfg, name, tracking_uri)
     except ConfigError as err:
         return usage_error(err)
-    return train(args, cfg, name, tracking_uri)
+    try:
+        return train(args, cfg, name, tracking_uri)
+    finally:
+        claim.release()
+
+
+def own_run(args: argparse.Namespace, cfg: PretrainConfig, name: str, tracking_uri: str) -> Claim:
+    """The run's claim on its name and checkpoint folder (study/owned_names.py), held while it trains;
+    a name in use is refused before anything is written, unless --replace archives the run that had it."""
+    from study.owned_names import own, recorded_runs, rename_recorded
+    from trainables.spec import run_schema as rs
+
+    if args.resume and args.replace:
+        raise ConfigError(problem("replace", True, "--resume continues the run; --replace starts a new one under a name in use"))
+    field = "resume" if args.resume else "run_name"
+    folder = under(cfg.save_dir, name, field)
+    claim, archive = own(
+        folder,
+        field=field,
+        what="run",
+        resume=bool(args.resume),
+        replace=args.replace,
+        recorded=lambda: recorded_runs(tracking_uri, cfg.experiment, {rs.TRAIN_RUN: name, rs.KIND: rs.KIND_PRETRAIN}),
+        choices=f"continue it with --resume {name}, choose another --run_name, or add --replace to archive it and start afresh",
+    )
+    if archive is not None:
+        renamed = rename_recorded(tracking_uri, cfg.experiment, rs.TRAIN_RUN, name, archive)
+        print(f"--replace: the run {name} that was there is archived as {archive} (folder {folder.with_name(archive)}, {renamed} MLflow runs renamed)")
+    return claim
 
 
 def train(args: argparse.Namespace, cfg: PretrainConfig, name: str, tracking_uri: str) -> int:
