@@ -24,10 +24,10 @@ import time
 from typing import Any
 
 from study.cli import adaptive_seeds_arg, effect_arg, int_flag, path_arg, reachable_tracking_uri, text_arg, usage_error
-from study.preflight import check_splits, checked_store, run_folders, writable_folder
 from study.dataset_check import DATA_FIELDS, check_dataset
-from study.plan import Plan, machine_resources, make_plan, max_concurrent, parse_overrides, preset_named
 from study.owned_names import Claim
+from study.plan import Plan, machine_resources, make_plan, max_concurrent, parse_overrides, preset_named
+from study.preflight import check_splits, checked_store, run_folders, writable_folder
 from study.study_file import PLAN_FILE, read_plan_file
 from trainables.spec.config import NAME_CHARS, ConfigError, from_file, problem, read_yaml_file
 from trainables.spec.files import under
@@ -294,6 +294,7 @@ def own_study(args: argparse.Namespace, name: str, tracking_uri: str) -> Claim:
 def check_resumed_plan(args: argparse.Namespace, name: str, plan: Plan, tracking_uri: str) -> None:
     """A resumed study runs the plan it started with (study/plan_digest.py): one that changed since
     (study.json edited, a --set given now, the preset's code changed) is refused, naming each change."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     from study.plan_digest import PLAN_DIGEST_TAG, changes_text, plan_changes, plan_digest, plan_record
@@ -310,7 +311,7 @@ def check_resumed_plan(args: argparse.Namespace, name: str, plan: Plan, tracking
                                   f"undo the change, or run the new plan as a new study (--preset ... --name NEW)"))
     try:
         recorded = MlflowClient(tracking_uri).get_run(saved["mlflow_run_id"]).data.tags.get(PLAN_DIGEST_TAG)
-    except Exception as err:  # noqa: BLE001 - any MLflow failure to find the run is said with its name, not a traceback
+    except MlflowException as err:
         raise ConfigError(problem("resume", name, f"its study run {saved['mlflow_run_id']} of {plan_file} is not in the store ({type(err).__name__})")) from None
     if recorded is not None and recorded != saved["plan_digest"]:
         raise ConfigError(problem("resume", name, f"{plan_file} was edited: its plan digest is not the one its study run "

@@ -272,3 +272,39 @@ def test_a_garbage_statistics_cache_and_a_truncated_decoded_cache_are_rebuilt_sa
     assert f"statistics cache {stats[0]} is not readable" in said and "decoded cache" in said and str(arrays[0]) in said
     assert again.spec.mean == first.spec.mean and json.loads(stats[0].read_text())["mean"] == list(first.spec.mean)
     assert bool((again.train.images == first.train.images).all())  # type: ignore[attr-defined]
+
+
+# --- interrupted work ---------------------------------------------------------------------------------
+
+
+def test_an_evaluation_stopped_by_a_signal_ends_its_run_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainables.integration.tracking import create_run
+    from trainables.run import evaluation
+    from trainables.spec import run_schema as rs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = create_run(uri, "e", run_name="eval", params={}, tags={})
+
+    def stopped(*args: object) -> None:
+        raise KeyboardInterrupt("stopped by SIGTERM to the driver")  # what study/stopping.py raises on the signal
+
+    monkeypatch.setattr(evaluation, "evaluate_predicting", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        evaluation.record(None, None, None, tracking_uri=uri, run_id=run_id)  # type: ignore[arg-type]
+    run_ = MlflowClient(uri).get_run(run_id)
+    assert run_.info.status == "KILLED" and run_.data.tags[rs.FAILURE_REASON] == "stopped by SIGTERM to the driver"
+
+
+def test_a_decoding_interrupted_midway_leaves_no_partial_cache(images: Path, tmp_path: Path) -> None:
+    from trainables.core.data.decode import ImageFiles, decoded
+
+    class Interrupted(ImageFiles):
+        def __getitem__(self, index: int):  # type: ignore[no-untyped-def]
+            if index == 5:
+                raise KeyboardInterrupt  # Ctrl-C while the folder is decoded
+            return super().__getitem__(index)
+
+    files = Interrupted(sorted((images / "train" / "ant").glob("*.png")), 16)
+    with pytest.raises(KeyboardInterrupt):
+        decoded(files, tmp_path / "cache" / "train.npy", num_workers=0)
+    assert [p.name for p in (tmp_path / "cache").iterdir() if not p.name.endswith(".lock")] == []
