@@ -133,6 +133,8 @@ def store_problem(uri: str, experiment: str) -> str | None:
         return f"its API answers with an error ({str(err).splitlines()[0][:300]})"
     except OSError as err:
         return f"its API does not answer within {PROBE_TIMEOUT_S} s ({type(err).__name__})"
+    except Exception as err:  # noqa: BLE001 - a store that fails its probe in any other way (SQLAlchemy, alembic) cannot record either
+        return f"it fails when opened ({type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''})"
     if found is not None and found.lifecycle_stage == "deleted":
         return (f"its experiment {experiment!r} is deleted; restore it (mlflow experiments restore --experiment-id "
                 f"{found.experiment_id}) or choose another experiment")

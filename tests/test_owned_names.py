@@ -184,3 +184,27 @@ def test_a_run_name_recorded_in_mlflow_is_refused(tmp_path: Path, store: str, no
     create_run(store, "nce", run_name="seen", params={}, tags={rs.KIND: rs.KIND_PRETRAIN, rs.TRAIN_RUN: "seen"})
     code, output = run(train.main, train_args(tmp_path / "checkpoints", store, "--run_name", "seen", "--experiment", "nce"))
     assert code == 2 and "MLflow run 'seen'" in output, output
+
+
+@pytest.mark.slow
+def test_two_sweep_drivers_of_one_name_started_together_make_one_study(tmp_path: Path) -> None:
+    """The issue's probe: both drivers used to run, and the study's one trial became two MLflow runs."""
+    import os
+
+    from scripts import overrides  # tests/ helpers, via conftest
+
+    from trainables.integration.mlflow_search import search_runs
+
+    settings = overrides("loss=[infonce]", "epochs=1", "limit_train=128", "batch_size=[64]", "seeds=1", "knn_k=10", "eval.mode=knn")
+    command = [sys.executable, str(REPO / "study/run_sweep.py"), "--preset", "quickstart", "--name", "same", *settings]
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()  # the store's tables, made once: not the race under test
+    drivers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [d.communicate(timeout=600)[0] for d in drivers]
+    codes = sorted(d.returncode for d in drivers)
+    assert codes == [0, 2], [o[-2000:] for o in outputs]
+    refused = next(o for d, o in zip(drivers, outputs) if d.returncode == 2)
+    assert "same" in refused and ("in use right now" in refused or "study same exists" in refused) and "Traceback" not in refused
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert len(search_runs(client, {rs.STUDY: "same", rs.KIND: rs.KIND_STUDY})) == 1
+    assert len(search_runs(client, {rs.STUDY: "same", rs.KIND: rs.KIND_PRETRAIN})) == 1
