@@ -110,13 +110,20 @@ def main(argv: list[str] | None = None) -> int:
 
     from trainables.run.checkpoint import CorruptCheckpointError
     from trainables.spec import run_schema as rs
-    from trainables.spec.dataset_errors import DatasetNotFoundError
+    from study.stopping import stop_on_signals
+    from trainables.spec.dataset_errors import DatasetNotFoundError, UnreadableImageError
 
     for checkpoint in tqdm(checkpoints, desc="checkpoints", disable=len(checkpoints) == 1):
-        try:
-            result = evaluate_one(checkpoint, eval_cfg, tracking_uri, Path(args.log_dir))
-        except (CorruptCheckpointError, DatasetNotFoundError, ConfigError) as err:
-            return usage_error(err)
+        with stop_on_signals() as stop:  # SIGINT or SIGTERM: the evaluation's run ends KILLED, the signal its reason
+            try:
+                result = evaluate_one(checkpoint, eval_cfg, tracking_uri, Path(args.log_dir))
+            except (CorruptCheckpointError, DatasetNotFoundError, UnreadableImageError, ConfigError) as err:
+                return usage_error(err)
+            except KeyboardInterrupt:
+                if stop.signum is None:
+                    raise
+                print(f"\nevaluation of {checkpoint} {stop.reason}; run the same command again to evaluate it", file=sys.stderr)
+                return stop.exit_code
         print(
             f"{checkpoint}: {eval_cfg.mode} test accuracy {result[rs.M_TEST_AT_BEST_VAL]:.4f} at the validation-selected epoch "
             f"(validation {result[rs.M_BEST_VAL_ACC]:.4f}); MLflow run {result['eval_run_id']} (mlflow ui --backend-store-uri {tracking_uri})"

@@ -17,6 +17,7 @@ before Ray starts; --dry-run prints the trials and what they cost without starti
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -24,7 +25,9 @@ from typing import Any
 
 from study.cli import adaptive_seeds_arg, effect_arg, int_flag, path_arg, reachable_tracking_uri, text_arg, usage_error
 from study.dataset_check import DATA_FIELDS, check_dataset
+from study.owned_names import Claim
 from study.plan import Plan, machine_resources, make_plan, max_concurrent, parse_overrides, preset_named
+from study.preflight import check_splits, checked_store, run_folders, writable_folder
 from study.study_file import PLAN_FILE, read_plan_file
 from trainables.spec.config import NAME_CHARS, ConfigError, from_file, problem, read_yaml_file
 from trainables.spec.files import under
@@ -85,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--address",
         type=text_arg("address"),
         help="Ray cluster address (default: RAY_ADDRESS, else a running local cluster, else a new one)",
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="start afresh under a study name in use: its folder is archived as NAME.replaced-<time>, and its MLflow runs renamed to match",
     )
     parser.add_argument(
         "--trust-state",
@@ -157,11 +165,12 @@ def study_plan(args: argparse.Namespace) -> tuple[str, str, Plan]:
         if not plan_file.is_file():
             raise ConfigError(problem("resume", args.resume, f"it must name a study under --storage-path; {plan_file} does not exist"))
         saved = read_plan_file(plan_file)
+        given, sources = overrides_from(args)  # on a resume, a change the plan check names and refuses
         try:
             return (
                 args.resume,
                 saved["preset"],
-                make_plan(saved["preset"], saved["overrides"], dict.fromkeys(saved["overrides"], f"in {plan_file}:")),
+                make_plan(saved["preset"], saved["overrides"] | given, dict.fromkeys(saved["overrides"], f"in {plan_file}:") | sources),
             )
         except ConfigError as err:
             raise err.within(str(plan_file)) from None
@@ -192,14 +201,29 @@ def check_flags(args: argparse.Namespace) -> None:
         raise ConfigError(problem("from_study", args.from_study, "it is where --seeds-for reads the per-seed spread; add --seeds-for EFFECT"))
     if args.from_study is not None and not NAME_PATTERN.fullmatch(args.from_study):
         raise ConfigError(problem("from_study", args.from_study, f"a study name is made of {NAME_CHARS}"))
+    if args.resume and args.replace:
+        raise ConfigError(problem("replace", True, "--resume continues the study NAME; --replace starts a new one under a name in use"))
     if args.resume and args.adaptive_seeds:
         raise ConfigError(problem("adaptive_seeds", adaptive_text(args.adaptive_seeds), "--resume continues the study as it was planned; start a new study for other seeds"))
 
 
 def check_data(plan: Plan, *, dry_run: bool) -> None:
-    """Every dataset the trials use is there, before any trial starts (study/dataset_check.py)."""
-    for cfg in {tuple(getattr(c, f) for f in DATA_FIELDS): c for c in plan.configs}.values():
-        check_dataset(cfg, dry_run=dry_run)
+    """Every dataset the trials use is there, before any trial starts (study/dataset_check.py), and
+    for a study that starts, every trial's batch fits its splits (study/preflight.py)."""
+    sizes: dict[tuple[Any, ...], dict[str, int] | None] = {}
+    for cfg in plan.configs:
+        key = tuple(getattr(cfg, f) for f in DATA_FIELDS)
+        if key not in sizes:
+            sizes[key] = check_dataset(cfg, dry_run=dry_run)
+        if sizes[key] is not None:
+            check_splits(cfg, sizes[key])
+
+
+def check_folders(args: argparse.Namespace, plan: Plan) -> None:
+    """The folders a study writes: its storage and each trial's checkpoints and decoded cache."""
+    writable_folder(args.storage_path, "storage_path")
+    for cfg in {(c.dataset, c.data_dir, c.cache_dir): c for c in plan.configs}.values():
+        run_folders(dataclasses.replace(cfg, save_dir=str(args.storage_path)))
 
 
 def check_resources(args: argparse.Namespace, plan: Plan) -> None:
@@ -244,9 +268,60 @@ def print_seed_plan(args: argparse.Namespace, preset_name: str, plan: Plan) -> N
     print("\n".join(adaptive.seeds_for_lines(plan.preset, args.seeds_for, args.from_study, needs)))
 
 
+def own_study(args: argparse.Namespace, name: str, tracking_uri: str) -> Claim:
+    """The study's claim on its name (study/owned_names.py), held while it runs; a name in use is refused
+    before anything is written, unless --replace archives the study that had it."""
+    from study.owned_names import own, recorded_runs, rename_recorded
+    from trainables.spec import run_schema as rs
+
+    field = "resume" if args.resume else "name"
+    folder = under(args.storage_path, name, field)
+    claim, archive = own(
+        folder,
+        field=field,
+        what="study",
+        resume=bool(args.resume),
+        replace=args.replace,
+        recorded=lambda: recorded_runs(tracking_uri, args.experiment, {rs.STUDY: name, rs.KIND: rs.KIND_STUDY}),
+        choices=f"continue it with --resume {name}, choose another --name, or add --replace to archive it and start afresh",
+    )
+    if archive is not None:
+        renamed = rename_recorded(tracking_uri, args.experiment, rs.STUDY, name, archive)
+        print(f"--replace: the study {name} that was there is archived as {archive} (folder {folder.with_name(archive)}, {renamed} MLflow runs renamed)")
+    return claim
+
+
+def check_resumed_plan(args: argparse.Namespace, name: str, plan: Plan, tracking_uri: str) -> None:
+    """A resumed study runs the plan it started with (study/plan_digest.py): one that changed since
+    (study.json edited, a --set given now, the preset's code changed) is refused, naming each change."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from study.plan_digest import PLAN_DIGEST_TAG, changes_text, plan_changes, plan_digest, plan_record
+
+    plan_file = under(args.storage_path, name, "resume") / PLAN_FILE
+    saved = read_plan_file(plan_file)
+    if "plan_digest" not in saved:
+        print(f"note: {plan_file} records no plan digest (written before studies kept one); the resumed plan is not checked against it")
+        return
+    now = plan_record(plan)
+    if plan_digest(now) != saved["plan_digest"]:
+        changes = plan_changes(saved.get("plan") or {}, now) or ["the plan (its record in study.json is missing)"]
+        raise ConfigError(problem("resume", name, f"the study's plan changed since it started ({changes_text(changes)}); "
+                                  f"undo the change, or run the new plan as a new study (--preset ... --name NEW)"))
+    try:
+        recorded = MlflowClient(tracking_uri).get_run(saved["mlflow_run_id"]).data.tags.get(PLAN_DIGEST_TAG)
+    except MlflowException as err:
+        raise ConfigError(problem("resume", name, f"its study run {saved['mlflow_run_id']} of {plan_file} is not in the store ({type(err).__name__})")) from None
+    if recorded is not None and recorded != saved["plan_digest"]:
+        raise ConfigError(problem("resume", name, f"{plan_file} was edited: its plan digest is not the one its study run "
+                                  f"{saved['mlflow_run_id']} recorded when the study started"))
+
+
 def validated(args: argparse.Namespace) -> tuple[str, str, Plan]:
-    """Everything that can be checked without Ray or MLflow: flags, plan, datasets, and, unless this is
-    a dry run (which may plan for a cluster elsewhere), that the trials fit this machine."""
+    """Everything that can be checked without Ray or MLflow: flags, plan, and, on a dry run, the datasets'
+    files; unless this is a dry run (which may plan for a cluster elsewhere), that the trials fit this
+    machine and the study's folders are writable (the datasets are loaded once the store answers)."""
     check_flags(args)
     name, preset_name, plan = study_plan(args)
     if args.dry_run:
@@ -258,7 +333,7 @@ def validated(args: argparse.Namespace) -> tuple[str, str, Plan]:
             print(f"note: not on this machine: {err}; a cluster's --address is checked when the study starts")
     else:
         check_resources(args, plan)
-        check_data(plan, dry_run=False)
+        check_folders(args, plan)
     return name, preset_name, plan
 
 
@@ -270,10 +345,21 @@ def main(argv: list[str] | None = None) -> int:
             if args.seeds_for is not None:
                 print_seed_plan(args, preset_name, plan)
             return 0
-        tracking_uri = reachable_tracking_uri(args.tracking_uri)
+        tracking_uri = checked_store(args.tracking_uri, args.experiment)  # before any data is decoded
+        check_data(plan, dry_run=False)
+        claim = own_study(args, name, tracking_uri)
+        if args.resume:
+            try:
+                check_resumed_plan(args, name, plan, tracking_uri)
+            except ConfigError:
+                claim.release()
+                raise
         from study.sweep import run_study  # imports Ray: only a study that starts needs it
 
-        return run_study(args, name, preset_name, plan, tracking_uri)
+        try:
+            return run_study(args, name, preset_name, plan, tracking_uri)
+        finally:
+            claim.release()
     except ConfigError as err:
         return usage_error(err)
 

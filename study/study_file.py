@@ -1,4 +1,4 @@
-"""A study's own file, study.json: its preset, overrides and MLflow run, beside Tune's state, for --resume."""
+"""A study's own file, study.json: its preset, overrides, MLflow run and plan (with its digest), beside Tune's state, for --resume."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ def read_plan_file(path: Path) -> dict[str, Any]:
     return saved
 
 
-def write_plan_file(folder: Path, preset: str, overrides: dict[str, Any], run_id: str) -> None:
+def write_plan_file(folder: Path, preset: str, overrides: dict[str, Any], run_id: str, plan: dict[str, Any] | None = None) -> None:
+    """study.json; ``plan``: the plan's record (study/plan_digest.py), kept with its digest for --resume to check."""
+    from study.plan_digest import plan_digest
+
+    saved = {"preset": preset, "overrides": overrides, "mlflow_run_id": run_id}
+    if plan is not None:
+        saved |= {"plan_digest": plan_digest(plan), "plan": plan}
     folder.mkdir(parents=True, exist_ok=True)
-    write_atomically(folder / PLAN_FILE, json.dumps({"preset": preset, "overrides": overrides, "mlflow_run_id": run_id}, indent=2))
+    write_atomically(folder / PLAN_FILE, json.dumps(saved, indent=2))

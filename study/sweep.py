@@ -39,6 +39,7 @@ from study.optuna_search import CellSpace, build_search
 from study.plan import Plan, max_concurrent, trial_resources
 from study.report import print_summary
 from study.stopping import Stop, end_running_as_killed, mark_running, stop_on_signals
+from study.plan_digest import PLAN_DIGEST_TAG, plan_digest, plan_record
 from study.study_file import write_plan_file
 from study.study_run import TrialStatusCallback, create_study_run, find_study_run, reconcile, record_look
 from trainables.integration.mlflow_search import search_runs
@@ -361,7 +362,11 @@ def study_context(args: argparse.Namespace, name: str, preset_name: str, plan: P
     study_run_id = find_study_run(tracking_uri, args.experiment, name) or create_study_run(
         tracking_uri, args.experiment, name, preset_name, plan.preset.description, plan.overrides
     )
-    write_plan_file(storage / name, preset_name, plan.overrides, study_run_id)
+    record = plan_record(plan)
+    client = MlflowClient(tracking_uri)
+    if PLAN_DIGEST_TAG not in client.get_run(study_run_id).data.tags:  # set once: a resume is checked against it
+        client.set_tag(study_run_id, PLAN_DIGEST_TAG, plan_digest(record))
+    write_plan_file(storage / name, preset_name, plan.overrides, study_run_id, record)
     fixed = plan.preset.fixed | {"data_dir": str(Path(plan.preset.fixed.get("data_dir", PretrainConfig.data_dir)).expanduser().resolve())}
     return StudyContext(
         name,

@@ -16,13 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from study.cli import add_config_flags, given_fields, int_flag, reachable_tracking_uri, text_arg, usage_error
+from study.cli import add_config_flags, given_fields, int_flag, text_arg, usage_error
 from study.dataset_check import check_dataset
+from study.owned_names import Claim
 from study.plan import machine_resources, max_concurrent
+from study.preflight import absolute_paths, check_splits, checked_store, run_folders
 from trainables.spec.config import ConfigError, PretrainConfig, from_dict, from_yaml, problem
 from trainables.spec.files import under
 from trainables.spec.losses import CATALOG
@@ -42,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--resume", metavar="RUN_NAME", help="continue the run RUN_NAME (a folder directly under --save_dir) from its last valid checkpoint"
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="start afresh under a run name in use: its folder is archived as NAME.replaced-<time>, and its MLflow run renamed to match",
     )
     int_flag(parser, "--max-failures", 0, 100, "Ray Train restarts after a worker failure, from the last checkpoint", default=0)
     parser.add_argument(
@@ -84,8 +92,8 @@ def ray_address(args: argparse.Namespace) -> str:
 
 
 def check_before_start(args: argparse.Namespace, cfg: PretrainConfig, name: str) -> None:
-    """Everything that can be wrong without starting Ray: the run's folder, resources, data. A dry
-    run checks the dataset's files without torch, and may plan for a cluster elsewhere."""
+    """What can be wrong without touching the store or the data: the run's folder name and the
+    resources it asks for. A dry run may plan for a cluster elsewhere."""
     under(cfg.save_dir, name, "run_name")
     if ray_address(args) == "local":
         try:
@@ -94,7 +102,6 @@ def check_before_start(args: argparse.Namespace, cfg: PretrainConfig, name: str)
             if not args.dry_run:
                 raise
             print(f"note: not on this machine: {err}; a cluster's --address is checked when the run starts")
-    check_dataset(cfg, dry_run=args.dry_run)
 
 
 def mlflow_run(cfg: PretrainConfig, tracking_uri: str, name: str, resume: bool) -> str:
@@ -120,16 +127,74 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
         name = cfg.run_name or f"{cfg.loss}-m{cfg.views}-b{cfg.batch_size}-{time.strftime('%Y%m%d-%H%M%S')}"
-        check_before_start(args, cfg, name)
         if args.dry_run:
             from study.report import describe_run
 
+            check_before_start(args, cfg, name)
+            check_dataset(cfg, dry_run=True)
             print(describe_run(name, cfg))
             return 0
-        tracking_uri = reachable_tracking_uri(cfg.tracking_uri)
+        cfg = absolute_paths(cfg)  # as typed here: the Ray workers run in folders of their own
+        check_before_start(args, cfg, name)
+        run_folders(cfg)
+        tracking_uri = checked_store(cfg.tracking_uri, cfg.experiment)  # before the data is decoded
+        sizes = check_dataset(cfg, dry_run=False)
+        if sizes is not None:
+            check_splits(cfg, sizes)
+        claim = own_run(args, cfg, name, tracking_uri)
     except ConfigError as err:
         return usage_error(err)
-    return train(args, cfg, name, tracking_uri)
+    try:
+        return train(args, cfg, name, tracking_uri)
+    finally:
+        claim.release()
+
+
+def own_run(args: argparse.Namespace, cfg: PretrainConfig, name: str, tracking_uri: str) -> Claim:
+    """The run's claim on its name and checkpoint folder (study/owned_names.py), held while it trains;
+    a name in use is refused before anything is written, unless --replace archives the run that had it."""
+    from study.owned_names import own, recorded_runs, rename_recorded
+    from trainables.spec import run_schema as rs
+
+    if args.resume and args.replace:
+        raise ConfigError(problem("replace", True, "--resume continues the run; --replace starts a new one under a name in use"))
+    field = "resume" if args.resume else "run_name"
+    folder = under(cfg.save_dir, name, field)
+    claim, archive = own(
+        folder,
+        field=field,
+        what="run",
+        resume=bool(args.resume),
+        replace=args.replace,
+        recorded=lambda: recorded_runs(tracking_uri, cfg.experiment, {rs.TRAIN_RUN: name, rs.KIND: rs.KIND_PRETRAIN}),
+        choices=f"continue it with --resume {name}, choose another --run_name, or add --replace to archive it and start afresh",
+    )
+    if archive is not None:
+        renamed = rename_recorded(tracking_uri, cfg.experiment, rs.TRAIN_RUN, name, archive)
+        print(f"--replace: the run {name} that was there is archived as {archive} (folder {folder.with_name(archive)}, {renamed} MLflow runs renamed)")
+    return claim
+
+
+def fit_in_a_thread(trainer: Any) -> Any:
+    """``trainer.fit()``, run in a thread of its own while the main thread waits for it. Called from the
+    main thread, Ray Train replaces the SIGINT handler with its own (abort the run, then exit 1), so
+    the run would end FAILED with "SystemExit: 1" and the driver would never know of the signal; from
+    another thread it leaves the handlers alone (as under Tune), and a signal reaches the driver's
+    (study/stopping.py) in the main thread, interrupting the wait."""
+    outcome: dict[str, Any] = {}
+
+    def fit() -> None:
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as err:  # handed to the main thread, which raises it
+            outcome["error"] = err
+
+    thread = threading.Thread(target=fit, name="trainer-fit", daemon=True)  # daemon: a stopped driver does not wait for it
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def train(args: argparse.Namespace, cfg: PretrainConfig, name: str, tracking_uri: str) -> int:
@@ -157,7 +222,7 @@ def train(args: argparse.Namespace, cfg: PretrainConfig, name: str, tracking_uri
     )
     with stop_on_signals() as stop:
         try:
-            result = trainer.fit()
+            result = fit_in_a_thread(trainer)
         except BaseException as err:  # a failure ends the run FAILED with its reason; SIGINT or SIGTERM ends it KILLED
             if stop.signum is not None:
                 end_running_as_killed(tracking_uri, [run_id], stop.reason)

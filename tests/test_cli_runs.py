@@ -115,3 +115,25 @@ def _running_trials(db: Path) -> int:
             return db_.execute(query, (rs.KIND, rs.KIND_PRETRAIN)).fetchone()[0]
     except sqlite3.OperationalError:  # no file or no tables yet, or the driver holds the write lock
         return 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_train_ends_its_run_killed_and_prints_the_resume_command(tmp_path: Path, signum: int) -> None:
+    """Ray Train's own SIGINT handler (abort, exit 1) would end the run FAILED with "SystemExit: 1"."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [str(REPO / "study/train.py"), *TINY_TRAIN, "--epochs", "50", "--run-name", "stopped"]
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    driver = subprocess.Popen([sys.executable, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not _running_trials(tmp_path / "mlflow.db"):
+        assert driver.poll() is None and time.monotonic() < deadline, "the run ended before it was running"
+        time.sleep(1)
+    driver.send_signal(signum)
+    output, _ = driver.communicate(timeout=180)
+    assert driver.returncode == 128 + signum, output[-3000:]
+    [run_] = search_runs(MlflowClient(uri), {rs.KIND: rs.KIND_PRETRAIN})
+    assert run_.info.status == "KILLED", output[-3000:]
+    assert run_.data.tags[rs.FAILURE_REASON] == f"stopped by {signal.Signals(signum).name} to the driver"
+    assert "resume it with: python study/train.py --resume stopped" in output
+    assert not any(line.startswith("Traceback") for line in output.splitlines()), output[-3000:]

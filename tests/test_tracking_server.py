@@ -115,6 +115,15 @@ def test_a_server_that_goes_away_mid_run_loses_no_epoch(
     assert Path(downloaded).read_bytes() == b"weights of epoch 5"
 
 
+def test_a_live_server_passes_the_store_probe_with_credentials_in_the_uri(server: Server) -> None:
+    """The driver's probe of the API (study/preflight.py) accepts a working server; it refuses erroring ones
+    (tests/test_preflight.py)."""
+    from study.preflight import checked_store
+
+    uri = f"http://alice:{PASSWORD}@127.0.0.1:{server.port}"
+    assert checked_store(uri, "nce-study") == uri
+
+
 def test_a_resent_batch_is_stored_once(server: Server) -> None:
     """A write that reached the server but whose answer was lost is sent again: it must not duplicate."""
     run_id = create_run(server.plain_uri, "nce-study", run_name="resent", params={}, tags={})

@@ -281,12 +281,19 @@ def evaluate_and_record(
 
 
 def record(p: Pretrained, eval_cfg: EvalConfig, device: torch.device, *, tracking_uri: str | None, run_id: str | None) -> dict[str, float]:
-    """Evaluate into the RUNNING run ``run_id`` and end it (FAILED with the reason if evaluation fails).
+    """Evaluate into the RUNNING run ``run_id`` and end it (FAILED with the reason if evaluation fails,
+    KILLED with the signal if a stop signal interrupts it).
 
     Every DDP worker calls this (feature extraction is shared); only the one given a run writes.
     """
     try:
         final, history, predictions = evaluate_predicting(p, eval_cfg, device)
+    except KeyboardInterrupt as err:  # a stop signal (study/stopping.py raises it), not a failure: the run ends KILLED
+        if run_id:
+            client = MlflowClient(tracking_uri)
+            client.set_tag(run_id, rs.FAILURE_REASON, str(err) or "KeyboardInterrupt")
+            client.set_terminated(run_id, status="KILLED")
+        raise
     except BaseException as err:
         if run_id:
             end_run(tracking_uri, run_id, failed_reason=f"{type(err).__name__}: {err}")

@@ -23,7 +23,7 @@ path at fault and the layout expected.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainables.spec.dataset_errors import DatasetNotFoundError, MalformedDatasetError
@@ -48,24 +48,28 @@ class FileList:
         classes: Class names; a label is an index into this tuple.
         train: (path, label) of each official training file.
         test: (path, label) of each test file.
+        skipped: Files and folders under the class folders that were not read, by reason (hidden,
+            not an image extension, name not UTF-8, folder not readable: a too-long path, no permission).
     """
 
     root: Path
     classes: tuple[str, ...]
     train: tuple[tuple[Path, int], ...]
     test: tuple[tuple[Path, int], ...]
+    skipped: dict[str, tuple[str, ...]] = field(default_factory=dict)  # reason -> the paths not read for it
 
 
-def check_files(spec: DatasetSpec, root: Path) -> None:
-    """That the files of ``spec``'s layout are under ``root``, without reading an image (nor importing torch)."""
+def check_files(spec: DatasetSpec, root: Path) -> FileList | None:
+    """That the files of ``spec``'s layout are under ``root``, without reading an image (nor importing torch);
+    a folder dataset's files as scanned."""
     if spec.from_files:
-        scan(spec, root)
-        return
+        return scan(spec, root)
     folder = root / spec.folder
     missing = [name for name in spec.files if not (folder / name).is_file()]
     if missing:
         detail = f" Missing from {folder}: {', '.join(missing)}." if folder.is_dir() else ""
         raise DatasetNotFoundError(not_found_message(spec.name, root, spec.folder) + detail)
+    return None
 
 
 def not_found_message(name: str, root: Path, expected: str) -> str:
@@ -84,10 +88,11 @@ def scan(spec: DatasetSpec, root: Path) -> FileList:
         return _scan_tiny(root)
     part = test_folder(root)
     _check_layout(spec.name, root, part)
-    train_classes, train = _scan_part(spec.name, root, FOLDER_TRAIN)
-    test_classes, test = _scan_part(spec.name, root, part)
+    skipped: dict[str, list[str]] = {}
+    train_classes, train = _scan_part(spec.name, root, FOLDER_TRAIN, skipped)
+    test_classes, test = _scan_part(spec.name, root, part, skipped)
     _check_same_classes(spec.name, root, part, train_classes, test_classes)
-    return FileList(root, tuple(train_classes), train, test)
+    return FileList(root, tuple(train_classes), train, test, {reason: tuple(paths) for reason, paths in skipped.items()})
 
 
 def test_folder(root: Path) -> str:
@@ -135,20 +140,98 @@ def _check_layout(name: str, root: Path, test_part: str) -> None:
             raise DatasetNotFoundError(f"Dataset '{name}' in {root}: {folder} has no class subfolders. {_layout_help(root)}")
 
 
-def _class_files(folder: Path) -> list[Path]:
-    """The image files under one class folder, at any depth, in ImageFolder's order (links followed),
-    hidden ones and those in hidden folders left out."""
-    found = []
-    for where, _, names in sorted(os.walk(folder, followlinks=True)):
-        if not any(hidden(part) for part in Path(where).relative_to(folder).parts):
-            found += [Path(where, name) for name in sorted(names) if is_image(name)]
+def utf8(name: str) -> bool:
+    """Whether a name read from the disk is UTF-8 (Python keeps other bytes as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_read(skipped: dict[str, list[str]], reason: str, path: str) -> None:
+    skipped.setdefault(reason, []).append(path)
+
+
+def _enter_once(where: str, folders: list[str], seen: dict[tuple[int, int], str], skipped: dict[str, list[str]]) -> None:
+    """Keep in ``folders`` (os.walk's, walked next) the non-hidden, readable ones; each folder is entered
+    once, however many links lead to it: a second way in (a link loop, or a second link to a folder)
+    would count its images twice, on both sides of the split, and is an error naming it."""
+    for name in list(folders):
+        path = os.path.join(where, name)
+        if hidden(name):
+            _not_read(skipped, "hidden folder", path)
+            folders.remove(name)
+            continue
+        try:
+            inode = _inode(path)
+        except OSError as err:  # a path too long for the system, a dangling link, no permission
+            _not_read(skipped, f"folder not readable ({err.strerror})", path)
+            folders.remove(name)
+            continue
+        first = seen.setdefault(inode, path)
+        if first != path:
+            raise MalformedDatasetError(
+                f"{shown(path)} leads to the folder {shown(first)} again (a symbolic link loop, or a second link to it): "
+                "its images would be read twice; remove the link"
+            )
+
+
+def _inode(path: str | Path) -> tuple[int, int]:
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def shown(path: str | Path) -> str:
+    """A path as text, bytes that are not UTF-8 written as escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _class_files(folder: Path, skipped: dict[str, list[str]]) -> list[Path]:
+    """The image files under one class folder, at any depth, in ImageFolder's order (links followed,
+    each folder once), hidden ones and those in hidden folders left out. Every file or folder not
+    read is added to ``skipped`` under its reason."""
+    seen = {_inode(folder): str(folder)}
+    listed: list[tuple[str, list[str]]] = []
+    unreadable = lambda err: _not_read(skipped, f"folder not readable ({err.strerror})", str(err.filename))  # noqa: E731
+    for where, folders, names in os.walk(folder, followlinks=True, onerror=unreadable):
+        _enter_once(where, folders, seen, skipped)
+        listed.append((where, names))
+    found: list[Path] = []
+    for where, names in sorted(listed):
+        for name in sorted(names):
+            path = os.path.join(where, name)
+            if not utf8(name):
+                _not_read(skipped, "name not UTF-8", path)
+            elif hidden(name):
+                _not_read(skipped, "hidden", path)
+            elif not is_image(name):
+                _not_read(skipped, "not an image extension", path)
+            else:
+                found.append(Path(path))
     return found
 
 
-def _scan_part(name: str, root: Path, part: str) -> tuple[list[str], tuple[tuple[Path, int], ...]]:
-    """Scan ``root/part`` with ImageFolder's rules; every class folder must hold an image."""
+def shortened(text: str, keep: int = 160) -> str:
+    """``text`` cut in its middle to at most ``keep`` characters (a path's start and its file name stay)."""
+    return text if len(text) <= keep else f"{text[: keep // 3]}...{text[-(keep - keep // 3 - 3):]}"
+
+
+def skipped_note(skipped: dict[str, list[str]]) -> str:
+    """What a scan did not read, one reason at a time with its count and an example."""
+    said = [f"{len(paths)} {reason} (e.g. {shortened(shown(paths[0]))})" for reason, paths in sorted(skipped.items())]
+    return "files and folders not read: " + "; ".join(said)
+
+
+def _scan_part(name: str, root: Path, part: str, skipped: dict[str, list[str]]) -> tuple[list[str], tuple[tuple[Path, int], ...]]:
+    """Scan ``root/part`` with ImageFolder's rules; every class folder must hold an image, and be named in UTF-8."""
     classes = _class_names(root / part)
-    files = {label: _class_files(root / part / c) for label, c in enumerate(classes)}
+    odd = [c for c in classes if not utf8(c)]
+    if odd:
+        raise MalformedDatasetError(
+            f"Dataset '{name}' in {root}: class folder {shown(root / part / odd[0])} is not named in UTF-8; class names are recorded as text, rename it"
+        )
+    files = {label: _class_files(root / part / c, skipped) for label, c in enumerate(classes)}
     empty = [classes[label] for label, found in files.items() if not found]
     if empty:
         raise DatasetNotFoundError(

@@ -10,6 +10,7 @@ read for new files. Concurrent workers wait on a lock while the first one writes
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from trainables.spec.dataset_errors import UnreadableImageError
 CACHE_FORMAT = 3  # part of every cache key: bump when the decoding itself changes (3: EXIF orientation applied)
 SIZE_SAMPLE = 1_000  # files whose header is read to measure a folder's resolution
 SIZE_SEED = 0
+log = logging.getLogger(__name__)
 
 
 def _unreadable(path: Path, err: BaseException) -> UnreadableImageError:
@@ -87,7 +89,7 @@ def native_size(paths: Sequence[Path]) -> int:
         try:
             with Image.open(paths[index]) as image:
                 sides.append(min(image.size))
-        except (OSError, SyntaxError, ValueError) as err:
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             raise _unreadable(paths[index], err) from err
     return int(np.floor(np.median(sides) + 0.5))
 
@@ -111,23 +113,26 @@ def files_key(paths: Sequence[Path], root: Path, load_size: int) -> str:
     digest = hashlib.sha256(f"{CACHE_FORMAT}:{load_size}:{len(paths)}".encode())
     for path in paths:
         stat = path.stat()
-        digest.update(f"\0{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+        digest.update(f"\0{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()[:24]
 
 
 def _write_atomically(target: Path, files: ImageFiles, num_workers: int) -> None:
     """Decode every file into ``target`` through a temporary file, renamed only once complete."""
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(files), 3, files.load_size, files.load_size))
-    start = 0
-    for batch in DataLoader(files, batch_size=256, num_workers=num_workers):
-        array[start : start + len(batch)] = batch.numpy()
-        start += len(batch)
-    array.flush()
-    del array
-    with open(partial, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(partial, target)
+    try:
+        array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(files), 3, files.load_size, files.load_size))
+        start = 0
+        for batch in DataLoader(files, batch_size=256, num_workers=num_workers):
+            array[start : start + len(batch)] = batch.numpy()
+            start += len(batch)
+        array.flush()
+        del array
+        with open(partial, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(partial, target)
+    finally:  # an error, a full disk or Ctrl-C midway leaves no partial file behind
+        partial.unlink(missing_ok=True)
     directory = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
@@ -151,7 +156,20 @@ def decoded(files: ImageFiles, target: Path, num_workers: int) -> torch.Tensor:
     read it, and nothing is written back.
     """
     cache_folder(target.parent)
+    shape = (len(files), 3, files.load_size, files.load_size)
     with FileLock(str(target) + ".lock"):
+        if target.is_file() and not _holds(target, shape):
+            log.warning("decoded cache %s is truncated or not of these %d files; decoding them again", target, len(files))
+            target.unlink()
         if not target.is_file():
             _write_atomically(target, files, num_workers)
     return torch.from_numpy(np.load(target, mmap_mode="c"))
+
+
+def _holds(target: Path, shape: tuple[int, ...]) -> bool:
+    """Whether ``target`` is a whole .npy of uint8 ``shape`` (its header read, its length checked)."""
+    try:
+        array = np.load(target, mmap_mode="r")  # a file shorter than its header says fails to map
+    except (OSError, ValueError, EOFError):
+        return False
+    return array.shape == shape and array.dtype == np.uint8

@@ -10,6 +10,7 @@ decoded images. ``Splits.spec.stats_source`` says which it was.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,13 +32,14 @@ from trainables.spec.datasets import (
     augment_defaults,
     dataset_spec,
 )
-from trainables.spec.layouts import FileList, scan
+from trainables.spec.layouts import FileList, scan, skipped_note
 
 if TYPE_CHECKING:
     from trainables.spec.config import PretrainConfig
 
 CACHE_FOLDER = ".nce-cache"  # under the data folder, unless cache_dir says otherwise
 STATS_BATCH = 256
+log = logging.getLogger(__name__)
 
 
 def load_dataset(
@@ -147,6 +149,8 @@ def _load_folder(
     splitting: tuple[float, int, int | None],
 ) -> Splits:
     """Decode (or stream) a scanned folder dataset at its resolved sizes, with its statistics, and split it."""
+    if files.skipped:
+        log.warning("dataset %r in %s: %s", spec.name, files.root, skipped_note(files.skipped))
     image_size, load_size = resolve_sizes(spec, files, *sizes)
     workers = decoding_workers()
     train_paths, test_paths = [p for p, _ in files.train], [p for p, _ in files.test]

@@ -9,6 +9,8 @@ the 256 values per channel.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,6 +22,7 @@ from trainables.spec.datasets import STATS_CACHED, STATS_COMPUTED
 STATS_SAMPLE = 10_000  # images
 STATS_SEED = 0
 RGB = tuple[float, float, float]
+log = logging.getLogger(__name__)
 
 
 def sample_rows(num_images: int) -> torch.Tensor:
@@ -55,11 +58,26 @@ def _rgb(values: list[float]) -> RGB:
     return (round(values[0], 6), round(values[1], 6), round(values[2], 6))
 
 
+def stored_stats(path: Path) -> tuple[RGB, RGB] | None:
+    """The statistics stored at ``path``; None, with a warning naming it, where it holds none (garbage,
+    a half-written file of another program, non-finite values), so that they are computed again."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        mean, std = _rgb(stored["mean"]), _rgb(stored["std"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, IndexError) as err:
+        log.warning("statistics cache %s is not readable (%s: %s); computing the statistics again", path, type(err).__name__, str(err)[:200])
+        return None
+    if not all(math.isfinite(v) for v in (*mean, *std)) or min(std) <= 0:
+        log.warning("statistics cache %s holds mean %s, std %s, which no images have; computing the statistics again", path, mean, std)
+        return None
+    return mean, std
+
+
 def cached_stats(path: Path, compute: Callable[[], tuple[RGB, RGB]]) -> tuple[RGB, RGB, str]:
     """(mean, std, STATS_CACHED) as stored at ``path``, else ``compute()``'s, stored there atomically, and STATS_COMPUTED."""
-    if path.is_file():
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        return _rgb(stored["mean"]), _rgb(stored["std"]), STATS_CACHED
+    stored = stored_stats(path) if path.is_file() else None
+    if stored is not None:
+        return *stored, STATS_CACHED
     mean, std = compute()
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     partial.write_text(json.dumps({"mean": mean, "std": std, "sample": STATS_SAMPLE, "seed": STATS_SEED}), encoding="utf-8")
