@@ -23,12 +23,12 @@ from trainables.spec.config import EVAL_MODES
 # without importing pandas, MLflow or matplotlib; tests/test_cli_ux.py checks they are the same.
 TABLE_FORMATS = ("md", "csv", "latex")
 
-_EPILOG = """examples:
-  python -m analysis tables --study cifar10-batch --tracking-uri sqlite:///mlflow.db
-  python -m analysis tables --study cifar10-batch --format latex --out paper/tables
+_EPILOG = """examples (on studies started as python study/run_sweep.py --preset PRESET --name PRESET):
+  python -m analysis tables --study cifar10-cpu --tracking-uri sqlite:///mlflow.db
+  python -m analysis tables --study cifar10-cpu --format latex --out paper/tables
   python -m analysis tables --study quickstart --format html --out reports/quickstart
-  python -m analysis plots --study cifar10-batch --out plots/
-  python -m analysis report --study cifar10-batch --out reports/cifar10-batch
+  python -m analysis plots --study cifar10-cpu --out plots/
+  python -m analysis report --study cifar10-cpu --out reports/cifar10-cpu
   python -m analysis compare cifar10-cpu cifar10-cpu-tuned --out reports/compare
   python -m analysis mcnemar --study cifar10-cpu --trial flatnce-b32-m1-lr0.075-s0 --trial infonce-b32-m1-lr0.075-s0
 """

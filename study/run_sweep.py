@@ -20,6 +20,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from study.cli import adaptive_seeds_arg, effect_arg, int_flag, path_arg, reachable_tracking_uri, text_arg, usage_error
@@ -149,13 +150,19 @@ def replicate_plan(args: argparse.Namespace) -> tuple[str, str, Plan]:
     return name, saved["preset"], make_plan(saved["preset"], merged, where)
 
 
+def studies_under(storage: Path) -> str:
+    """The studies a --resume may name there (folders holding a study file), for its error."""
+    names = sorted(p.parent.name for p in Path(storage).glob(f"*/{PLAN_FILE}"))
+    return f"studies there: {', '.join(names)}" if names else f"{storage} holds no study"
+
+
 def study_plan(args: argparse.Namespace) -> tuple[str, str, Plan]:
     """(study name, preset name, plan), from the flags or, on --resume, from the study's own file."""
     if args.resume:
         folder = under(args.storage_path, args.resume, "resume")
         plan_file = folder / PLAN_FILE
         if not plan_file.is_file():
-            raise ConfigError(problem("resume", args.resume, f"it must name a study under --storage-path; {plan_file} does not exist"))
+            raise ConfigError(problem("resume", args.resume, f"it must name a study under --storage-path; {plan_file} does not exist; {studies_under(args.storage_path)}"))
         saved = read_plan_file(plan_file)
         try:
             return (
