@@ -22,7 +22,10 @@ def check_dataset(cfg: PretrainConfig, *, dry_run: bool) -> None:
     """A ConfigError naming what is missing or unreadable in ``cfg``'s dataset."""
     if cfg.dataset == BUNDLED:
         return
-    from trainables.spec.dataset_errors import DatasetNotFoundError, UnreadableImageError
+    from trainables.spec.dataset_errors import (
+        DatasetNotFoundError,
+        UnreadableImageError,
+    )
 
     try:
         if dry_run:

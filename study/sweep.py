@@ -40,7 +40,13 @@ from study.plan import Plan, max_concurrent, trial_resources
 from study.report import print_summary
 from study.stopping import Stop, end_running_as_killed, mark_running, stop_on_signals
 from study.study_file import write_plan_file
-from study.study_run import TrialStatusCallback, create_study_run, find_study_run, reconcile, record_look
+from study.study_run import (
+    TrialStatusCallback,
+    create_study_run,
+    find_study_run,
+    reconcile,
+    record_look,
+)
 from trainables.integration.mlflow_search import search_runs
 from trainables.integration.tracking import end_run, trial_run_name
 from trainables.launch.trial import run_trial

@@ -18,8 +18,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from mlflow.environment_variables import _MLFLOW_SGI_NAME  # which server MLflow's CLI started: uvicorn, gunicorn or waitress
-from mlflow.server import app as flask_app  # the Flask app that serves MLflow's REST API
+from mlflow.environment_variables import (
+    _MLFLOW_SGI_NAME,  # which server MLflow's CLI started: uvicorn, gunicorn or waitress
+)
+from mlflow.server import (
+    app as flask_app,  # the Flask app that serves MLflow's REST API
+)
 
 from trainables.integration.mlflow_search import paused_gc
 from trainables.spec import run_schema as rs
@@ -102,7 +106,9 @@ def create_app() -> object:
     pause_gc_during_searches()
     open_experiments_on_runs()
     if _MLFLOW_SGI_NAME.get() == "uvicorn":
-        from mlflow.server.fastapi_app import app  # MLflow's FastAPI app around flask_app
+        from mlflow.server.fastapi_app import (
+            app,  # MLflow's FastAPI app around flask_app
+        )
 
         return app
     return flask_app

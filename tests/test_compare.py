@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
-from mlflow_fixtures import make_synthetic_study, synthetic_baseline, synthetic_trial  # tests/ helpers, via conftest
+from mlflow_fixtures import (  # tests/ helpers, via conftest
+    make_synthetic_study,
+    synthetic_baseline,
+    synthetic_trial,
+)
 
 from analysis import compare as cmp
 from analysis.__main__ import main

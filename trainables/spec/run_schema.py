@@ -87,6 +87,8 @@ M_LR = "lr_now"  # learning rate at the end of the epoch
 M_IMAGES_PER_S = "images_per_s"
 M_EPOCH_TIME = "epoch_time_s"
 M_VAL_KNN = "val_knn_acc"  # kNN accuracy on the held-out validation split
+M_ELAPSED = "elapsed_s"  # wall clock of the pretraining up to this epoch's end, earlier attempts included
+M_DEVICE_HOURS_ELAPSED = "device_hours_elapsed"  # workers x M_ELAPSED: what reaching this epoch cost (as M_DEVICE_HOURS)
 
 # --- final metrics of a pretraining run ------------------------------------------------------
 M_FINAL_VAL_KNN = "final_val_knn_acc"
