@@ -134,14 +134,14 @@ def baseline_line(tracking_uri: str, study_run_id: str) -> str | None:
     return "random-init baseline (the untrained encoder, evaluated like the trials): " + "; ".join(parts)
 
 
-def print_summary(name: str, study_run_id: str, tracking_uri: str, folder: Path) -> None:
+def print_summary(name: str, study_run_id: str, tracking_uri: str, folder: Path, *, eval_mode: str = "linear") -> None:
     """The study's tables (through analysis/), its best trial (also recorded on the study run), the
     random-init baseline and where to browse it."""
     from analysis import write_report
     from study.study_run import record_best_trial, write_checkpoint_map
 
     best = record_best_trial(tracking_uri, study_run_id)
-    report = write_report(name, tracking_uri, folder / "report", log_to_mlflow=True)
+    report = write_report(name, tracking_uri, folder / "report", log_to_mlflow=True, eval_mode=eval_mode)
     print(f"\n{report.batch_size_markdown}\n")
     if best is not None:
         test = rs.current_metrics(best.data.metrics)[rs.M_HEADLINE]
