@@ -23,12 +23,12 @@ from trainables.spec.config import EVAL_MODES
 # without importing pandas, MLflow or matplotlib; tests/test_cli_ux.py checks they are the same.
 TABLE_FORMATS = ("md", "csv", "latex")
 
-_EPILOG = """examples:
-  python -m analysis tables --study cifar10-batch --tracking-uri sqlite:///mlflow.db
-  python -m analysis tables --study cifar10-batch --format latex --out paper/tables
+_EPILOG = """examples (on studies started as python study/run_sweep.py --preset PRESET --name PRESET):
+  python -m analysis tables --study cifar10-cpu --tracking-uri sqlite:///mlflow.db
+  python -m analysis tables --study cifar10-cpu --format latex --out paper/tables
   python -m analysis tables --study quickstart --format html --out reports/quickstart
-  python -m analysis plots --study cifar10-batch --out plots/
-  python -m analysis report --study cifar10-batch --out reports/cifar10-batch
+  python -m analysis plots --study cifar10-cpu --out plots/
+  python -m analysis report --study cifar10-cpu --out reports/cifar10-cpu
   python -m analysis compare cifar10-cpu cifar10-cpu-tuned --out reports/compare
   python -m analysis mcnemar --study cifar10-cpu --trial flatnce-b32-m1-lr0.075-s0 --trial infonce-b32-m1-lr0.075-s0
 """
@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         # The page embeds its plots (hundreds of kB): it belongs in a file, not on a terminal.
         parser.error("tables --format html needs --out DIR to write tables.html into")
     _check_names(parser, args)
-    from analysis.load import StudyNotFoundError  # pandas and MLflow: only once the arguments are good
+    from analysis.load import (
+        StudyNotFoundError,  # pandas and MLflow: only once the arguments are good
+    )
     from analysis.mcnemar import PredictionsMissingError
     from trainables.integration.tracking import TrackingUnavailableError
 
@@ -68,7 +70,10 @@ def _check_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
 
 def _check_store(uri: str | None) -> None:
     """A store that is not there is named, not created (reading must write nothing) or retried for minutes."""
-    from trainables.integration.tracking import TrackingUnavailableError, check_reachable
+    from trainables.integration.tracking import (
+        TrackingUnavailableError,
+        check_reachable,
+    )
 
     if uri and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise TrackingUnavailableError(f"tracking_uri={uri!r}: no MLflow store at {uri.removeprefix('sqlite:///')}")
@@ -82,7 +87,13 @@ def _tables(args: argparse.Namespace) -> int:
     from analysis import plots, render
     from analysis.conditions import conditions
     from analysis.load import load_baselines, load_study
-    from analysis.report import judged_claims, page, summary_items, write_table, write_text
+    from analysis.report import (
+        judged_claims,
+        page,
+        summary_items,
+        write_table,
+        write_text,
+    )
     from analysis.tables import all_tables
 
     trials = load_study(args.study, args.tracking_uri, eval_mode=args.eval)

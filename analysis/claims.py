@@ -42,7 +42,14 @@ from analysis.loss_tables import AXES
 from analysis.selection import seed_values, summarize
 from analysis.statistics import Verdict, paired_differences, verdicts
 from trainables.spec import run_schema as rs
-from trainables.spec.claims import CLAIMS_ARTIFACT, EVERY_LOSS, LEARNING, RANDOM_INIT, Claim, claims_from_json
+from trainables.spec.claims import (
+    CLAIMS_ARTIFACT,
+    EVERY_LOSS,
+    LEARNING,
+    RANDOM_INIT,
+    Claim,
+    claims_from_json,
+)
 
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"

@@ -24,7 +24,15 @@ import pandas as pd
 
 from analysis import load
 from analysis.cells import Diff, Table
-from analysis.claims import CONTRADICTED, SUPPORTED, ClaimResult, evaluate_claims, points_text, recorded_claims, verdict_text
+from analysis.claims import (
+    CONTRADICTED,
+    SUPPORTED,
+    ClaimResult,
+    evaluate_claims,
+    points_text,
+    recorded_claims,
+    verdict_text,
+)
 from analysis.labels import format_value
 from analysis.load import load_baselines, load_study
 from analysis.render import cell_text, html_document

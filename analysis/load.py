@@ -108,7 +108,8 @@ def load_study(
 
     Raises:
         StudyNotFoundError: Nothing in the store matches, or the study has no trial runs.
-        ValueError: ``eval_mode`` is not one of ``EVAL_MODES``, or the name is ambiguous.
+        ValueError: ``eval_mode`` is not one of ``EVAL_MODES``, the study has evaluation runs of
+            other modes only, or the name is ambiguous.
     """
     if eval_mode not in EVAL_MODES:
         raise ValueError(f"eval_mode must be one of {EVAL_MODES}, not {eval_mode!r}")
@@ -122,6 +123,8 @@ def load_study(
         )
     trial_ids = {run.info.run_id for run in trials}
     evals = [run for run in _study_runs(client, study_run, rs.KIND_EVAL, eval_mode) if run.data.tags.get(rs.PARENT) in trial_ids]
+    if not evals:
+        _check_eval_mode(client, study_run, eval_mode)
     frame = _typed(pd.DataFrame([_trial_row(run, study_run) for run in trials]))
     frame[ENCODER_PASSES] = frame[rs.P_VIEWS_PER_IMAGE] * frame[rs.P_EPOCHS]
     frame[EVAL_MODE] = eval_mode
@@ -210,6 +213,16 @@ def _study_runs(client: MlflowClient, study_run: Run, kind: str, eval_mode: str 
     tags = {rs.STUDY: study_run.data.tags[rs.STUDY], rs.KIND: kind}
     params = {rs.P_EVAL_MODE: eval_mode} if eval_mode else None
     return search_runs(client, tags, params=params)
+
+
+def _check_eval_mode(client: MlflowClient, study_run: Run, eval_mode: str) -> None:
+    """A study evaluated in other modes only is named with them, rather than read as a table of gaps."""
+    modes = sorted({run.data.params.get(rs.P_EVAL_MODE, "?") for run in _study_runs(client, study_run, rs.KIND_EVAL)})
+    if modes:
+        raise ValueError(
+            f"eval mode {eval_mode!r}: study {_study_label(study_run)} has no {eval_mode} evaluation runs; "
+            f"its evaluation modes: {', '.join(modes)} (pass --eval {modes[0]})"
+        )
 
 
 def _children(client: MlflowClient, study_run: Run, kind: str, eval_mode: str | None = None) -> list[Run]:

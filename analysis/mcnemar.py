@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import mlflow
 import numpy as np

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from analysis import load
+from analysis.compute import DEVICE_HOURS_AT, MINUTES_AT, Compute
 from analysis.labels import (
     EVAL_LABELS,
     RANDOM_INIT,
@@ -63,6 +64,13 @@ PLOTS: dict[str, tuple[str, str]] = {
         "device-hours per trial (V × epochs where none were logged), so that extra views are paid for; "
         "labels give M where a loss was run at several. Error bars: 95 % bootstrap interval over seeds; grey "
         "band: the random-init baseline (named under the axis where it lies far below).",
+    ),
+    "accuracy_vs_compute": (
+        "Accuracy against compute",
+        "Left: test accuracy at the validation-selected epoch against the device-hours per trial, per loss and batch "
+        "size (mean over seeds; bars: 95 % t interval over seeds). Middle and right: validation kNN accuracy at each "
+        "evaluated epoch against the device-hours and the wall-clock minutes spent to reach it (mean over seeds per "
+        "cell). Colour: loss; line style: batch size. The cells are the batch-size table's.",
     ),
     "training_curves": (
         "Training curves",
@@ -229,6 +237,36 @@ def study_figures(
         if completed[axis].nunique() > 1
     }
     return figures | {"training_curves": curves_figure(history, trials, runs)}
+
+
+def compute_figure(compute: Compute, trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL) -> Figure:
+    """The headline against device-hours per trial, and validation kNN per epoch against device-hours and minutes."""
+    figure, (final, by_hours, by_minutes) = _figure(3, (16, 4.8), "accuracy_vs_compute", trials)
+    if compute.selected.empty:
+        return _no_data(figure, _nothing_measured(trials, metric))
+    unit = hours_unit(trials)
+    styles = _batch_styles(compute.selected[rs.P_BATCH_SIZE])
+    for (loss, batch), cell in compute.selected.groupby([rs.P_LOSS, rs.P_BATCH_SIZE], sort=False):
+        seeds = seed_values(cell, metric)
+        interval = mean_interval(seeds)
+        error = [[100 * (seeds.mean() - interval.low)], [100 * (interval.high - seeds.mean())]] if interval.exists else None
+        final.errorbar([cell[rs.M_DEVICE_HOURS].mean()], [100 * seeds.mean()], yerr=error, marker="o", capsize=3, color=_color(loss))
+        final.annotate(f"B={batch}", (cell[rs.M_DEVICE_HOURS].mean(), 100 * seeds.mean()), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        curve = compute.curves[compute.curves[load.RUN_ID].isin(cell[load.RUN_ID])].groupby("step").mean(numeric_only=True)
+        label = f"{loss_label(loss)}, B={batch}"
+        for ax, column in ((by_hours, DEVICE_HOURS_AT), (by_minutes, MINUTES_AT)):
+            ax.plot(curve[column], 100 * curve[rs.M_VAL_KNN], marker=".", color=_color(loss), linestyle=styles[batch], label=label)
+    final.set_xlabel(f"{unit} per trial")
+    final.set_ylabel(AXIS_LABELS.get(metric, metric))
+    by_hours.set_xlabel(f"{unit} spent")
+    by_minutes.set_xlabel("wall-clock minutes spent")
+    for ax in (by_hours, by_minutes):
+        ax.set_ylabel("validation kNN accuracy (%)")
+        for threshold in compute.thresholds:
+            ax.axhline(100 * threshold, color="0.6", linewidth=0.8, linestyle=":")
+    handles, labels = by_hours.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside right upper", frameon=False, fontsize=8, title="colour: loss, line: batch size", title_fontsize=8)
+    return figure
 
 
 def save(figure: Figure, out_dir: Path, stem: str) -> list[Path]:

@@ -2,7 +2,8 @@
 
 The page opens with the Claims section (each claim of the study's paper, judged on its runs:
 ``analysis/claims.py``), then a summary (trials, wall-clock, the MLflow study run, the code) and
-the Conditions under which the numbers were measured, then the tables and plots.
+the Conditions under which the numbers were measured, then the tables and plots; where compute
+differs across cells, accuracy against compute (``analysis/compute.py``) among them.
 """
 
 from __future__ import annotations
@@ -21,8 +22,15 @@ from mlflow import MlflowClient
 from analysis import load, plots, render
 from analysis.cells import Table
 from analysis.claims import ClaimResult, evaluate_claims, family_note, recorded_claims
+from analysis.compute import compute_table, compute_varies, load_compute
 from analysis.conditions import conditions
-from analysis.labels import EVAL_LABELS, commits_text, counted, distinct_text, hours_unit
+from analysis.labels import (
+    EVAL_LABELS,
+    commits_text,
+    counted,
+    distinct_text,
+    hours_unit,
+)
 from analysis.load import STUDY, STUDY_RUN_ID, load_baselines, load_study
 from analysis.tables import all_tables
 from trainables.integration.tracking import redact_url, run_url
@@ -96,6 +104,11 @@ def write_report(
     baselines = load_baselines(study, tracking_uri, eval_mode=eval_mode)
     tables = all_tables(trials, metric, baselines)
     figures = plots.study_figures(trials, tracking_uri, metric, baselines=baselines)
+    if compute_varies(trials, metric):  # which loss and batch size reach an accuracy soonest
+        found = load_compute(trials, tracking_uri, metric)
+        reported = {key: tables.pop(key) for key in ["reported"] if key in tables}  # the published numbers stay last
+        tables |= {"accuracy_vs_compute": compute_table(found, trials, metric)} | reported
+        figures = {"accuracy_vs_compute": plots.compute_figure(found, trials, metric)} | figures
     out_dir.mkdir(parents=True, exist_ok=True)
     table_files = {key: write_table(table, out_dir / TABLES_DIR) for key, table in tables.items()}
     plot_files = {stem: plots.save(figure, out_dir / PLOTS_DIR, stem) for stem, figure in figures.items()}
@@ -130,17 +143,26 @@ def write_table(table: Table, out_dir: Path, formats: tuple[str, ...] = TABLE_FO
 
 
 def write_text(path: Path, text: str) -> Path:
-    """Write a file atomically (a temporary file beside it, then renamed), so no reader sees half of it."""
+    """Write a file atomically (a temporary file beside it, then renamed), so no reader sees half of it;
+    readable as the user's umask allows any new file to be (mkstemp's own 0600 would hide a report
+    on shared storage from everyone else)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(text)
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def heading(trials: pd.DataFrame) -> str:

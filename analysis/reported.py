@@ -1,8 +1,8 @@
 """Published accuracies, shown beside the measured ones as "reported".
 
-Every number is copied from the project's reference notes, ``science.md`` §6 and
-``batch_tables.md`` (in ``shared/docs``), which cite the original sources; nothing here is
-measured. Each entry keeps the provenance tag of those notes:
+Every number is copied from the project's reference notes (``science.md`` §6 and
+``batch_tables.md`` in ``shared/docs``), which cite the original sources; nothing here is
+measured. What a report prints names the original source only: its reader has not the notes. Each entry keeps the provenance tag of those notes:
 
     T  printed in a table of the cited source
     A  stated in an abstract or in running text of the source
@@ -26,9 +26,9 @@ PROVENANCE_TAGS: dict[str, str] = {
     "D": "derived by arithmetic from reported numbers",
 }
 
-_DECOUPLED = "Decoupled CL (Yeh et al.); same gradient as FlatNCE (batch_tables.md §2)"
-_RECYCLED = "Checkpoint recycled from the DCL/BCL repositories, not re-run (science.md §6.1)"
-_NO_MODEL = "No model released for this baseline (empty link, science.md §6.1)"
+_DECOUPLED = "DCL: Decoupled Contrastive Learning (Yeh et al. 2022), whose gradient is FlatNCE's (Chen et al. 2021)"
+_RECYCLED = "The README's SimCLR checkpoint is one recycled from the DCL/BCL repositories, not re-run"
+_NO_MODEL = "No model released for this baseline (the README's link is empty)"
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,8 @@ def _attentionnce_readme(
         method=method,
         accuracy=accuracy,
         tag="T",
-        source="liubin06/AttentioNCE README (science.md §6.1)",
-        setting="ResNet-50, linear probe, best epoch selected on the test set (science.md §8)",
+        source="liubin06/AttentioNCE README",
+        setting="ResNet-50, linear probe, best epoch selected on the test set",
         batch_size=256,
         epochs=epochs,
         note=note,
@@ -89,7 +89,7 @@ def _debiased_lineage(method: str, loss: str, accuracy: str, source: str) -> Rep
         method=method,
         accuracy=accuracy,
         tag="T",
-        source=f"{source} (science.md §6.2)",
+        source=source,
         setting="ResNet-50, linear probe (shared code defaults: tau 0.5, Adam 1e-3)",
         batch_size=256,
         epochs=None,
@@ -116,9 +116,9 @@ def _batch_sweeps() -> list[ReportedNumber]:
         512: ("88.5", "88.6", "59.4", "61.0"),
     }
     sources = [  # rows, SimCLR's name there, tag, source, setting, pretraining epochs
-        (readme, "SimCLR (cross entropy)", "T", "raminnakhli/Decoupled-Contrastive-Learning README (batch_tables.md §1.3A)",
+        (readme, "SimCLR (cross entropy)", "T", "raminnakhli/Decoupled-Contrastive-Learning README",
          "ResNet-18, tau 0.1, Adam 1e-3, 100-epoch linear probe; single runs", 100),
-        (figure, "SimCLR", "F", "Lee et al. ICML 2025, Fig. 4, read by a chart transcription (batch_tables.md §1.3B)",
+        (figure, "SimCLR", "F", "Lee et al. ICML 2025, Fig. 4, read by a chart transcription",
          "ResNet-18 (CIFAR stem), SGD lr 0.3*B/256, tau tuned per method, 200-epoch linear probe", 200),
     ]
     return [
@@ -155,7 +155,7 @@ def _imagenet_decoupled() -> list[ReportedNumber]:
             note=note,
         )
 
-    paper = "Yeh et al., Decoupled Contrastive Learning, arXiv 2110.06848 (batch_tables.md §1.1)"
+    paper = "Yeh et al., Decoupled Contrastive Learning, arXiv 2110.06848"
     quoted = f"{paper}, quoted in lightly PR #1302"
     inferred = "Batch 256 inferred, not stated in the quote"
     return [
@@ -180,14 +180,14 @@ def _simclr_cifar10() -> list[ReportedNumber]:
             epochs=epochs,
         )
 
-    figure = "SimCLR's CIFAR-10 batch-size figure, read by a user in {} (batch_tables.md §3.2)"
+    figure = "SimCLR's CIFAR-10 batch-size figure, read by a user in {}"
     return [
-        entry("94.0", "A", "Chen et al., SimCLR, arXiv 2002.05709, App. B.9 (batch_tables.md §3.2, §5)",
+        entry("94.0", "A", "Chen et al., SimCLR, arXiv 2002.05709, App. B.9",
               "ResNet-50 (CIFAR stem), LARS, linear eval; best model", 1024, 1000),
         entry("85", "F", figure.format("google-research/simclr#124"), "ResNet-50 (CIFAR stem), linear eval", 1024, 100),
         entry("93", "F", figure.format("Spijkervet/SimCLR#12"), "ResNet-50 (CIFAR stem), linear eval; \"about 93%\"",
               256, 500),
-        entry("90.66", "T", "Optimization-AI/SogCLR CIFAR branch README (batch_tables.md §3.3)",
+        entry("90.66", "T", "Optimization-AI/SogCLR CIFAR branch README",
               "ResNet-50, LARS, wd 1e-4, tau 0.3", 64, 400),
     ]
 

@@ -11,7 +11,7 @@ import pandas as pd
 from analysis import load
 from analysis.cells import Table
 from analysis.loss_tables import AXES, loss_axis_table
-from analysis.reported_table import has_counterparts, reported_table
+from analysis.reported_table import effects_table, has_counterparts, reported_table
 from trainables.spec import run_schema as rs
 
 
@@ -36,10 +36,13 @@ def all_tables(
         baselines: Frame from ``load_baselines`` for the random-init rows.
 
     Returns:
-        The loss-by-axis tables of ``varying_axes``, then the reported numbers where any has a
-        measured counterpart in the study.
+        The loss-by-axis tables of ``varying_axes``, then the papers' effects beside this study's
+        and the reported numbers, where any has a measured counterpart in the study.
     """
     tables = {key: loss_axis_table(trials, AXES[key], metric, baselines) for key in varying_axes(trials)}
+    effects = effects_table(trials, metric)
+    if effects is not None:
+        tables["reported_effects"] = effects
     if has_counterparts(trials, metric):
         tables["reported"] = reported_table(trials, metric)
     return tables

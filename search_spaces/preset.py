@@ -7,12 +7,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from trainables.spec import run_schema as rs
 from trainables.spec.claims import Claim
 from trainables.spec.losses import HYPERPARAMETERS
 
 SearchFunction = Callable[[Any], dict[str, Any]]  # an Optuna define-by-run space: trial -> constants
 TUNING_SAMPLERS = ("tpe", "random")
-TUNING_METRICS = ("val_knn_acc", "eval_best_val_acc")  # validation only: the test split never selects
+TUNING_METRICS = (rs.M_VAL_KNN, rs.M_HEADLINE_VAL)  # validation only: the test split never selects
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,11 @@ class Look:
 def look_at(preset: Preset, seeds: int, trials: pd.DataFrame, baselines: pd.DataFrame) -> Look:
     """The sequential verdicts of every comparison of the study at the look of ``seeds`` seeds,
     replayed from its per-seed results (seeds beyond the look are not read)."""
-    from analysis.sequential import cells_needing_seeds, open_comparisons, sequential_verdicts
+    from analysis.sequential import (
+        cells_needing_seeds,
+        open_comparisons,
+        sequential_verdicts,
+    )
 
     assert preset.adaptive is not None
     comparisons = family(preset)

@@ -234,7 +234,11 @@ def usage_error(err: Exception) -> int:
 def reachable_tracking_uri(given: str | None) -> str:
     """The tracking URI a command records to (``given``, else the default), checked to answer before
     anything starts; a ConfigError saying why where it does not."""
-    from trainables.integration.tracking import TrackingUnavailableError, check_reachable, resolve_tracking_uri
+    from trainables.integration.tracking import (
+        TrackingUnavailableError,
+        check_reachable,
+        resolve_tracking_uri,
+    )
 
     try:
         uri = resolve_tracking_uri(given)

@@ -131,7 +131,11 @@ class StudyReporter(ProgressReporter):
         **kwargs: Any,
     ) -> None:
         self.total = total_samples or 0
-        self.console.print(f"\n{self.phase}: {self.total} trial(s), each listed as it ends\n{self.header()}")
+        self.console.print(f"\n{self.phase}: {self.total} trial(s), each listed as it ends ({self.legend()})\n{self.header()}")
+
+    def legend(self) -> str:
+        mode = self.console.plan.preset.evaluation.get("mode", "linear")
+        return f"val kNN: validation kNN accuracy of the last epoch; test acc: the {mode} evaluation's test accuracy at its validation-selected epoch"
 
     def should_report(self, trials: list[Trial], done: bool = False) -> bool:
         finished = {t.trial_id for t in trials if t.status in (Trial.TERMINATED, Trial.ERROR)}
@@ -177,7 +181,7 @@ class StudyReporter(ProgressReporter):
             axes,
             f"{int(result.get('epoch', 0)):>3}/{epochs:<3}",
             f"{knn:7.2%}" if knn is not None else f"{'—':>7}",
-            f"{acc:7.2%}" if acc is not None else f"{'—':>7}",
+            f"{acc:8.2%}" if acc is not None else f"{'—':>8}",
             STATUS_WORDS.get(trial.status, trial.status.lower()),
         ]
         if trial.status == Trial.ERROR and trial.error_file and Path(trial.error_file).is_file():
@@ -191,7 +195,7 @@ class StudyReporter(ProgressReporter):
 
     def header(self) -> str:
         axes = "  ".join(f"{AXIS_LABELS.get(a, a):>{self.width(a)}}" for a in self.console.axes())
-        return "  ".join([f"{'trial (MLflow run)':<36}", axes, f"{'epoch':<7}", f"{'val kNN':>7}", f"{'eval':>7}", "status"])
+        return "  ".join([f"{'trial (MLflow run)':<36}", axes, f"{'epoch':<7}", f"{'val kNN':>7}", f"{'test acc':>8}", "status"])
 
     def progress(self, trials: list[Trial]) -> str:
         finished = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)

@@ -309,8 +309,17 @@ def make_plan(preset_name: str, overrides: dict[str, Any], sources: dict[str, st
         try:
             configs.append(from_dict(trial_config(preset.fixed, preset.per_loss, trial)))
         except ConfigError as err:
-            raise err.within(f"trial {trial}") from None
+            raise err.within(_culprit(err, trial, overrides, sources or {})) from None
     return Plan(preset, overrides, configs, notes)
+
+
+def _culprit(err: ConfigError, trial: dict[str, Any], overrides: dict[str, Any], sources: dict[str, str]) -> str:
+    """What a trial's bad config came from: the overrides (``--set lr=fast``) when they hold every
+    field at fault, else the trial (its fields come from the preset's grid)."""
+    fields = {field for p in err.problems for field in p.fields}
+    if fields and fields <= set(overrides):
+        return ", ".join(f"{sources.get(field, '--set')} {field}={overrides[field]}" for field in sorted(fields))
+    return f"trial {trial}"
 
 
 def machine_resources() -> dict[str, float]:

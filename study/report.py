@@ -103,22 +103,55 @@ def loss_settings(configs: list[PretrainConfig]) -> list[str]:
     return list(lines)
 
 
-def print_summary(name: str, study_run_id: str, tracking_uri: str, folder: Path) -> None:
-    """The study's tables (through analysis/), its best trial (also recorded on the study run) and
-    where to browse it."""
+UI_PORT = 5000  # the port the printed ``mlflow ui`` command names, and so the link's
+
+
+def browse_lines(tracking_uri: str, experiment_id: str) -> list[str]:
+    """Where to browse a study: the server it was logged to, or the ``mlflow ui`` command to start
+    and its link, on the port that command names."""
+    from trainables.integration.tracking import redact_url, results_url
+
+    if tracking_uri.startswith(("http://", "https://")):
+        return [f"browse: {results_url(redact_url(tracking_uri), experiment_id)}"]
+    command = f"mlflow ui --backend-store-uri {tracking_uri} --app-name nce-study --port {UI_PORT}"
+    return [f"browse with: {command}", f"then open: {results_url(f'http://127.0.0.1:{UI_PORT}', experiment_id)}"]
+
+
+def baseline_line(tracking_uri: str, study_run_id: str) -> str | None:
+    """The random-init baseline's test accuracy (mean over its seeds, per evaluation mode), or None before it ran."""
+    from mlflow.tracking import MlflowClient
+
+    from trainables.integration.mlflow_search import search_runs
+
+    tags = {rs.KIND: rs.KIND_BASELINE, rs.PARENT: study_run_id}
+    runs = [r for r in search_runs(MlflowClient(tracking_uri), tags) if rs.M_HEADLINE in r.data.metrics]
+    by_mode: dict[str, list[float]] = {}
+    for run in runs:
+        by_mode.setdefault(run.data.params.get(rs.P_EVAL_MODE, "?"), []).append(run.data.metrics[rs.M_HEADLINE])
+    if not by_mode:
+        return None
+    parts = [f"{mode} test accuracy {sum(v) / len(v):.2%} (mean of {len(v)} seed{'s' * (len(v) > 1)})" for mode, v in sorted(by_mode.items())]
+    return "random-init baseline (the untrained encoder, evaluated like the trials): " + "; ".join(parts)
+
+
+def print_summary(name: str, study_run_id: str, tracking_uri: str, folder: Path, *, eval_mode: str = "linear") -> None:
+    """The study's tables (through analysis/), its best trial (also recorded on the study run), the
+    random-init baseline and where to browse it."""
     from analysis import write_report
     from study.study_run import record_best_trial, write_checkpoint_map
-    from trainables.integration.tracking import results_url
 
     best = record_best_trial(tracking_uri, study_run_id)
-    report = write_report(name, tracking_uri, folder / "report", log_to_mlflow=True)
+    report = write_report(name, tracking_uri, folder / "report", log_to_mlflow=True, eval_mode=eval_mode)
     print(f"\n{report.batch_size_markdown}\n")
     if best is not None:
-        metrics = best.data.metrics
-        test = metrics[rs.M_HEADLINE]
-        print(f"best trial by validation accuracy: {best.info.run_name} (test accuracy {test:.4f} at the validation-selected epoch)")
-    where = f"then open {results_url('http://127.0.0.1:5000', best.info.experiment_id)}" if best is not None else ""
-    print(f"study {name}: MLflow run {study_run_id}; browse with: mlflow ui --backend-store-uri {tracking_uri} {where}".rstrip())
+        test = rs.current_metrics(best.data.metrics)[rs.M_HEADLINE]
+        print(f"best trial by validation accuracy: {best.info.run_name} (test accuracy {test:.2%} at the validation-selected epoch)")
+    baseline = baseline_line(tracking_uri, study_run_id)
+    if baseline:
+        print(baseline)
+    print(f"study {name}: MLflow run {study_run_id}")
+    if best is not None:
+        print("\n".join(browse_lines(tracking_uri, best.info.experiment_id)))
     print(f"report: {report.html}")
     print(
         f"checkpoints of each trial: {write_checkpoint_map(tracking_uri, study_run_id, folder / CHECKPOINT_MAP)}; re-evaluate one with: "

@@ -21,15 +21,30 @@ import dataclasses
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from study.cli import adaptive_seeds_arg, effect_arg, int_flag, path_arg, reachable_tracking_uri, text_arg, usage_error
+from study.cli import (
+    adaptive_seeds_arg,
+    effect_arg,
+    int_flag,
+    path_arg,
+    reachable_tracking_uri,
+    text_arg,
+    usage_error,
+)
 from study.dataset_check import DATA_FIELDS, check_dataset
 from study.owned_names import Claim
 from study.plan import Plan, machine_resources, make_plan, max_concurrent, parse_overrides, preset_named
 from study.preflight import check_splits, checked_store, run_folders, writable_folder
 from study.study_file import PLAN_FILE, read_plan_file
-from trainables.spec.config import NAME_CHARS, ConfigError, from_file, problem, read_yaml_file
+from trainables.spec.config import (
+    NAME_CHARS,
+    ConfigError,
+    from_file,
+    problem,
+    read_yaml_file,
+)
 from trainables.spec.files import under
 
 
@@ -157,13 +172,19 @@ def replicate_plan(args: argparse.Namespace) -> tuple[str, str, Plan]:
     return name, saved["preset"], make_plan(saved["preset"], merged, where)
 
 
+def studies_under(storage: Path) -> str:
+    """The studies a --resume may name there (folders holding a study file), for its error."""
+    names = sorted(p.parent.name for p in Path(storage).glob(f"*/{PLAN_FILE}"))
+    return f"studies there: {', '.join(names)}" if names else f"{storage} holds no study"
+
+
 def study_plan(args: argparse.Namespace) -> tuple[str, str, Plan]:
     """(study name, preset name, plan), from the flags or, on --resume, from the study's own file."""
     if args.resume:
         folder = under(args.storage_path, args.resume, "resume")
         plan_file = folder / PLAN_FILE
         if not plan_file.is_file():
-            raise ConfigError(problem("resume", args.resume, f"it must name a study under --storage-path; {plan_file} does not exist"))
+            raise ConfigError(problem("resume", args.resume, f"it must name a study under --storage-path; {plan_file} does not exist; {studies_under(args.storage_path)}"))
         saved = read_plan_file(plan_file)
         given, sources = overrides_from(args)  # on a resume, a change the plan check names and refuses
         try:

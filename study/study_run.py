@@ -18,7 +18,15 @@ from ray.tune.experiment import Trial
 
 from study.plan import apply_overrides, preset_named
 from trainables.integration.mlflow_search import find_run, search_runs
-from trainables.integration.tracking import create_run, end_run, ensure_experiment, flatten, library_versions, results_url, run_url
+from trainables.integration.tracking import (
+    create_run,
+    end_run,
+    ensure_experiment,
+    flatten,
+    library_versions,
+    results_url,
+    run_url,
+)
 from trainables.spec import run_schema as rs
 from trainables.spec.claims import CLAIMS_ARTIFACT, claims_json
 from trainables.spec.config import ConfigError
@@ -109,18 +117,20 @@ def record_best_trial(tracking_uri: str, study_run_id: str) -> Run | None:
     experiment = study_run.info.experiment_id
     completed = {rs.STUDY: study_run.data.tags[rs.STUDY], rs.KIND: rs.KIND_PRETRAIN, rs.STATUS: rs.STATUS_COMPLETED}
     trials = search_runs(client, completed, experiments=[experiment])
-    scored = [t for t in trials if rs.M_HEADLINE_VAL in t.data.metrics and rs.M_HEADLINE in t.data.metrics]
+    current = {t.info.run_id: rs.current_metrics(t.data.metrics) for t in trials}  # a resumed old study holds old keys
+    scored = [t for t in trials if rs.M_HEADLINE_VAL in current[t.info.run_id] and rs.M_HEADLINE in current[t.info.run_id]]
     if not scored:
         return None
-    best = max(scored, key=lambda t: (t.data.metrics[rs.M_HEADLINE_VAL], t.data.metrics.get(rs.M_FINAL_VAL_KNN, float("-inf"))))
+    best = max(scored, key=lambda t: (current[t.info.run_id][rs.M_HEADLINE_VAL], current[t.info.run_id].get(rs.M_FINAL_VAL_KNN, float("-inf"))))
+    numbers = current[best.info.run_id]
     now = int(time.time() * 1000)
     copied = (rs.M_HEADLINE, rs.M_HEADLINE_VAL, rs.M_FINAL_VAL_KNN, rs.M_BEST_VAL_KNN)
-    metrics = [Metric(rs.BEST_TRIAL_PREFIX + key, best.data.metrics[key], now, 0) for key in copied if key in best.data.metrics]
+    metrics = [Metric(rs.BEST_TRIAL_PREFIX + key, numbers[key], now, 0) for key in copied if key in numbers]
     link = run_url("", experiment, best.info.run_id).lstrip("/")
     note = study_run.data.tags.get(rs.NOTE, "") + (
         f"\n\nBest trial (by the evaluation's validation accuracy): [{best.info.run_name}]({link}), "
-        f"test accuracy {best.data.metrics[rs.M_HEADLINE]:.4f} at the validation-selected epoch, "
-        f"validation accuracy {best.data.metrics[rs.M_HEADLINE_VAL]:.4f} ({len(scored)} completed trials compared). "
+        f"test accuracy {numbers[rs.M_HEADLINE]:.2%} at the validation-selected epoch, "
+        f"validation accuracy {numbers[rs.M_HEADLINE_VAL]:.2%} ({len(scored)} completed trials compared). "
         f"[All trials, best first]({results_url('', experiment).lstrip('/')})."
     )
     tags = [RunTag(rs.BEST_TRIAL, best.info.run_name), RunTag(rs.BEST_TRIAL_RUN_ID, best.info.run_id), RunTag(rs.NOTE, note)]

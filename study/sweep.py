@@ -41,12 +41,23 @@ from study.report import print_summary
 from study.stopping import Stop, end_running_as_killed, mark_running, stop_on_signals
 from study.plan_digest import PLAN_DIGEST_TAG, plan_digest, plan_record
 from study.study_file import write_plan_file
-from study.study_run import TrialStatusCallback, create_study_run, find_study_run, reconcile, record_look
+from study.study_run import (
+    TrialStatusCallback,
+    create_study_run,
+    find_study_run,
+    reconcile,
+    record_look,
+)
 from trainables.integration.mlflow_search import search_runs
 from trainables.integration.tracking import end_run, trial_run_name
 from trainables.launch.trial import run_trial
 from trainables.spec import run_schema as rs
-from trainables.spec.config import ConfigError, PretrainConfig, from_dict
+from trainables.spec.config import (
+    ConfigError,
+    PretrainConfig,
+    eval_from_dict,
+    from_dict,
+)
 from trainables.spec.files import write_atomically
 from trainables.spec.losses import HYPERPARAMETERS
 from trainables.spec.study_context import StudyContext
@@ -491,7 +502,8 @@ def run_trials(
 
 def finish(context: StudyContext, folder: Path) -> int:
     """The study's tables and links printed, its report written, its MLflow run ended."""
-    print_summary(context.study, context.study_run_id, context.tracking_uri, folder)
+    mode = eval_from_dict(context.evaluation).mode  # the report reads the evaluations the study ran
+    print_summary(context.study, context.study_run_id, context.tracking_uri, folder, eval_mode=mode)
     end_run(context.tracking_uri, context.study_run_id)
     return 0
 

@@ -17,7 +17,14 @@ import pytest
 import torch
 
 from trainables.run import checkpoint
-from trainables.run.checkpoint import CHECKSUM_FILE, STATE_FILE, CorruptCheckpointError, load_checkpoint, load_latest_valid, save_checkpoint
+from trainables.run.checkpoint import (
+    CHECKSUM_FILE,
+    STATE_FILE,
+    CorruptCheckpointError,
+    load_checkpoint,
+    load_latest_valid,
+    save_checkpoint,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PATTERN = torch.arange(4096, dtype=torch.float32)  # its bytes are easy to find inside state.pt

@@ -14,17 +14,35 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from mlflow_fixtures import make_synthetic_study, synthetic_baseline, synthetic_trial  # tests/ helpers, via conftest
+from mlflow_fixtures import (  # tests/ helpers, via conftest
+    make_synthetic_study,
+    synthetic_baseline,
+    synthetic_trial,
+)
 from scipy import stats
 
 from analysis import load
-from analysis.claims import CONTRADICTED, NOT_RESOLVED, NOT_TESTABLE, SUPPORTED, evaluate_claims, verdict_text
+from analysis.claims import (
+    CONTRADICTED,
+    NOT_RESOLVED,
+    NOT_TESTABLE,
+    SUPPORTED,
+    evaluate_claims,
+    verdict_text,
+)
 from analysis.loss_tables import AXES as TABLE_AXES
 from analysis.render import claims_markdown
 from analysis.report import write_report
 from search_spaces import PRESETS
 from trainables.spec import run_schema as rs
-from trainables.spec.claims import AXES, CLAIMS_ARTIFACT, LEARNING, Claim, claims_from_json, claims_json
+from trainables.spec.claims import (
+    AXES,
+    CLAIMS_ARTIFACT,
+    LEARNING,
+    Claim,
+    claims_from_json,
+    claims_json,
+)
 
 SEEDS = range(8)
 AT_LEAST = Claim("a", "FlatNCE at least matches InfoNCE", "at_least", "flatnce", against="infonce", margin=0.005)

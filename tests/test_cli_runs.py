@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from scripts import REPO, TINY_TRAIN, overrides, run_script  # tests/ helpers, via conftest
+from scripts import (  # tests/ helpers, via conftest
+    REPO,
+    TINY_TRAIN,
+    overrides,
+    run_script,
+)
 
 from trainables.integration.mlflow_search import search_runs
 from trainables.spec import run_schema as rs

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
@@ -10,7 +9,11 @@ import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
-from mlflow_fixtures import make_synthetic_study, synthetic_baseline, synthetic_trial  # tests/ helpers, via conftest
+from mlflow_fixtures import (  # tests/ helpers, via conftest
+    make_synthetic_study,
+    synthetic_baseline,
+    synthetic_trial,
+)
 
 from analysis import compare as cmp
 from analysis.__main__ import main

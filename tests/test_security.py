@@ -23,7 +23,12 @@ from mlflow.tracking import MlflowClient
 
 from study import linear_eval as linear_eval_cli
 from trainables.integration.session import LocalSession
-from trainables.integration.tracking import create_run, end_run, pretrain_params, redact_secrets
+from trainables.integration.tracking import (
+    create_run,
+    end_run,
+    pretrain_params,
+    redact_secrets,
+)
 from trainables.run.checkpoint import (
     CHECKSUM_FILE,
     STATE_FILE,

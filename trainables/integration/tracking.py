@@ -39,14 +39,32 @@ SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
 # and waits 120 s for an answer. RunLogger keeps failed writes and retries them itself, so its
 # writes use these bounds instead, unless the environment sets the variables.
 LOGGER_HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-# The MLflow UI's saved-view state: which columns the runs table shows and how it sorts. Sorting
-# by a metric lists the runs flat, so trial rows (which carry the headline numbers) lead.
-RESULTS_VIEW_STATE = {
-    "selectedColumns": [f"params.`{k}`" for k in (rs.P_LOSS, rs.P_BATCH_SIZE, rs.P_VIEWS, rs.P_LR, rs.P_SEED)]
-    + [f"metrics.`{k}`" for k in (rs.M_HEADLINE, rs.M_HEADLINE_VAL, rs.M_FINAL_VAL_KNN)],
-    "orderByKey": f"metrics.`{rs.M_HEADLINE}`",
-    "orderByAsc": False,
+# The MLflow UI's saved views of the runs table (experiment tags): which columns it shows, in which
+# order, and how it sorts. The headline metrics lead (``columnOrder``; MLflow otherwise orders a
+# group's columns alphabetically), then the axes a study varies and the run's kind. Sorted by a
+# metric the table is flat, so trial, evaluation and baseline rows sort together by the one key;
+# MLflow nests child runs only under a start-time sort, the tree view's. A saved view cannot hold
+# expanded rows (MLflow leaves runsExpanded out of it): the tree opens with its study rows closed.
+VIEW_COLUMNS = [f"metrics.`{k}`" for k in rs.HEADLINE_METRICS] + [
+    f"params.`{k}`" for k in (rs.P_LOSS, rs.P_BATCH_SIZE, rs.P_VIEWS, rs.P_LR, rs.P_TEMPERATURE, rs.P_SEED, rs.P_EVAL_MODE)
+] + [f"tags.`{rs.KIND}`"]
+_BY_HEADLINE = {"orderByKey": f"metrics.`{rs.M_HEADLINE}`", "orderByAsc": False, "searchFilter": ""}
+_COLUMNS = {"selectedColumns": VIEW_COLUMNS, "columnOrder": VIEW_COLUMNS}
+VIEW_STATES = {
+    rs.RESULTS_VIEW: _COLUMNS | _BY_HEADLINE,
+    rs.TREE_VIEW: _COLUMNS | {"orderByKey": "attributes.start_time", "orderByAsc": False, "searchFilter": ""},
+    rs.TRIALS_VIEW: _COLUMNS | _BY_HEADLINE | {"searchFilter": rs.TRIALS_FILTER},
 }
+_VIEW_CREATED_MS = 1_700_000_000_000  # a fixed time: the tags are rewritten only when a view changes
+
+
+def view_tags() -> dict[str, str]:
+    """The experiment tags of the saved views, as MLflow 3.17's "Views" menu lists them (an envelope
+    with the name and the state as a JSON string; MLflow's share-key links read it too)."""
+    times = {"createdAt": _VIEW_CREATED_MS, "updatedAt": _VIEW_CREATED_MS}
+    return {rs.VIEW_TAG_PREFIX + view: json.dumps({"name": view, **times, "state": json.dumps(state)}) for view, state in VIEW_STATES.items()}
+
+
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 
 
@@ -84,10 +102,11 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
 
     Without an explicit artifact location MLflow 3 puts artifacts under ./mlruns of whichever
     process touches the experiment first. The experiment is tagged as model training (MLflow's
-    ``mlflow.experimentKind``) and carries the runs-table view :func:`results_url` opens.
+    ``mlflow.experimentKind``) and carries the runs-table views (:func:`view_tags`); :func:`results_url`
+    opens the first.
     """
     found = client.get_experiment_by_name(name)
-    tags = {rs.EXPERIMENT_KIND: rs.EXPERIMENT_KIND_TRAINING, rs.RESULTS_VIEW_TAG: json.dumps(RESULTS_VIEW_STATE)}
+    tags = {rs.EXPERIMENT_KIND: rs.EXPERIMENT_KIND_TRAINING} | view_tags()
     if found is not None:
         for key, value in tags.items():
             if found.tags.get(key) != value:
@@ -99,13 +118,13 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
     return client.create_experiment(name, artifact_location=location, tags=tags)
 
 
-UI_LAYOUT = "workflowType=machine_learning"  # MLflow 3.17's UI opens its GenAI layout for a page without it
+UI_LAYOUT = "workflowType=machine_learning"  # MLflow 3.17's UI opens its GenAI layout for a page without it (in a new browser)
 
 
-def results_url(ui: str, experiment_id: str) -> str:
-    """The MLflow UI page of an experiment's results: the runs table in the model-training layout,
-    with the saved view that shows each trial's headline numbers, sorted best first."""
-    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?{UI_LAYOUT}&viewStateShareKey={rs.RESULTS_VIEW}"
+def results_url(ui: str, experiment_id: str, view: str = rs.RESULTS_VIEW) -> str:
+    """The MLflow UI page of an experiment's runs table in the model-training layout, in one of the
+    saved views (default: every run's headline numbers, best first)."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?{UI_LAYOUT}&viewStateShareKey={view}"
 
 
 def run_url(ui: str, experiment_id: str, run_id: str) -> str:

@@ -1,7 +1,9 @@
 """Everything that happens once an epoch is trained: checkpoint, MLflow, the session's report, progress.
 
 The training loop hands each epoch's metrics to one :class:`EpochEnd` and knows nothing of where
-they go. In order, for every epoch: world rank 0 writes a checkpoint (on save epochs and the
+they go. Each epoch's metrics gain the wall clock and device-hours spent so far (``rs.M_ELAPSED``,
+``rs.M_DEVICE_HOURS_ELAPSED``), so that accuracy can be read against compute epoch by epoch. In
+order, for every epoch: world rank 0 writes a checkpoint (on save epochs and the
 last), rank 0 logs the epoch's metrics to the MLflow run (and the last checkpoint as an
 artifact), every rank reports to the session (Ray Train's report is a barrier), and rank 0's
 progress bar moves. With ``hold_last`` the last epoch's report waits for :meth:`EpochEnd.release`,
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -40,6 +43,7 @@ class EpochEnd:
         self.logger = RunLogger(tracking_uri, run_id) if run_id and tracking_uri and session.rank == 0 else None
         self.bar: Any = None
         self.held: HeldReport | None = None
+        self.clock, self.elapsed_before = time.perf_counter(), 0.0
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Params known only once the worker has loaded its data; world rank 0 logs them to the run."""
@@ -48,14 +52,22 @@ class EpochEnd:
 
     def start(self, done: int) -> None:
         """Called once before the first epoch, ``done`` epochs having been trained before."""
+        self.clock = time.perf_counter()
+        if self.logger is not None and done:  # a restart: the clock goes on from the epoch it resumes after
+            history = self.logger.client.get_metric_history(self.logger.run_id, rs.M_ELAPSED)
+            self.elapsed_before = max((m.value for m in history if m.step <= done), default=0.0)
         if self.session.shows_progress and self.session.rank == 0:
-            from ray.experimental.tqdm_ray import tqdm  # a bar that Ray draws on the driver's terminal
+            from ray.experimental.tqdm_ray import (
+                tqdm,  # a bar that Ray draws on the driver's terminal
+            )
 
             self.bar = tqdm(total=self.cfg.epochs - done, desc=f"{self.cfg.loss} pretraining", unit="epoch")
 
     def __call__(self, epoch: int, metrics: dict[str, float], state: Callable[[], dict[str, Any]]) -> None:
         """The end of ``epoch``; ``state`` makes the checkpoint's contents when one is due."""
         last_epoch = epoch == self.cfg.epochs
+        elapsed = self.elapsed_before + time.perf_counter() - self.clock
+        metrics = metrics | {rs.M_ELAPSED: elapsed, rs.M_DEVICE_HOURS_ELAPSED: self.cfg.workers * elapsed / 3600}
         folder = Path(tempfile.mkdtemp(prefix="nce-ckpt-"))
         checkpoint = None
         if (epoch % self.cfg.n_save_epochs == 0 or last_epoch) and self.session.rank == 0:

@@ -25,7 +25,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LRScheduler
 
 from trainables.core.augment import SimCLRAugment
-from trainables.core.components import Components, autocast, build_components, training_device, validation_knn
+from trainables.core.components import (
+    Components,
+    autocast,
+    build_components,
+    training_device,
+    validation_knn,
+)
 from trainables.core.data import Images, Splits, epoch_generator
 from trainables.core.distributed import world
 from trainables.core.losses import CATALOG, build_loss

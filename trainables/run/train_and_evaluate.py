@@ -16,7 +16,8 @@ def train_and_evaluate(
     """Pretrain, then evaluate the encoder in memory (a child MLflow run of ``run_id``).
 
     The last epoch's report waits for the evaluation, so that the report Tune sees last carries
-    its results as ``eval_*`` metrics; rank 0 also copies them onto the trial's MLflow run.
+    its headline numbers (``rs.M_HEADLINE``, ``rs.M_HEADLINE_VAL``, under the evaluation's own keys);
+    rank 0 also copies them onto the trial's MLflow run.
     """
     end = EpochEnd(cfg, session, run_id=run_id, tracking_uri=tracking_uri, hold_last=evaluation is not None)
     trained = pretrain(cfg, session, end)
@@ -30,4 +31,4 @@ def train_and_evaluate(
     except BaseException:
         end.discard()
         raise
-    end.release({f"{rs.EVAL_PREFIX}{k}": v for k, v in result.items() if isinstance(v, float)})
+    end.release({key: result[key] for key in (rs.M_HEADLINE, rs.M_HEADLINE_VAL)})

@@ -40,10 +40,15 @@ CHECKPOINTS = "nce.checkpoints"  # on a study's trial runs: the folder holding t
 NOTE = "mlflow.note.content"  # MLflow's own run description (markdown), shown on the run's page
 BEST_TRIAL = "nce.best_trial"  # on study runs: the run name of the trial with the best validation accuracy
 BEST_TRIAL_RUN_ID = "nce.best_trial_run_id"
-EXPERIMENT_KIND = "mlflow.experimentKind"  # experiment tag the MLflow 3 UI reads to choose its layout
+# MLflow 3.0-3.16 UIs choose an experiment's layout by this tag; 3.17 by the browser's workflow type
+# instead (study/tracking_server.py sets it), so the tag stays for the UIs that read it.
+EXPERIMENT_KIND = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"  # the experiment declared as model training, not GenAI
-RESULTS_VIEW = "results"  # the saved runs-table view (sorted by M_HEADLINE) every experiment carries
-RESULTS_VIEW_TAG = "mlflow.sharedViewState." + RESULTS_VIEW  # MLflow UI's shared-view experiment tag
+RESULTS_VIEW = "results"  # the saved runs-table view every experiment carries: all runs flat, best M_HEADLINE first
+TREE_VIEW = "study-tree"  # the same columns, the study tree (MLflow nests runs only when sorted by start time)
+TRIALS_VIEW = "trials"  # trial runs alone (TRIALS_FILTER), best first
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # MLflow UI's saved-view experiment tags: prefix + view id
+RESULTS_VIEW_TAG = VIEW_TAG_PREFIX + RESULTS_VIEW
 
 # --- params of a pretraining run (all config fields are logged; these are the ones read back) --
 P_LOSS = "loss"
@@ -82,6 +87,8 @@ M_LR = "lr_now"  # learning rate at the end of the epoch
 M_IMAGES_PER_S = "images_per_s"
 M_EPOCH_TIME = "epoch_time_s"
 M_VAL_KNN = "val_knn_acc"  # kNN accuracy on the held-out validation split
+M_ELAPSED = "elapsed_s"  # wall clock of the pretraining up to this epoch's end, earlier attempts included
+M_DEVICE_HOURS_ELAPSED = "device_hours_elapsed"  # workers x M_ELAPSED: what reaching this epoch cost (as M_DEVICE_HOURS)
 
 # --- final metrics of a pretraining run ------------------------------------------------------
 M_FINAL_VAL_KNN = "final_val_knn_acc"
@@ -99,13 +106,38 @@ M_BEST_VAL_ACC = "best_val_acc"
 M_BEST_EPOCH = "best_epoch"
 M_MAX_TEST_OVER_EPOCHS = "max_test_acc_over_epochs"  # the seeds' test-set-selected number, for comparison only
 
-# --- a trial run's copy of its evaluation's metrics, so that the runs table sorts by result -----
-EVAL_PREFIX = "eval_"  # on the trial run and in its last Tune report
-M_HEADLINE = EVAL_PREFIX + M_TEST_AT_BEST_VAL  # the number a trial is ranked by
-M_HEADLINE_VAL = EVAL_PREFIX + M_BEST_VAL_ACC
+# --- the headline vocabulary: one key per quantity on every run kind that has it ---------------
+# A trial run carries its evaluation's numbers under the evaluation's own keys, and a baseline run
+# is an evaluation, so that sorting the runs table by one column puts trials, evaluations and
+# baselines in their places. Only these two are copied: a trial's test-set-selected number
+# (M_MAX_TEST_OVER_EPOCHS) stays on its evaluation run, out of the trial's columns and charts.
+M_HEADLINE = M_TEST_AT_BEST_VAL  # the number a run is ranked by in the tables and the runs table
+M_HEADLINE_VAL = M_BEST_VAL_ACC  # the validation accuracy a trial is selected by (never test)
+HEADLINE_METRICS = (M_HEADLINE, M_HEADLINE_VAL, M_FINAL_VAL_KNN)  # the runs table's first columns, in order
 
 # --- a study run's copy of its best trial's metrics (best by the evaluation's validation accuracy)
 BEST_TRIAL_PREFIX = "best_trial_"
+
+# Keys that stores written before the one vocabulary hold, and what they are now: readers map them
+# with :func:`current_metrics`, so that an old study still loads, resumes and reports.
+OLD_EVAL_PREFIX = "eval_"  # trial runs once carried every evaluation metric under this prefix
+RENAMED_METRICS = {
+    OLD_EVAL_PREFIX + M_TEST_AT_BEST_VAL: M_HEADLINE,
+    OLD_EVAL_PREFIX + M_BEST_VAL_ACC: M_HEADLINE_VAL,
+    BEST_TRIAL_PREFIX + OLD_EVAL_PREFIX + M_TEST_AT_BEST_VAL: BEST_TRIAL_PREFIX + M_HEADLINE,
+    BEST_TRIAL_PREFIX + OLD_EVAL_PREFIX + M_BEST_VAL_ACC: BEST_TRIAL_PREFIX + M_HEADLINE_VAL,
+}
+
+
+def current_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """A run's metrics under today's keys: old keys renamed (a key already present under its new name wins)."""
+    renamed = {RENAMED_METRICS.get(key, key): value for key, value in metrics.items() if key not in RENAMED_METRICS}
+    old = {RENAMED_METRICS[key]: value for key, value in metrics.items() if key in RENAMED_METRICS}
+    return old | renamed
+
+
+# --- the runs-table views every experiment carries (MLflow UI experiment tags, see tracking.py) --
+TRIALS_FILTER = f"tags.`{KIND}` = '{KIND_PRETRAIN}'"  # the runs table's search string for trial runs alone
 
 # Artifacts of an evaluation run.
 TEST_PREDICTIONS = "test_predictions.npz"  # int16 arrays predictions and labels, one per test image, of the reported epoch

@@ -18,10 +18,22 @@ from typing import TYPE_CHECKING
 import torch
 
 from trainables.core.data.builtin import BUILTIN_LOADERS
-from trainables.core.data.decode import ImageFiles, cache_folder, decoded, decoding_workers, files_key
+from trainables.core.data.decode import (
+    ImageFiles,
+    cache_folder,
+    decoded,
+    decoding_workers,
+    files_key,
+)
 from trainables.core.data.folders import resolve_sizes
 from trainables.core.data.images import FolderImages, Images, LabeledImages
-from trainables.core.data.splits import Official, Splits, check_val_fraction, split_folder, split_in_memory
+from trainables.core.data.splits import (
+    Official,
+    Splits,
+    check_val_fraction,
+    split_folder,
+    split_in_memory,
+)
 from trainables.core.data.statistics import cached_stats, channel_stats, sample_rows
 from trainables.spec.datasets import (
     DEFAULT_IN_MEMORY_GB,
