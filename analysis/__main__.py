@@ -17,7 +17,7 @@ from pathlib import Path
 
 from analysis.labels import METRIC_LABELS
 from trainables.spec import run_schema as rs
-from trainables.spec.config import EVAL_MODES
+from trainables.spec.eval_config import EVAL_MODES
 
 # The names of analysis/render.py's FORMATS, kept here so that --help and argument errors answer
 # without importing pandas, MLflow or matplotlib; tests/test_cli_ux.py checks they are the same.
@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         # The page embeds its plots (hundreds of kB): it belongs in a file, not on a terminal.
         parser.error("tables --format html needs --out DIR to write tables.html into")
     _check_names(parser, args)
-    from analysis.load import StudyNotFoundError  # pandas and MLflow: only once the arguments are good
+    from analysis.load import (
+        StudyNotFoundError,  # pandas and MLflow: only once the arguments are good
+    )
     from analysis.mcnemar import PredictionsMissingError
     from trainables.integration.tracking import TrackingUnavailableError
 
@@ -68,7 +70,10 @@ def _check_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
 
 def _check_store(uri: str | None) -> None:
     """A store that is not there is named, not created (reading must write nothing) or retried for minutes."""
-    from trainables.integration.tracking import TrackingUnavailableError, check_reachable
+    from trainables.integration.tracking import (
+        TrackingUnavailableError,
+        check_reachable,
+    )
 
     if uri and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise TrackingUnavailableError(f"tracking_uri={uri!r}: no MLflow store at {uri.removeprefix('sqlite:///')}")
@@ -82,7 +87,13 @@ def _tables(args: argparse.Namespace) -> int:
     from analysis import plots, render
     from analysis.conditions import conditions
     from analysis.load import load_baselines, load_study
-    from analysis.report import judged_claims, page, summary_items, write_table, write_text
+    from analysis.report import (
+        judged_claims,
+        page,
+        summary_items,
+        write_table,
+        write_text,
+    )
     from analysis.tables import all_tables
 
     trials = load_study(args.study, args.tracking_uri, eval_mode=args.eval)

@@ -64,9 +64,9 @@ from trainables.core.models import build_model, prepare_for_device  # noqa: E402
 from trainables.core.optim import build_optimizer, build_schedule  # noqa: E402
 from trainables.integration.mlflow_search import search_runs  # noqa: E402
 from trainables.spec import run_schema as rs  # noqa: E402
-from trainables.spec.config import PretrainConfig, from_dict  # noqa: E402
 from trainables.spec.losses import BASELINE  # noqa: E402
 from trainables.spec.lr_scaling import scaled_lr  # noqa: E402
+from trainables.spec.pretrain_config import PretrainConfig, from_dict  # noqa: E402
 
 NEVER = 10_000  # n_eval_epochs / n_save_epochs beyond any epoch: kNN and checkpoints only at the end
 RAY_WORKER_NICENESS = 15

@@ -23,7 +23,7 @@ from search_spaces.preset import Adaptive, Preset
 from study.cost import estimated_seconds, minutes
 from study.plan import Plan
 from trainables.spec import run_schema as rs
-from trainables.spec.config import PretrainConfig
+from trainables.spec.pretrain_config import PretrainConfig
 
 if TYPE_CHECKING:
     import numpy as np
@@ -178,7 +178,11 @@ class Look:
 def look_at(preset: Preset, seeds: int, trials: pd.DataFrame, baselines: pd.DataFrame) -> Look:
     """The sequential verdicts of every comparison of the study at the look of ``seeds`` seeds,
     replayed from its per-seed results (seeds beyond the look are not read)."""
-    from analysis.sequential import cells_needing_seeds, open_comparisons, sequential_verdicts
+    from analysis.sequential import (
+        cells_needing_seeds,
+        open_comparisons,
+        sequential_verdicts,
+    )
 
     assert preset.adaptive is not None
     comparisons = family(preset)

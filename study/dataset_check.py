@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainables.spec.config import ConfigError, PretrainConfig
 from trainables.spec.datasets import DATASETS
+from trainables.spec.pretrain_config import PretrainConfig
+from trainables.spec.validation import ConfigError
 
 BUNDLED = "digits"  # scikit-learn's digits ship with the package: nothing to check on disk
 # The fields a check depends on: configs equal in these need one check.
@@ -22,7 +23,10 @@ def check_dataset(cfg: PretrainConfig, *, dry_run: bool) -> None:
     """A ConfigError naming what is missing or unreadable in ``cfg``'s dataset."""
     if cfg.dataset == BUNDLED:
         return
-    from trainables.spec.dataset_errors import DatasetNotFoundError, UnreadableImageError
+    from trainables.spec.dataset_errors import (
+        DatasetNotFoundError,
+        UnreadableImageError,
+    )
 
     try:
         if dry_run:

@@ -17,8 +17,15 @@ import json
 import sys
 from pathlib import Path
 
-from study.cli import add_config_flags, given_fields, reachable_tracking_uri, text_arg, usage_error
-from trainables.spec.config import ConfigError, EvalConfig, eval_from_dict, problem
+from study.cli import (
+    add_config_flags,
+    given_fields,
+    reachable_tracking_uri,
+    text_arg,
+    usage_error,
+)
+from trainables.spec.eval_config import EvalConfig, eval_from_dict
+from trainables.spec.validation import ConfigError, problem
 
 STATE_FILE = "state.pt"  # trainables.run.checkpoint's, named here so that a bad path is refused without torch
 

@@ -22,12 +22,28 @@ import sys
 import time
 from typing import Any
 
-from study.cli import adaptive_seeds_arg, effect_arg, int_flag, path_arg, reachable_tracking_uri, text_arg, usage_error
+from study.cli import (
+    adaptive_seeds_arg,
+    effect_arg,
+    int_flag,
+    path_arg,
+    reachable_tracking_uri,
+    text_arg,
+    usage_error,
+)
 from study.dataset_check import DATA_FIELDS, check_dataset
-from study.plan import Plan, machine_resources, make_plan, max_concurrent, parse_overrides, preset_named
+from study.plan import (
+    Plan,
+    machine_resources,
+    make_plan,
+    max_concurrent,
+    parse_overrides,
+    preset_named,
+)
 from study.study_file import PLAN_FILE, read_plan_file
-from trainables.spec.config import NAME_CHARS, ConfigError, from_file, problem, read_yaml_file
 from trainables.spec.files import under
+from trainables.spec.validation import NAME_CHARS, ConfigError, problem
+from trainables.spec.yaml_config import from_file, read_yaml_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +198,7 @@ def study_plan(args: argparse.Namespace) -> tuple[str, str, Plan]:
 
 def check_flags(args: argparse.Namespace) -> None:
     """The flags that are not part of the plan: the experiment's name and the Ray address."""
-    from trainables.spec.config import NAME_PATTERN
+    from trainables.spec.validation import NAME_PATTERN
 
     if not NAME_PATTERN.fullmatch(args.experiment):
         raise ConfigError(problem("experiment", args.experiment, f"a name is made of {NAME_CHARS}"))
@@ -271,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
                 print_seed_plan(args, preset_name, plan)
             return 0
         tracking_uri = reachable_tracking_uri(args.tracking_uri)
-        from study.sweep import run_study  # imports Ray: only a study that starts needs it
+        from study.sweep import (
+            run_study,  # imports Ray: only a study that starts needs it
+        )
 
         return run_study(args, name, preset_name, plan, tracking_uri)
     except ConfigError as err:

@@ -18,10 +18,18 @@ from ray.tune.experiment import Trial
 
 from study.plan import apply_overrides, preset_named
 from trainables.integration.mlflow_search import find_run, search_runs
-from trainables.integration.tracking import create_run, end_run, ensure_experiment, flatten, library_versions, results_url, run_url
+from trainables.integration.tracking import (
+    create_run,
+    end_run,
+    ensure_experiment,
+    flatten,
+    library_versions,
+    results_url,
+    run_url,
+)
 from trainables.spec import run_schema as rs
 from trainables.spec.claims import CLAIMS_ARTIFACT, claims_json
-from trainables.spec.config import ConfigError
+from trainables.spec.validation import ConfigError
 
 log = logging.getLogger(__name__)
 

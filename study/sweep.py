@@ -40,15 +40,22 @@ from study.plan import Plan, max_concurrent, trial_resources
 from study.report import print_summary
 from study.stopping import Stop, end_running_as_killed, mark_running, stop_on_signals
 from study.study_file import write_plan_file
-from study.study_run import TrialStatusCallback, create_study_run, find_study_run, reconcile, record_look
+from study.study_run import (
+    TrialStatusCallback,
+    create_study_run,
+    find_study_run,
+    reconcile,
+    record_look,
+)
 from trainables.integration.mlflow_search import search_runs
 from trainables.integration.tracking import end_run, trial_run_name
 from trainables.launch.trial import run_trial
 from trainables.spec import run_schema as rs
-from trainables.spec.config import ConfigError, PretrainConfig, from_dict
 from trainables.spec.files import write_atomically
 from trainables.spec.losses import HYPERPARAMETERS
+from trainables.spec.pretrain_config import PretrainConfig, from_dict
 from trainables.spec.study_context import StudyContext
+from trainables.spec.validation import ConfigError
 
 TPE_MAX_CONCURRENT = 4  # more trials in flight than this and TPE degrades towards random search
 TUNING_SUFFIX = "/tuning"  # tuning runs' study tag: the study's name + this, never the study's own

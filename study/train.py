@@ -20,12 +20,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from study.cli import add_config_flags, given_fields, int_flag, reachable_tracking_uri, text_arg, usage_error
+from study.cli import (
+    add_config_flags,
+    given_fields,
+    int_flag,
+    reachable_tracking_uri,
+    text_arg,
+    usage_error,
+)
 from study.dataset_check import check_dataset
 from study.plan import machine_resources, max_concurrent
-from trainables.spec.config import ConfigError, PretrainConfig, from_dict, from_yaml, problem
 from trainables.spec.files import under
 from trainables.spec.losses import CATALOG
+from trainables.spec.pretrain_config import PretrainConfig, from_dict
+from trainables.spec.validation import ConfigError, problem
+from trainables.spec.yaml_config import from_yaml
 
 CLR_ALIASES = {entry.clr: name for name, entry in CATALOG.items() if entry.clr}  # FlatCLR's --clr names
 

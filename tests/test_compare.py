@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
-from mlflow_fixtures import make_synthetic_study, synthetic_baseline, synthetic_trial  # tests/ helpers, via conftest
+from mlflow_fixtures import (  # tests/ helpers, via conftest
+    make_synthetic_study,
+    synthetic_baseline,
+    synthetic_trial,
+)
 
 from analysis import compare as cmp
 from analysis.__main__ import main
@@ -23,7 +27,7 @@ from trainables.run.baseline import random_init_baseline
 from trainables.run.evaluation import EvalConfig
 from trainables.spec import run_schema as rs
 from trainables.spec.claims import CLAIMS_ARTIFACT, claims_json
-from trainables.spec.config import from_dict
+from trainables.spec.pretrain_config import from_dict
 
 CLAIMS = PRESETS["cifar10-cpu"].claims
 

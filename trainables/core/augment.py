@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from trainables.spec.config import MAX_JITTER_STRENGTH  # the config refuses what this module would
+from trainables.spec.validation import (
+    MAX_JITTER_STRENGTH,  # the config refuses what this module would
+)
 
 if TYPE_CHECKING:  # the augmentation imports only torch and torchvision at run time
     from trainables.spec.datasets import DatasetSpec

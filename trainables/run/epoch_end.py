@@ -20,8 +20,8 @@ from trainables.integration.session import Session
 from trainables.integration.tracking import RunLogger, log_params
 from trainables.run.checkpoint import save_checkpoint
 from trainables.spec import run_schema as rs
-from trainables.spec.config import PretrainConfig
 from trainables.spec.losses import CATALOG
+from trainables.spec.pretrain_config import PretrainConfig
 
 
 @dataclass
@@ -49,7 +49,9 @@ class EpochEnd:
     def start(self, done: int) -> None:
         """Called once before the first epoch, ``done`` epochs having been trained before."""
         if self.session.shows_progress and self.session.rank == 0:
-            from ray.experimental.tqdm_ray import tqdm  # a bar that Ray draws on the driver's terminal
+            from ray.experimental.tqdm_ray import (
+                tqdm,  # a bar that Ray draws on the driver's terminal
+            )
 
             self.bar = tqdm(total=self.cfg.epochs - done, desc=f"{self.cfg.loss} pretraining", unit="epoch")
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
-import numpy as np
 from torch import nn
 
 from trainables.core.augment import AugmentConfig, SimCLRAugment, eval_transform
@@ -35,11 +35,19 @@ from trainables.core.features import split_features
 from trainables.core.knn import knn_predict
 from trainables.core.models import ContrastiveModel
 from trainables.core.optim import build_schedule
-from trainables.integration.tracking import RunLogger, create_run, end_run, trial_run_name
+from trainables.integration.tracking import (
+    RunLogger,
+    create_run,
+    end_run,
+    trial_run_name,
+)
 from trainables.run.checkpoint import load_checkpoint
 from trainables.spec import run_schema as rs
-from trainables.spec.config import RECIPES, ConfigError, EvalConfig, PretrainConfig, Recipe, from_dict
+from trainables.spec.eval_config import RECIPES, EvalConfig
 from trainables.spec.files import write_atomically
+from trainables.spec.papers import Recipe
+from trainables.spec.pretrain_config import PretrainConfig, from_dict
+from trainables.spec.validation import ConfigError
 
 
 @dataclass(frozen=True)

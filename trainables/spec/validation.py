@@ -1,20 +1,18 @@
-"""The typed configurations of a run (pretraining, evaluation), validated before anything starts.
+"""The validation of every typed config: checks that name field, value and what is allowed, and one path through them.
 
-Defaults follow the AttentionNCE seed's command line (``--epochs 400 --batch_size 256
---lr 1e-3``, Adam, no schedule). ``views`` is M, the positive views per anchor.
-
-One validation path: every config dataclass runs :func:`validate` in ``__post_init__``, which
-coerces each field to its annotated type and applies the class's checks. A check returns
-:class:`Problem` objects that carry the offending fields as data; :class:`ConfigError` holds
-them all and renders one bounded message. The driver refuses here whatever a worker would
-refuse later (ranges the augmentation, the losses and the data need), and bounds what has no
+Every config dataclass runs :func:`validate` in ``__post_init__``, which coerces each field to its
+annotated type and applies the class's checks. A check returns :class:`Problem` objects that
+carry the offending fields as data; :class:`ConfigError` holds them all and renders one bounded
+message. The driver refuses here whatever a worker would refuse later, and bounds what has no
 natural bound (views, batch, epochs, names, tags), so a typo cannot start Ray or exhaust memory.
+A field that was renamed is still read under its old name, with a note (``RENAMED_FIELDS``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import reprlib
@@ -22,36 +20,8 @@ import sys
 import types
 import typing
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, fields
 from typing import Any
-
-import yaml
-
-from trainables.spec.datasets import CHANNELS, DATASETS, DEFAULT_IN_MEMORY_GB
-from trainables.spec.losses import (
-    BASELINE,
-    CATALOG,
-    HYPERPARAMETERS,
-    LossEntry,
-    hyperparameter_names,
-    preset_hyperparameters,
-    preset_names,
-    takes,
-)
-from trainables.spec.lr_scaling import LR_SCALING, scaled_lr
-
-PRECISION_NAMES = ("auto", "fp32", "bf16")
-# attention_preset's value for "the hyperparameters published for the run's own dataset", so that a study
-# run on another dataset (--set dataset=tinyimagenet) takes that dataset's, from the loss catalog.
-FROM_DATASET = "dataset"
-# Registry names of the torch modules (trainables/core/models.py, trainables/core/optim.py), kept here so that
-# validation and --help never import torch; tests/test_config.py checks they equal the registries. Once a
-# module is imported its registry is read instead (see ``registry``), so a name registered at run time counts.
-BACKBONE_NAMES = ("resnet18", "resnet50", "small")
-HEAD_NAMES = ("mlp", "mlp_bn")
-OPTIMIZER_NAMES = ("lars", "sgd", "adam")
-SCHEDULE_NAMES = ("cosine", "constant")
 
 # Bounds on what has no natural bound: far beyond any paper's setting, small enough that a typo
 # fails here instead of exhausting memory inside a worker.
@@ -141,10 +111,6 @@ class ConfigError(ValueError):
         return text
 
 
-def registry(module: str, name: str, names: tuple[str, ...]) -> Callable[[], tuple[str, ...]]:
-    """The keys of ``module.name`` if that module is loaded (it may have grown), else ``names``, without importing it."""
-    return lambda: tuple(getattr(sys.modules[module], name)) if module in sys.modules else names
-
 
 # --- checks: each returns the problems of one rule ------------------------------------------------
 
@@ -226,251 +192,6 @@ def a_text(name: str) -> Check:
 
     return check
 
-
-def channel_values(name: str, *, positive: bool = False) -> Check:
-    """A per-channel statistic: None (the dataset's own) or one finite number per channel, each > 0 if ``positive``."""
-    allowed = f"None (the dataset's own) or a list of {CHANNELS} finite numbers{' > 0' if positive else ''}, one per channel (R, G, B)"
-
-    def check(cfg: Any) -> list[Problem]:
-        value = getattr(cfg, name)
-        if value is None or (len(value) == CHANNELS and (not positive or min(value) > 0)):  # coerce made them finite floats
-            return []
-        return [problem(name, list(value), f"allowed: {allowed}")]
-
-    check.field, check.allowed = name, lambda: allowed  # type: ignore[attr-defined]
-    return check
-
-
-def statistics_together(cfg: Any) -> list[Problem]:
-    """data_mean and data_std both given or both None: a mean of one's own with the dataset's std (or the
-    reverse) would normalise with statistics of two different origins."""
-    if (cfg.data_mean is None) == (cfg.data_std is None):
-        return []
-    given, missing = ("data_mean", "data_std") if cfg.data_std is None else ("data_std", "data_mean")
-    message = (
-        f"{given}={shown(list(getattr(cfg, given)))} was given but {missing}=None; "
-        "allowed: both (statistics of your own) or neither (the dataset's own)"
-    )
-    return [Problem(("data_mean", "data_std"), message)]
-
-
-def tags_are_bounded(cfg: Any) -> list[Problem]:
-    bad = [k for k, v in cfg.tags.items() if not TAG_KEY_PATTERN.fullmatch(k) or len(v) > MAX_TEXT]
-    if len(cfg.tags) <= MAX_TAGS and not bad:
-        return []
-    return [problem("tags", cfg.tags, f"at most {MAX_TAGS} tags; keys of letters, digits, '._/-', values of at most {MAX_TEXT} characters")]
-
-
-# --- the pretraining config --------------------------------------------------------------------------
-
-
-def with_loss_hyperparameters(cls: type) -> type:
-    """``cls`` with one field per hyperparameter the catalog's losses take, after ``views``.
-
-    Each is ``float | None``, None meaning the loss's own default. Generated (before
-    ``@dataclass`` reads the annotations) so that a loss with a new hyperparameter needs no edit
-    here: ``--set tau_plus=0.1``, YAML keys, flags and MLflow params all follow from the field.
-    """
-    annotations: dict[str, Any] = {}
-    for name, kind in cls.__annotations__.items():
-        annotations[name] = kind
-        if name == "views":
-            for hyperparameter in hyperparameter_names():
-                annotations[hyperparameter] = "float | None"
-                setattr(cls, hyperparameter, None)
-    cls.__annotations__ = annotations
-    return cls
-
-
-@dataclass(frozen=True)
-@with_loss_hyperparameters
-class PretrainConfig:
-    # What is compared. The losses' hyperparameters follow views (see with_loss_hyperparameters).
-    loss: str = BASELINE
-    views: int = 1
-    attention_preset: str | None = None  # a dataset whose published hyperparameters the loss takes; FROM_DATASET: the run's
-    # Data.
-    dataset: str = "cifar10"
-    data_dir: str = "data"
-    download: bool = False
-    limit_train: int | None = None
-    val_fraction: float = 0.1
-    split_seed: int = 0
-    image_size: int | None = None  # None: the dataset's own; an image folder's is measured from its files
-    load_size: int | None = None  # None: follows from image_size (trainables/core/data/folders.py)
-    in_memory_gb: float = DEFAULT_IN_MEMORY_GB  # image folders up to this size are decoded once and held in memory
-    cache_dir: str | None = None  # decoded images and statistics of image folders; None: DATA_DIR/.nce-cache
-    # Per-channel statistics the images are normalised with, for pretraining and evaluation alike; they win over
-    # the dataset's constants and computed ones. None: the dataset's constants, else computed from its images.
-    data_mean: tuple[float, ...] | None = None
-    data_std: tuple[float, ...] | None = None
-    # Model.
-    backbone: str = "resnet18"
-    head: str = "mlp_bn"
-    proj_dim: int = 128
-    # Optimisation. batch_size is the global batch, split evenly over the workers.
-    epochs: int = 400
-    batch_size: int = 256
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    lr_scaling: str = "none"
-    weight_decay: float = 1e-6
-    momentum: float = 0.9
-    schedule: str = "constant"
-    warmup_epochs: int = 0
-    # Augmentation (None: the dataset's default).
-    jitter_strength: float | None = None
-    blur_prob: float | None = None
-    # Evaluation and checkpoints.
-    n_eval_epochs: int = 5
-    n_save_epochs: int = 20
-    knn_k: int = 200
-    knn_temperature: float = 0.1
-    save_dir: str = "checkpoints"
-    # Resources and numerics.
-    workers: int = 1
-    gpu: bool = False
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 1.0  # with gpu: a fraction lets several trials' workers share one GPU
-    seed: int = 0
-    precision: str = "auto"
-    compile: bool = False
-    gather: bool = True
-    # Tracking.
-    tracking_uri: str | None = None
-    experiment: str = "nce-study"
-    run_name: str | None = None
-    tags: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        validate(self, PRETRAIN_CHECKS)
-
-    @property
-    def views_per_image(self) -> int:
-        """V, the encoder passes per image (M + 1, or M + 2 for AttentionNCE: the catalog's rule)."""
-        return CATALOG[self.loss].views_per_image(self.views)
-
-    @property
-    def effective_lr(self) -> float:
-        """The learning rate after the lr_scaling rule, as the optimiser sees it."""
-        return scaled_lr(self.lr, self.batch_size, self.lr_scaling)
-
-    def loss_hyperparameters(self) -> dict[str, float]:
-        """The hyperparameters given for this loss (its own defaults fill the rest)."""
-        given = {name: getattr(self, name) for name in hyperparameter_names() if getattr(self, name) is not None}
-        published = CATALOG[self.loss].presets.get(self.published_for or "", {})
-        return dict(published) | given
-
-    @property
-    def published_for(self) -> str | None:
-        """The dataset whose published hyperparameters the loss takes (``attention_preset`` resolved)."""
-        return self.dataset if self.attention_preset == FROM_DATASET else self.attention_preset
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def replace(self, **changes: Any) -> PretrainConfig:
-        return from_dict(self.to_dict() | changes)
-
-
-def hyperparameters_in_range(cfg: PretrainConfig) -> list[Problem]:
-    """Each loss hyperparameter within the range the catalog allows every loss taking it."""
-    found = ((name, HYPERPARAMETERS[name].problem(getattr(cfg, name))) for name in hyperparameter_names())
-    return [Problem((name,), message) for name, message in found if message]
-
-
-def hyperparameters_fit_the_loss(cfg: PretrainConfig) -> list[Problem]:
-    if cfg.loss not in CATALOG:
-        return []
-    entry = CATALOG[cfg.loss]
-    given = [n for n in hyperparameter_names() if getattr(cfg, n) is not None and n not in entry.hyperparameters]
-    if cfg.attention_preset is not None and not entry.presets:
-        given.append("attention_preset")
-    problems = [
-        Problem((n,), f"{n}={shown(getattr(cfg, n))} does not apply to loss={cfg.loss!r}, which takes: {takes(cfg.loss)}") for n in given
-    ]
-    if entry.presets and cfg.attention_preset in set(preset_names()) - set(entry.presets):  # published for another loss only
-        allowed = ", ".join(entry.presets)
-        message = f"attention_preset={cfg.attention_preset!r} is not published for loss={cfg.loss!r}; allowed: {allowed}"
-        problems.append(Problem(("attention_preset",), message))
-    return problems + unpublished_dataset(cfg, entry)
-
-
-def unpublished_dataset(cfg: PretrainConfig, entry: LossEntry) -> list[Problem]:
-    """attention_preset=FROM_DATASET on a dataset the loss's paper published nothing for, unless every value is given."""
-    unset = [name for name in preset_hyperparameters() if name in entry.hyperparameters and getattr(cfg, name) is None]
-    if cfg.attention_preset != FROM_DATASET or not entry.presets or cfg.dataset in entry.presets or not unset:
-        return []
-    message = (
-        f"attention_preset={FROM_DATASET!r} takes the values loss={cfg.loss!r} published for dataset={cfg.dataset!r}, and there are "
-        f"none; allowed: a dataset it published them for ({', '.join(entry.presets)}), or {', '.join(unset)} given"
-    )
-    return [Problem(("attention_preset", "dataset"), message)]
-
-
-def workers_divide_batch(cfg: PretrainConfig) -> list[Problem]:
-    if cfg.workers >= 1 and cfg.batch_size % cfg.workers:
-        message = f"batch_size={cfg.batch_size} is not divisible by workers={cfg.workers}: each worker takes batch_size / workers images"
-        return [Problem(("batch_size", "workers"), message)]
-    return []
-
-
-def warmup_fits(cfg: PretrainConfig) -> list[Problem]:
-    if cfg.warmup_epochs >= cfg.epochs >= 1 and cfg.schedule == "cosine":
-        return [problem("warmup_epochs", cfg.warmup_epochs, f"it must be < epochs={cfg.epochs}")]
-    return []
-
-
-PRETRAIN_CHECKS: list[Check] = [
-    one_of("loss", CATALOG),
-    one_of("dataset", DATASETS),
-    one_of("backbone", registry("trainables.core.models", "BACKBONES", BACKBONE_NAMES)),
-    one_of("head", registry("trainables.core.models", "HEADS", HEAD_NAMES)),
-    one_of("optimizer", registry("trainables.core.optim", "OPTIMIZERS", OPTIMIZER_NAMES)),
-    one_of("lr_scaling", LR_SCALING),
-    one_of("schedule", registry("trainables.core.optim", "SCHEDULES", SCHEDULE_NAMES)),
-    one_of("precision", PRECISION_NAMES),
-    one_of("attention_preset", lambda: (*preset_names(), FROM_DATASET), optional=True),
-    between("views", 1, MAX_VIEWS),
-    between("batch_size", 2, MAX_BATCH_SIZE),
-    between("epochs", 1, MAX_EPOCHS),
-    at_least("lr", 0, strict=True),
-    hyperparameters_in_range,
-    at_least("limit_train", 1),
-    between("val_fraction", 0, 1, low_open=True, high_open=True),  # both train and val need images
-    at_least("split_seed", 0),
-    between("image_size", 1, MAX_IMAGE_SIZE),
-    between("load_size", 1, MAX_IMAGE_SIZE),
-    at_least("in_memory_gb", 0),
-    a_text("cache_dir"),
-    channel_values("data_mean"),
-    channel_values("data_std", positive=True),
-    statistics_together,
-    between("proj_dim", 1, MAX_PROJ_DIM),
-    at_least("weight_decay", 0),
-    between("momentum", 0, 1, high_open=True),
-    at_least("warmup_epochs", 0),
-    at_least("n_eval_epochs", 1),
-    at_least("n_save_epochs", 1),
-    between("knn_k", 1, MAX_KNN_K),
-    at_least("knn_temperature", 0, strict=True),
-    between("workers", 1, MAX_WORKERS),
-    between("seed", 0, 2**32, high_open=True),  # SeedSequence takes seeds >= 0 (trainables/core/data/order.py)
-    # Ray counts resources in steps of 0.0001: a smaller share is no share at all.
-    between("cpus_per_worker", RAY_RESOURCE_STEP, MAX_WORKERS),
-    between("gpus_per_worker", RAY_RESOURCE_STEP, 1),  # one process drives one device
-    between("jitter_strength", 0, MAX_JITTER_STRENGTH),
-    between("blur_prob", 0, 1),
-    a_text("data_dir"),
-    a_text("save_dir"),
-    a_text("tracking_uri"),
-    a_name("experiment"),
-    a_name("run_name", optional=True),
-    tags_are_bounded,
-    hyperparameters_fit_the_loss,
-    workers_divide_batch,
-    warmup_fits,
-]
 
 
 def allowed_text(checks: list[Check]) -> dict[str, str]:
@@ -572,6 +293,7 @@ def unknown_keys(values: dict[Any, Any], known: Iterable[str], kind: str = "conf
 
 def build(config_class: type, values: dict[str, Any], checks: list[Check]) -> Any:
     """A validated ``config_class`` from plain values; every problem (unknown key, wrong type, range) at once."""
+    values = renamed(values)
     known = {f.name for f in fields(config_class)}
     problems = unknown_keys(values, known)
     typed, type_errors = type_problems(config_class, {k: v for k, v in values.items() if k in known})
@@ -586,144 +308,24 @@ def build(config_class: type, values: dict[str, Any], checks: list[Check]) -> An
     raise ConfigError(problems)
 
 
-def from_dict(values: dict[str, Any]) -> PretrainConfig:
-    """A validated pretraining config from plain values; unknown keys and wrong types are errors."""
-    return build(PretrainConfig, values, PRETRAIN_CHECKS)
 
 
-# --- evaluation ---------------------------------------------------------------------------------------
+# Old field name -> its name now; configs, --set and YAML written with the old one still load.
+RENAMED_FIELDS: dict[str, str] = {"attention_preset": "published_hyperparameters"}
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """How the classifier is trained, from a seed's evaluation script."""
-
-    optimizer: str
-    lr: float
-    weight_decay: float
-    momentum: float = 0.0
-    schedule: str = "constant"
+@functools.cache
+def note_renamed(old: str) -> None:
+    """Says once per process that ``old`` is read as its new name."""
+    print(f"note: {old} is now called {RENAMED_FIELDS[old]}; read as {RENAMED_FIELDS[old]}", file=sys.stderr)
 
 
-RECIPES: dict[str, Recipe] = {
-    "attentionnce": Recipe("adam", lr=1e-3, weight_decay=1e-6),  # linear.py of the AttentionNCE lineage
-    "flatclr": Recipe("sgd", lr=1.6, weight_decay=0.0, momentum=0.9, schedule="cosine"),  # train_fc.py
-}
-EVAL_MODES = ("linear", "finetune", "knn")
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    mode: str = "linear"
-    recipe: str = "attentionnce"
-    epochs: int = 100
-    batch_size: int = 512
-    lr: float | None = None  # None: the recipe's
-    data_dir: str | None = None  # None: the pretraining run's
-    knn_k: int = 200
-    knn_temperature: float = 0.1
-    gpu: bool = False
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        validate(self, EVAL_CHECKS)
-
-
-EVAL_CHECKS: list[Check] = [
-    one_of("mode", EVAL_MODES),
-    one_of("recipe", RECIPES),
-    between("epochs", 1, MAX_EPOCHS),
-    between("batch_size", 1, MAX_BATCH_SIZE),
-    at_least("lr", 0, strict=True),
-    a_text("data_dir"),
-    between("knn_k", 1, MAX_KNN_K),
-    at_least("knn_temperature", 0, strict=True),
-    between("seed", 0, 2**32, high_open=True),
-]
-
-
-def eval_from_dict(values: dict[str, Any]) -> EvalConfig:
-    """A validated evaluation config from plain values; unknown keys and wrong types are errors."""
-    return build(EvalConfig, values, EVAL_CHECKS)
-
-
-# --- YAML ---------------------------------------------------------------------------------------------
-
-MAX_CONFIG_BYTES = 1 << 20  # a config file is a few hundred bytes; a larger one is not a config
-MAX_YAML_VALUES = 10_000  # values after alias expansion: a 270-byte alias bomb expands to millions
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, except that 1e-3 and 5e+2 are floats, as in YAML 1.2 (PyYAML follows
-    YAML 1.1, which wants a dot and a signed exponent, and reads 1e-3 as the string '1e-3')."""
-
-
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"), list("-+0123456789.")
-)
-
-
-def _expanded_size(value: Any, budget: int) -> int:
-    """How many values ``value`` holds once aliases are expanded, counting no further than ``budget``."""
-    count, stack = 0, [value]
-    while stack and count <= budget:
-        item = stack.pop()
-        count += 1
-        if isinstance(item, dict):
-            stack += [*item.keys(), *item.values()]
-        elif isinstance(item, (list, tuple)):
-            stack += item
-    return count
-
-
-def load_yaml(text: str, source: str = "YAML") -> Any:
-    """YAML as config values: safe (no Python objects), 1e-3 read as a number, sizes bounded.
-
-    Raises:
-        ConfigError: naming ``source``, for text that is too long, not YAML, or expands beyond
-            MAX_YAML_VALUES values through aliases.
-    """
-    if len(text) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{source}: {len(text):,} characters; a configuration holds at most {MAX_CONFIG_BYTES:,}")
-    try:
-        value = yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
-    except (yaml.YAMLError, RecursionError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"{source} is not valid YAML: {first[:200]}") from None
-    if _expanded_size(value, MAX_YAML_VALUES) > MAX_YAML_VALUES:
-        raise ConfigError(f"{source} expands to more than {MAX_YAML_VALUES:,} values (YAML aliases?); a configuration is smaller")
-    return value
-
-
-def read_yaml_file(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML file, or a ConfigError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config={str(path)!r}: no such file")
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config={str(path)!r}: {path.stat().st_size:,} bytes; a configuration holds at most {MAX_CONFIG_BYTES:,}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"config={str(path)!r} is not UTF-8 text") from None
-    loaded = load_yaml(text, source=f"config={str(path)!r}")
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"config={str(path)!r} must hold a mapping of field: value, not {type(loaded).__name__}")
-    return loaded
-
-
-def from_file(problems: list[Problem], path: str | Path, keys: Iterable[str]) -> list[Problem]:
-    """``problems``, those that involve only ``keys`` read from the file at ``path`` said to be that file's."""
-    keys = set(keys)
-    return [Problem(p.fields, f"in config={str(path)!r}: {p.message}") if p.fields and set(p.fields) <= keys else p for p in problems]
-
-
-def from_yaml(path: str | Path, overrides: dict[str, Any] | None = None) -> PretrainConfig:
-    """A config from a YAML mapping, with ``overrides`` (e.g. from flags) on top; a bad key names the file."""
-    loaded, overrides = read_yaml_file(path), overrides or {}
-    try:
-        return from_dict(loaded | overrides)
-    except ConfigError as err:
-        raise ConfigError(from_file(err.problems, path, set(loaded) - set(overrides))) from None
+def renamed(values: dict[Any, Any]) -> dict[Any, Any]:
+    """``values`` with each old field name replaced by its new one (noted); both given is a ConfigError."""
+    clashes = [old for old, new in RENAMED_FIELDS.items() if old in values and new in values]
+    if clashes:
+        raise ConfigError([Problem((old, RENAMED_FIELDS[old]), f"{old} and {RENAMED_FIELDS[old]} were both given; {old} is the old name of "
+                                   f"{RENAMED_FIELDS[old]}: give only {RENAMED_FIELDS[old]}") for old in clashes])
+    for old in (key for key in values if key in RENAMED_FIELDS):
+        note_renamed(old)
+    return {RENAMED_FIELDS.get(key, key) if isinstance(key, str) else key: value for key, value in values.items()}

@@ -17,10 +17,22 @@ from typing import TYPE_CHECKING
 import torch
 
 from trainables.core.data.builtin import BUILTIN_LOADERS
-from trainables.core.data.decode import ImageFiles, cache_folder, decoded, decoding_workers, files_key
+from trainables.core.data.decode import (
+    ImageFiles,
+    cache_folder,
+    decoded,
+    decoding_workers,
+    files_key,
+)
 from trainables.core.data.folders import resolve_sizes
 from trainables.core.data.images import FolderImages, Images, LabeledImages
-from trainables.core.data.splits import Official, Splits, check_val_fraction, split_folder, split_in_memory
+from trainables.core.data.splits import (
+    Official,
+    Splits,
+    check_val_fraction,
+    split_folder,
+    split_in_memory,
+)
 from trainables.core.data.statistics import cached_stats, channel_stats, sample_rows
 from trainables.spec.datasets import (
     DEFAULT_IN_MEMORY_GB,
@@ -34,7 +46,7 @@ from trainables.spec.datasets import (
 from trainables.spec.layouts import FileList, scan
 
 if TYPE_CHECKING:
-    from trainables.spec.config import PretrainConfig
+    from trainables.spec.pretrain_config import PretrainConfig
 
 CACHE_FOLDER = ".nce-cache"  # under the data folder, unless cache_dir says otherwise
 STATS_BATCH = 256
