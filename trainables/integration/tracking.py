@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from trainables.integration.mlflow_search import experiment
 from trainables.spec import run_schema as rs
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
     process touches the experiment first. The experiment is tagged as model training (MLflow's
     ``mlflow.experimentKind``) and carries the runs-table view :func:`results_url` opens.
     """
-    found = client.get_experiment_by_name(name)
+    found = experiment(client, name)
     tags = {rs.EXPERIMENT_KIND: rs.EXPERIMENT_KIND_TRAINING, rs.RESULTS_VIEW_TAG: json.dumps(RESULTS_VIEW_STATE)}
     if found is not None:
         for key, value in tags.items():
