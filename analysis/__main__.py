@@ -17,7 +17,7 @@ from pathlib import Path
 
 from analysis.labels import METRIC_LABELS
 from trainables.spec import run_schema as rs
-from trainables.spec.config import EVAL_MODES
+from trainables.spec.eval_config import EVAL_MODES
 
 # The names of analysis/render.py's FORMATS, kept here so that --help and argument errors answer
 # without importing pandas, MLflow or matplotlib; tests/test_cli_ux.py checks they are the same.

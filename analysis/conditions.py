@@ -3,8 +3,8 @@
 The paper a study reproduces is the one whose evaluation recipe it ran (``recipe`` of its
 evaluation runs: ``flatclr`` or ``attentionnce``; a study without one is compared with the
 AttentionNCE lineage, whose recipe is the evaluation's default). Each line compares what the
-trial and evaluation runs recorded in MLflow with that paper's recipe, as the project notes
-(``shared/docs/science.md`` §3.4-3.5, §4.2, §5.1) give it, and says nothing where they agree.
+trial and evaluation runs recorded in MLflow with that paper's recipe (``trainables/spec/papers.py``,
+as the project notes give it), and says nothing where they agree.
 Facts of this code that no param records (how InfoNCE is computed, the probe's BatchNorm mode,
 its input) are stated for every study, since every paper differs from them.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import pandas as pd
 
@@ -21,79 +20,12 @@ from analysis import load
 from analysis.labels import REFERENCE_LOSS, distinct_text, format_value, loss_label
 from trainables.spec import run_schema as rs
 from trainables.spec.datasets import STATS_FROM_CONFIG
+from trainables.spec.papers import DEFAULT_PAPER, PAPERS, PaperRecipe
 
 _PARAM = load.EXTRA_PARAM_PREFIX
 _EVAL = load.EVAL_PARAM_PREFIX
 
 
-@dataclass(frozen=True)
-class PaperRecipe:
-    """A paper's pretraining and evaluation recipe, as its official code runs it.
-
-    Attributes:
-        name: The paper's code, as the notes name it.
-        source: Where in the project notes the recipe is written down.
-        backbone: Backbone name, spelled as this project's ``backbone`` param.
-        head: Projection head, as this project's ``head`` param.
-        optimizer: Pretraining optimiser, as this project's ``optimizer`` param.
-        lr: Base learning rate.
-        lr_scaling: Rule applied to ``lr``, as this project's ``lr_scaling`` param.
-        batch_size: Pretraining batch size.
-        epochs: Pretraining epochs.
-        temperature: τ.
-        schedule: lr schedule, as this project's ``schedule`` param.
-        warmup_epochs: Warm-up epochs of the schedule.
-        blur_prob: Probability of a Gaussian blur in the CIFAR augmentation.
-        blur: The blur in words.
-        precision: Arithmetic of pretraining.
-        probe_lr: Linear-probe learning rate.
-        probe_batch_size: Linear-probe batch size.
-        probe_epochs: Linear-probe epochs.
-        probe_input: What the probe trains on.
-        infonce: How the paper's code computes InfoNCE.
-    """
-
-    name: str
-    source: str
-    backbone: str
-    head: str
-    optimizer: str
-    lr: float
-    lr_scaling: str
-    batch_size: int
-    epochs: int
-    temperature: float
-    schedule: str
-    warmup_epochs: int
-    blur_prob: float
-    blur: str
-    precision: str
-    probe_lr: float
-    probe_batch_size: int
-    probe_epochs: int
-    probe_input: str
-    infonce: str
-
-
-PAPERS: dict[str, PaperRecipe] = {
-    "flatclr": PaperRecipe(
-        name="FlatCLR (Chen et al. 2021)", source="science.md §3.4-3.5", backbone="resnet50", head="mlp",
-        optimizer="lars", lr=0.3, lr_scaling="linear", batch_size=512, epochs=100, temperature=0.1,
-        schedule="cosine", warmup_epochs=10, blur_prob=0.0, blur="no blur on CIFAR (the standard path)",
-        precision="fp32, fp16 autocast optional", probe_lr=1.6,
-        probe_batch_size=4096, probe_epochs=100, probe_input="unaugmented images (ToTensor only)",
-        infonce="cross-entropy over [positive, negatives] logits with the positive in column 0",
-    ),
-    "attentionnce": PaperRecipe(
-        name="AttentionNCE and its DCL/HCL lineage", source="science.md §4.2, §5.1", backbone="resnet50",
-        head="mlp_bn", optimizer="adam", lr=1e-3, lr_scaling="none", batch_size=256, epochs=400, temperature=0.5,
-        schedule="constant", warmup_epochs=0, blur_prob=0.5, blur="Gaussian blur with p = 0.5, kernel 3",
-        precision="fp32", probe_lr=1e-3,
-        probe_batch_size=512, probe_epochs=100, probe_input="the full contrastive augmentation",
-        infonce="−log(pos / (pos + Σ neg)) on exponentiated similarities",
-    ),
-}
-DEFAULT_PAPER = "attentionnce"
 PROBE_INPUTS: dict[str, str] = {
     "linear": "frozen features of unaugmented images, computed once and cached",
     "finetune": "crop-and-flip augmented images, the whole network trained",

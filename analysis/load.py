@@ -19,7 +19,8 @@ from mlflow.exceptions import MlflowException
 
 from trainables.integration.mlflow_search import search_runs
 from trainables.spec import run_schema as rs
-from trainables.spec.config import EVAL_MODES
+from trainables.spec.eval_config import EVAL_MODES
+from trainables.spec.validation import RENAMED_FIELDS
 
 # Columns of the loaded frame besides the config params (named as in run_schema).
 RUN_ID = "run_id"
@@ -266,7 +267,7 @@ def _study_label(study_run: Run) -> str:
 
 
 def _trial_row(run: Run, study_run: Run) -> dict[str, object]:
-    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    params, metrics, tags = old_params_renamed(run.data.params), run.data.metrics, run.data.tags
     row: dict[str, object] = {
         RUN_ID: run.info.run_id,
         TRIAL_ID: tags.get(rs.TRIAL_ID),
@@ -287,6 +288,11 @@ def _trial_row(run: Run, study_run: Run) -> dict[str, object]:
     row.update({column: metrics.get(key) for key, column in LAST_EPOCH_METRICS.items()})
     row.update({EXTRA_PARAM_PREFIX + key: value for key, value in sorted(params.items()) if key not in CONFIG_TYPES})
     return row
+
+
+def old_params_renamed(params: dict[str, str]) -> dict[str, str]:
+    """A run's params, those recorded under a field's old name (an older run's) under its name now."""
+    return {RENAMED_FIELDS.get(key, key): value for key, value in params.items()}
 
 
 def _timestamp(milliseconds: int | None) -> pd.Timestamp:

@@ -19,6 +19,7 @@ import pandas as pd
 from analysis.cells import Cell, Diff, Stat, Table
 from analysis.claims import ClaimResult, claims_intro, evidence_text, verdict_text
 from analysis.labels import RANDOM_INIT, format_value
+from analysis.latex import latex_escape
 from analysis.power import MAX_SEEDS
 from analysis.statistics import Interval
 
@@ -29,34 +30,6 @@ CSV_FIELDS = (
     "text", "mean_pct", "std_pct", "n", "best", "difference_pp", "low_pct", "high_pct", "level", "interval",
     "resolved", "p_adjusted", "smallest_resolvable_pp", "seeds_needed", "n_pairs", "note", "values",
 )
-
-# Unicode the tables use, spelled for pdflatex; applied after escaping LaTeX's specials.
-_LATEX_SYMBOLS: dict[str, str] = {
-    "±": r"$\pm$",
-    "−": r"$-$",
-    "×": r"$\times$",
-    "·": r"$\cdot$",
-    "≥": r"$\geq$",
-    "τ": r"$\tau$",
-    "π": r"$\pi$",
-    "β": r"$\beta$",
-    "⁺": r"$^{+}$",
-    "—": "---",
-    "–": "--",
-    "§": r"\S{}",
-}
-_LATEX_SPECIALS: dict[str, str] = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
 
 # Kept readable in report.css, inlined on one line: every page stays self-contained and carries it short.
 _CSS = " ".join(line.strip() for line in files("analysis").joinpath("report.css").read_text("utf-8").splitlines() if line.strip())
@@ -218,12 +191,6 @@ def claims_markdown(claims: Sequence[ClaimResult], notes: Sequence[str] = ()) ->
 
 FORMATS: dict[str, Callable[[Table], str]] = {"md": to_markdown, "csv": to_csv, "latex": to_latex}
 EXTENSIONS: dict[str, str] = {"md": "md", "csv": "csv", "latex": "tex", "html": "html"}
-
-
-def latex_escape(text: str) -> str:
-    """Escape LaTeX's special characters and spell the tables' Unicode symbols for pdflatex."""
-    escaped = "".join(_LATEX_SPECIALS.get(character, character) for character in text)
-    return "".join(_LATEX_SYMBOLS.get(character, character) for character in escaped)
 
 
 def _header(table: Table) -> list[str]:

@@ -42,8 +42,8 @@ from trainables.core.data import LabeledImages, load_dataset  # noqa: E402
 from trainables.integration.session import LocalSession  # noqa: E402
 from trainables.run.pretrain import pretrain  # noqa: E402
 from trainables.spec import run_schema as rs  # noqa: E402
-from trainables.spec.config import PretrainConfig, from_dict  # noqa: E402
 from trainables.spec.losses import BASELINE  # noqa: E402
+from trainables.spec.pretrain_config import PretrainConfig, from_dict  # noqa: E402
 
 VAL_FRACTION = 0.1
 TEST_PER_CLASS = 100

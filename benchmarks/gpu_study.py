@@ -80,6 +80,7 @@ def study(args: argparse.Namespace, work: Path, name: str, sets: list[str]) -> l
     """Run one study through run_sweep.py; per trial its loss and steady-state s/epoch."""
     from mlflow.tracking import MlflowClient
 
+    from trainables.integration.mlflow_search import search_runs
     from trainables.spec import run_schema as rs
 
     data = (
@@ -116,9 +117,8 @@ def study(args: argparse.Namespace, work: Path, name: str, sets: list[str]) -> l
     ]
     subprocess.run(command, check=True, cwd=work, env=os.environ | {"PYTHONPATH": str(REPO)})
     client = MlflowClient(uri)
-    ids = [e.experiment_id for e in client.search_experiments()]
     trials = []
-    for run in client.search_runs(ids, f"tags.`{rs.STUDY}` = '{name}' and tags.`{rs.KIND}` = '{rs.KIND_PRETRAIN}'"):
+    for run in search_runs(client, {rs.STUDY: name, rs.KIND: rs.KIND_PRETRAIN}):
         rates = [v for _, v in sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, rs.M_IMAGES_PER_S))[1:]]
         trials.append({"loss": run.data.params[rs.P_LOSS], "images_per_s_by_epoch": rates, "images_per_s": sum(rates) / len(rates)})
     return trials

@@ -71,7 +71,7 @@ def study_rows(trials: int, epochs: int, experiment_id: int) -> dict[str, list[d
     from search_spaces import PRESETS
     from trainables.integration.tracking import pretrain_params
     from trainables.spec import run_schema as rs
-    from trainables.spec.config import from_dict
+    from trainables.spec.pretrain_config import from_dict
     from trainables.spec.study_context import trial_config
 
     preset = PRESETS["quickstart"]
@@ -151,7 +151,13 @@ def study_rows(trials: int, epochs: int, experiment_id: int) -> dict[str, list[d
 
 def populate(db_uri: str, artifacts: Path, trials: int, epochs: int) -> tuple[int, float]:
     """MLflow's schema (through its own store), then the study's rows; (runs written, seconds)."""
-    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
+    from mlflow.store.tracking.dbmodels.models import (
+        SqlLatestMetric,
+        SqlMetric,
+        SqlParam,
+        SqlRun,
+        SqlTag,
+    )
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     started = time.perf_counter()

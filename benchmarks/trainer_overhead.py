@@ -7,10 +7,11 @@ full stack  ``study/train.py`` in a subprocess: Ray Train's TorchTrainer with on
             timestamps of consecutive epochs, so it holds everything between epochs too
             (Ray's report, MLflow logging); the images/s the loop itself reports is recorded
             beside it.
-plain loop  written below, run in a child process: the same build_model, build_loss,
-            SimCLRAugment, optimiser, schedule, batch order, batch size, data, device and
-            torch threads, with no Ray, MLflow, checkpoints or guards, at the niceness Ray
-            gives its workers (15).
+plain loop  written below, run in a child process: the components the trainable builds
+            (build_components: data, augmentation with the config's jitter and blur, the model
+            seeded as a trial's), the same build_loss, optimiser, schedule, batch order, batch
+            size, device and torch threads, with no Ray, MLflow, checkpoints or guards, at the
+            niceness Ray gives its workers (15).
 
 Modes (--mode):
   concurrent  (default) both at once, each pinned to its own core with one thread: the plain
@@ -57,16 +58,17 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from benchmarks.common import ProcessCpu, median, record, report_header  # noqa: E402
-from trainables.core.augment import SimCLRAugment, augment_config_for  # noqa: E402
-from trainables.core.data import epoch_generator, load_for  # noqa: E402
+from trainables.core.augment import SimCLRAugment  # noqa: E402
+from trainables.core.components import build_components  # noqa: E402
+from trainables.core.data import epoch_generator  # noqa: E402
 from trainables.core.losses import CATALOG, build_loss  # noqa: E402
-from trainables.core.models import build_model, prepare_for_device  # noqa: E402
+from trainables.core.models import prepare_for_device  # noqa: E402
 from trainables.core.optim import build_optimizer, build_schedule  # noqa: E402
 from trainables.integration.mlflow_search import search_runs  # noqa: E402
 from trainables.spec import run_schema as rs  # noqa: E402
-from trainables.spec.config import PretrainConfig, from_dict  # noqa: E402
 from trainables.spec.losses import BASELINE  # noqa: E402
 from trainables.spec.lr_scaling import scaled_lr  # noqa: E402
+from trainables.spec.pretrain_config import PretrainConfig, from_dict  # noqa: E402
 
 NEVER = 10_000  # n_eval_epochs / n_save_epochs beyond any epoch: kNN and checkpoints only at the end
 RAY_WORKER_NICENESS = 15
@@ -104,11 +106,10 @@ def study_config(args: argparse.Namespace, cpus: int) -> PretrainConfig:
 def plain_loop(cfg: PretrainConfig, stop_file: Path | None) -> list[dict[str, float]]:
     """Per epoch: start, end (time.time()), images/s and CPU seconds of a plain PyTorch loop
     over the trainer's parts; cfg.epochs epochs, or until ``stop_file`` exists."""
-    data = load_for(cfg, download=False)
-    spec, images = data.spec, data.pretrain
-    augment = SimCLRAugment(augment_config_for(spec))
-    torch.manual_seed(cfg.seed)
-    model = prepare_for_device(build_model(cfg.backbone, cfg.head, spec.image_size, cfg.proj_dim), torch.device("cpu"), distributed=False)
+    c = build_components(cfg)  # the trainable's own builder: its seeding and the config's jitter and blur
+    images = c.data.pretrain
+    augment = SimCLRAugment(c.aug_cfg)
+    model = prepare_for_device(c.model, torch.device("cpu"), distributed=False)
     steps = len(images) // cfg.batch_size
     optimizer = build_optimizer(
         cfg.optimizer, model, scaled_lr(cfg.lr, cfg.batch_size, cfg.lr_scaling), weight_decay=cfg.weight_decay, momentum=cfg.momentum

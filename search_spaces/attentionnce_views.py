@@ -2,7 +2,7 @@
 
 ResNet-18 (CIFAR stem), the DCL/HCL/AttentionNCE head, Adam 1e-3 with wd 1e-6 and no
 schedule, temperature 0.5, (d_pos, d_neg) as AttentionNCE published them for the study's dataset
-(``attention_preset="dataset"``; the values live in the loss catalog: (1, 10) for CIFAR-10, (4, 1)
+(``published_hyperparameters="dataset"``; the values live in the loss catalog: (1, 10) for CIFAR-10, (4, 1)
 with ``--set dataset=tinyimagenet``), and the lineage's augmentation: FlatCLR's CIFAR pipeline plus a Gaussian blur with p = 0.5 (kernel 3
 at 32 px), as AttentionNCE's ``utils.py`` applies it to all six views.
 
@@ -15,8 +15,8 @@ V x epochs for V in {3, 4, 6, 8}, so that no column is won by the only loss pres
 
 from search_spaces.preset import Preset
 from trainables.spec.claims import LEARNING, Claim
-from trainables.spec.config import FROM_DATASET
 from trainables.spec.losses import CATALOG
+from trainables.spec.pretrain_config import FROM_DATASET
 
 PUBLISHED = "; ".join(f"{d} ({v['d_pos']:g}, {v['d_neg']:g})" for d, v in CATALOG["attentionnce"].presets.items())
 
@@ -29,7 +29,7 @@ PRESET = Preset(
         "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-6, "schedule": "constant", "epochs": 400, "gpu": True,
     },
     grid={"loss": ("infonce", "attentionnce"), "views": (1, 2, 4, 6), "batch_size": (64, 128, 256)},
-    per_loss={"attentionnce": {"attention_preset": FROM_DATASET}},
+    per_loss={"attentionnce": {"published_hyperparameters": FROM_DATASET}},
     per_loss_axes={"infonce": {"views": (1, 2, 3, 4, 5, 6, 7)}},
     seeds=(0, 1, 2),
     evaluation={"mode": "linear", "recipe": "attentionnce", "epochs": 100},

@@ -23,7 +23,7 @@ from search_spaces.preset import Adaptive, Preset
 from study.cost import estimated_seconds, minutes
 from study.plan import Plan
 from trainables.spec import run_schema as rs
-from trainables.spec.config import PretrainConfig
+from trainables.spec.pretrain_config import PretrainConfig
 
 if TYPE_CHECKING:
     import numpy as np

@@ -15,8 +15,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainables.spec.config import RECIPES, ConfigError, annotation_kinds
+from trainables.spec.backbones import BACKBONES, HEADS
+from trainables.spec.choices import listed
+from trainables.spec.eval_config import EVAL_CHECKS, RECIPES
 from trainables.spec.losses import field_help
+from trainables.spec.optimizers import OPTIMIZERS, SCHEDULES
+from trainables.spec.pretrain_config import PRETRAIN_CHECKS
+from trainables.spec.validation import (
+    RENAMED_FIELDS,
+    ConfigError,
+    allowed_text,
+    annotation_kinds,
+)
 
 # The loss fields' help (loss, views, each loss hyperparameter) comes from the loss catalog.
 PRETRAIN_HELP: dict[str, str] = field_help() | {
@@ -34,17 +44,17 @@ PRETRAIN_HELP: dict[str, str] = field_help() | {
     "data_mean": "per-channel mean the images are normalised with, in [0, 1] units, e.g. 0.5,0.5,0.5 "
     "(default: the dataset's constants, else computed from its training images and cached)",
     "data_std": "per-channel std the images are normalised with, given with data_mean, e.g. 0.25,0.25,0.25 (default: as data_mean)",
-    "backbone": "resnet18, resnet50 (CIFAR stem up to 96 px) or small (CPU-friendly)",
-    "head": "projection head: mlp (FlatCLR: Linear-ReLU-Linear) or mlp_bn (DCL/HCL/AttentionNCE: Linear-BN-ReLU-Linear)",
+    "backbone": "backbone: " + listed(BACKBONES),
+    "head": "projection head: " + listed(HEADS),
     "proj_dim": "output size of the projection head",
     "epochs": "pretraining epochs",
     "batch_size": "GLOBAL batch size, split evenly over the workers",
     "lr": "base learning rate; the optimiser's is lr scaled by --lr-scaling",
-    "optimizer": "lars, sgd or adam",
+    "optimizer": "optimiser: " + listed(OPTIMIZERS),
     "lr_scaling": "linear (lr x B/256), sqrt (lr x sqrt(B)) or none",
     "weight_decay": "weight decay (biases and norm parameters excluded)",
     "momentum": "momentum of lars and sgd (adam ignores it)",
-    "schedule": "cosine (linear warm-up, then per-step cosine) or constant",
+    "schedule": "learning-rate schedule: " + listed(SCHEDULES),
     "warmup_epochs": "warm-up epochs of the cosine schedule",
     "jitter_strength": "colour-jitter strength s: (0.8s, 0.8s, 0.8s, 0.2s) (None: the dataset's)",
     "blur_prob": "Gaussian-blur probability (None: the dataset's, 0 for CIFAR, 0.5 for STL-10/ImageNet)",
@@ -97,10 +107,8 @@ def _bool(text: str) -> bool:
 
 def help_text(config_class: type, name: str, default: Any) -> str:
     """A flag's help: what the field means, what its rule allows, and its default, each said once."""
-    from trainables.spec import config
-
-    checks = {"PretrainConfig": config.PRETRAIN_CHECKS, "EvalConfig": config.EVAL_CHECKS}[config_class.__name__]
-    allowed = config.allowed_text(checks).get(name)
+    checks = {"PretrainConfig": PRETRAIN_CHECKS, "EvalConfig": EVAL_CHECKS}[config_class.__name__]
+    allowed = allowed_text(checks).get(name)
     meaning = HELP[config_class.__name__][name]
     said = "(default" in meaning  # the meaning already says what the default does
     return f"{meaning}{f'; {allowed}' if allowed else ''}{'' if said else f' (default: {default})'}"
@@ -127,6 +135,10 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class: type, skip: 
             group.add_argument(
                 *names, dest=f.name, type=typed(f.name, kind), default=argparse.SUPPRESS, metavar=kind.__name__.upper(), help=text
             )
+    for before, now in RENAMED_FIELDS.items():  # the old spelling still parses (unlisted); the config notes the new name
+        if now in hints and now not in skip:
+            names = [f"--{before}"] + ([f"--{before.replace('_', '-')}"] if "_" in before else [])
+            group.add_argument(*names, dest=before, type=typed(before, _flag_type(hints[now])), default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def typed(name: str, kind: type) -> Callable[[str], Any]:
@@ -221,7 +233,9 @@ def path_arg(name: str) -> Callable[[str], Path]:
 
 
 def given_fields(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
+    """The fields the user gave, an old name of a field (RENAMED_FIELDS) included: the config reads it as the new one."""
     names = {f.name for f in dataclasses.fields(config_class)}
+    names |= {before for before, now in RENAMED_FIELDS.items() if now in names}
     return {k: v for k, v in vars(args).items() if k in names}
 
 

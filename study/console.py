@@ -27,8 +27,8 @@ from study.cost import estimated_seconds, minutes
 from study.plan import Plan
 from trainables.integration.tracking import trial_run_name
 from trainables.spec import run_schema as rs
-from trainables.spec.config import from_dict
 from trainables.spec.losses import HYPERPARAMETERS
+from trainables.spec.pretrain_config import from_dict
 from trainables.spec.study_context import trial_config
 
 REPORT_EVERY_S = 60.0  # a progress line at most this often while nothing finishes

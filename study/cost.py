@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from trainables.spec.config import PretrainConfig
 from trainables.spec.datasets import dataset_spec
 from trainables.spec.layouts import scan
+from trainables.spec.pretrain_config import PretrainConfig
 
 # Encoder passes (view images, forward + backward) per second on one GPU, keyed by
 # (backbone, image size). Measured by benchmarks/gpu_pretrain.py (benchmarks/RESULTS.md):

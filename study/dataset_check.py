@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainables.spec.config import ConfigError, PretrainConfig
 from trainables.spec.datasets import DATASETS
+from trainables.spec.pretrain_config import PretrainConfig
+from trainables.spec.validation import ConfigError
 
 BUNDLED = "digits"  # scikit-learn's digits ship with the package: nothing to check on disk
 # The fields a check depends on: configs equal in these need one check.

@@ -21,7 +21,7 @@ from study import run_sweep
 from trainables.integration.mlflow_search import search_runs
 from trainables.integration.tracking import resolve_tracking_uri
 from trainables.spec import run_schema as rs
-from trainables.spec.config import from_dict
+from trainables.spec.pretrain_config import from_dict
 
 # The runs whose final validation kNN accuracy is compared: the trials, and the baselines of their seeds.
 COMPARED = {

@@ -24,7 +24,8 @@ from study.cli import (
     text_arg,
     usage_error,
 )
-from trainables.spec.config import ConfigError, EvalConfig, eval_from_dict, problem
+from trainables.spec.eval_config import EvalConfig, eval_from_dict
+from trainables.spec.validation import ConfigError, problem
 
 STATE_FILE = "state.pt"  # trainables.run.checkpoint's, named here so that a bad path is refused without torch
 
@@ -114,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         return usage_error(err)
     from tqdm import tqdm
 
+    from study.stopping import stop_on_signals
     from trainables.run.checkpoint import CorruptCheckpointError
     from trainables.spec import run_schema as rs
-    from study.stopping import stop_on_signals
     from trainables.spec.dataset_errors import DatasetNotFoundError, UnreadableImageError
 
     for checkpoint in tqdm(checkpoints, desc="checkpoints", disable=len(checkpoints) == 1):

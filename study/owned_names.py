@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainables.spec.config import ConfigError, problem
+from trainables.spec.validation import ConfigError, problem
 
 ARCHIVE_SUFFIX = ".replaced-"
 ARCHIVED_FROM = "nce.replaced_name"  # on each archived run: the name it had before --replace

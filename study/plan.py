@@ -20,19 +20,18 @@ from typing import Any
 
 from search_spaces import PRESETS, Preset
 from search_spaces.preset import ADAPTIVE_FIELDS, Adaptive
-from trainables.spec.config import (
+from trainables.spec.eval_config import EvalConfig, eval_from_dict
+from trainables.spec.losses import CATALOG, hyperparameter_names, preset_hyperparameters
+from trainables.spec.pretrain_config import PretrainConfig, from_dict
+from trainables.spec.study_context import trial_config, uses_train_workers
+from trainables.spec.validation import (
     ConfigError,
-    EvalConfig,
-    PretrainConfig,
     Problem,
     annotation_kinds,
-    eval_from_dict,
-    from_dict,
-    load_yaml,
     problem,
+    renamed,
 )
-from trainables.spec.losses import CATALOG, hyperparameter_names, preset_hyperparameters
-from trainables.spec.study_context import trial_config, uses_train_workers
+from trainables.spec.yaml_config import load_yaml
 
 STUDY_KEYS = ("seeds", "num_samples", "scheduler", "adaptive")
 SCHEDULERS = ("none", "asha")
@@ -42,7 +41,7 @@ TPE_VALIDATION_SAMPLES = 50  # suggestions drawn from a search space to check th
 DRIVER_CPU = 0.5  # a Tune trial that only drives a TorchTrainer
 # A field that, given on the command line, replaces these per-loss settings of a preset: an
 # AttentionNCE dataset preset is a (d_pos, d_neg) pair, which explicit values would otherwise beat.
-SUPERSEDES = {"attention_preset": preset_hyperparameters()}
+SUPERSEDES = {"published_hyperparameters": preset_hyperparameters()}
 
 
 def join_split_values(items: list[str]) -> list[str]:
@@ -192,12 +191,12 @@ def without_overridden(per_loss: dict[str, dict[str, Any]], key: str, value: Any
 
 def loss_specific_fields() -> tuple[str, ...]:
     """Config fields that only some losses take: their hyperparameters and the published-preset name."""
-    return (*hyperparameter_names(), "attention_preset")
+    return (*hyperparameter_names(), "published_hyperparameters")
 
 
 def takes_field(loss: str, key: str) -> bool:
     entry = CATALOG.get(loss)
-    return entry is not None and (bool(entry.presets) if key == "attention_preset" else key in entry.hyperparameters)
+    return entry is not None and (bool(entry.presets) if key == "published_hyperparameters" else key in entry.hyperparameters)
 
 
 def study_losses(fixed: dict[str, Any], grid: dict[str, tuple[Any, ...]]) -> tuple[str, ...]:
@@ -222,13 +221,14 @@ def apply_overrides(preset: Preset, overrides: dict[str, Any], sources: dict[str
     A config field given on the command line wins over the preset's per-loss setting of the same
     field (and of the fields it supersedes); each such replacement is a note printed with the plan.
     """
+    overrides, sources = renamed(overrides), renamed(sources or {})  # a field's old name read as its new one
     fixed, grid, evaluation, per_loss, study = dict(preset.fixed), dict(preset.grid), dict(preset.evaluation), dict(preset.per_loss), {}
     config_fields = [f.name for f in dataclasses.fields(PretrainConfig)]
     eval_fields = [f.name for f in dataclasses.fields(EvalConfig)]
     notes: list[str] = []
     untaken: list[Problem] = []  # loss-specific fields none of the study's losses takes, named together
     # Loss-specific fields last: which losses take them depends on the study's losses, which may be overridden too.
-    # Among them a field that supersedes others (attention_preset) first, so that those given with it still win.
+    # Among them a field that supersedes others (published_hyperparameters) first, so that those given with it still win.
     order = lambda item: (item[0] in loss_specific_fields(), item[0] not in SUPERSEDES)  # noqa: E731
     for key, value in sorted(overrides.items(), key=order):
         source = (sources or {}).get(key, "--set")

@@ -24,7 +24,8 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from trainables.spec.config import ConfigError, PretrainConfig, problem
+from trainables.spec.pretrain_config import PretrainConfig
+from trainables.spec.validation import ConfigError, problem
 
 PROBE_TIMEOUT_S = 5  # one probe of the tracking store, where MLflow's client waits 120 s per request
 PATH_FIELDS = ("data_dir", "cache_dir", "save_dir")

@@ -9,7 +9,7 @@ from study.cost import encoder_passes, estimated_seconds, gpu_hours, minutes
 from study.dataset_check import BUNDLED
 from study.plan import Plan, trial_resources
 from trainables.spec import run_schema as rs
-from trainables.spec.config import PretrainConfig
+from trainables.spec.pretrain_config import PretrainConfig
 
 CHECKPOINT_MAP = "checkpoints.tsv"  # in the study's folder: each trial's MLflow run name and checkpoint folder
 
@@ -97,7 +97,7 @@ def loss_settings(configs: list[PretrainConfig]) -> list[str]:
     lines: dict[str, None] = {}  # in trial order, each once
     for cfg in configs:
         values = ", ".join(f"{k}={v:g}" for k, v in cfg.loss_hyperparameters().items())
-        source = f" (published for {cfg.published_for}: attention_preset={cfg.attention_preset!r})" if cfg.published_for else ""
+        source = f" (published for {cfg.published_for}: published_hyperparameters={cfg.published_hyperparameters!r})" if cfg.published_for else ""
         if values:
             lines[f"loss {cfg.loss}: {values}{source}"] = None
     return list(lines)

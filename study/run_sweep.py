@@ -38,14 +38,9 @@ from study.owned_names import Claim
 from study.plan import Plan, machine_resources, make_plan, max_concurrent, parse_overrides, preset_named
 from study.preflight import check_splits, checked_store, run_folders, writable_folder
 from study.study_file import PLAN_FILE, read_plan_file
-from trainables.spec.config import (
-    NAME_CHARS,
-    ConfigError,
-    from_file,
-    problem,
-    read_yaml_file,
-)
 from trainables.spec.files import under
+from trainables.spec.validation import NAME_CHARS, ConfigError, problem
+from trainables.spec.yaml_config import from_file, read_yaml_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,7 +207,7 @@ def study_plan(args: argparse.Namespace) -> tuple[str, str, Plan]:
 
 def check_flags(args: argparse.Namespace) -> None:
     """The flags that are not part of the plan: the experiment's name and the Ray address."""
-    from trainables.spec.config import NAME_PATTERN
+    from trainables.spec.validation import NAME_PATTERN
 
     if not NAME_PATTERN.fullmatch(args.experiment):
         raise ConfigError(problem("experiment", args.experiment, f"a name is made of {NAME_CHARS}"))

@@ -30,8 +30,8 @@ from typing import Any
 
 from ray.tune import Callback
 
-from trainables.spec.config import ConfigError
 from trainables.spec.files import write_atomically
+from trainables.spec.validation import ConfigError
 
 SEAL_TAG = "nce.state_sha256"  # on the study run: digest of every sealed file, with its count
 OWN_FILES = ("study.json", "tuning.json")  # plain JSON this program reads itself

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trainables.spec.config import ConfigError
 from trainables.spec.files import write_atomically
+from trainables.spec.validation import ConfigError
 
 PLAN_FILE = "study.json"
 PLAN_KEYS = {"preset": str, "overrides": dict, "mlflow_run_id": str}

@@ -29,7 +29,7 @@ from trainables.integration.tracking import (
 )
 from trainables.spec import run_schema as rs
 from trainables.spec.claims import CLAIMS_ARTIFACT, claims_json
-from trainables.spec.config import ConfigError
+from trainables.spec.validation import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from study.adaptive import cell_label, cell_loss
 from study.console import StudyConsole, quiet_ray
 from study.optuna_search import CellSpace, build_search
 from study.plan import Plan, max_concurrent, trial_resources
+from study.plan_digest import PLAN_DIGEST_TAG, plan_digest, plan_record
 from study.report import print_summary
 from study.stopping import Stop, end_running_as_killed, mark_running, stop_on_signals
-from study.plan_digest import PLAN_DIGEST_TAG, plan_digest, plan_record
 from study.study_file import write_plan_file
 from study.study_run import (
     TrialStatusCallback,
@@ -52,15 +52,12 @@ from trainables.integration.mlflow_search import search_runs
 from trainables.integration.tracking import end_run, trial_run_name
 from trainables.launch.trial import run_trial
 from trainables.spec import run_schema as rs
-from trainables.spec.config import (
-    ConfigError,
-    PretrainConfig,
-    eval_from_dict,
-    from_dict,
-)
+from trainables.spec.eval_config import eval_from_dict
 from trainables.spec.files import write_atomically
 from trainables.spec.losses import HYPERPARAMETERS
+from trainables.spec.pretrain_config import PretrainConfig, from_dict
 from trainables.spec.study_context import StudyContext
+from trainables.spec.validation import ConfigError
 
 TPE_MAX_CONCURRENT = 4  # more trials in flight than this and TPE degrades towards random search
 TUNING_SUFFIX = "/tuning"  # tuning runs' study tag: the study's name + this, never the study's own
@@ -302,11 +299,23 @@ def points_to_run(context: StudyContext, points: list[dict[str, Any]]) -> list[d
     return [p for p in points if point_key(context, p) not in ended]
 
 
-def run_round(
-    args: argparse.Namespace, context: StudyContext, plan: Plan, concurrency: int, points: list[dict[str, Any]], console: StudyConsole, stop: Stop
-) -> None:
+@dataclasses.dataclass(frozen=True)
+class Started:
+    """What each phase of a started study works with: the command's arguments, the study, its plan,
+    how many trials run at once, the console and the signal stop."""
+
+    args: argparse.Namespace
+    context: StudyContext
+    plan: Plan
+    concurrency: int
+    console: StudyConsole
+    stop: Stop
+
+
+def run_round(study: Started, points: list[dict[str, Any]]) -> None:
     """One look's added seeds: their random-init baselines, then a Tune run of the points not yet run,
     in the same study (its trial runs go under the study run)."""
+    args, context, plan, console, stop = study.args, study.context, study.plan, study.console, study.stop
     record_baselines(context, [from_dict(context.trial_config(p)) for p in points], console)
     todo = points_to_run(context, points)
     if not todo or stop.signum is not None:
@@ -325,41 +334,33 @@ def run_round(
         verbose=1,
     )
     tuner = tune.Tuner(
-        trainable, param_space={"point": tune.grid_search(todo)}, tune_config=tune_config(args, context, plan, concurrency), run_config=run_config
+        trainable, param_space={"point": tune.grid_search(todo)}, tune_config=tune_config(args, context, plan, study.concurrency), run_config=run_config
     )
     results = tuner.fit()
     if stop.signum is None:
         reconcile(results, context.tracking_uri, args.experiment, context.study, epochs)
 
 
-def run_rounds(
-    args: argparse.Namespace,
-    context: StudyContext,
-    plan: Plan,
-    concurrency: int,
-    selections: dict[str, dict[str, float]],
-    console: StudyConsole,
-    stop: Stop,
-) -> None:
+def run_rounds(study: Started, selections: dict[str, dict[str, float]]) -> None:
     """Adaptive seeds: at each look the family's sequential verdicts (replayed from the study's runs,
     so a resumed study takes the same decisions), recorded on the study run; the cells of the
     comparisons still open get the seeds up to the next look, until none is open or the budget is spent."""
-    preset = plan.preset
+    context, preset = study.context, study.plan.preset
     assert preset.adaptive is not None
     looks, total = preset.adaptive.looks(), len(adaptive.family(preset))
     cells: tuple[str, ...] = ()
     for index, seeds in enumerate(looks, 1):
         if index > 1:
-            run_round(args, context, plan, concurrency, grid_points(plan, selections, preset.seeds[:seeds], set(cells)), console, stop)
-            if stop.signum is not None:
+            run_round(study, grid_points(study.plan, selections, preset.seeds[:seeds], set(cells)))
+            if study.stop.signum is not None:
                 return
         runs = adaptive.load_runs(context.study, context.tracking_uri, context.evaluation.get("mode", "linear"))
         look = adaptive.look_at(preset, seeds, *runs)
         following = looks[index] if index < len(looks) else None
         cells = look.cells if following else ()
         record_look(context.tracking_uri, context.study_run_id, index, seeds, list(look.resolved), list(look.open), list(cells))
-        console.print(adaptive.look_line(look, total, following))
-        if not cells or stop.signum is not None:
+        study.console.print(adaptive.look_line(look, total, following))
+        if not cells or study.stop.signum is not None:
             return
 
 
@@ -484,19 +485,12 @@ def interruptible(context: StudyContext, folder: Path) -> Iterator[Stop]:
         state_seal.seal(context.tracking_uri, context.study_run_id, folder, state_seal.read_state(folder))
 
 
-def run_trials(
-    args: argparse.Namespace,
-    context: StudyContext,
-    plan: Plan,
-    concurrency: int,
-    selections: dict[str, dict[str, float]],
-    console: StudyConsole,
-    stop: Stop,
-) -> None:
+def run_trials(study: Started, selections: dict[str, dict[str, float]]) -> None:
     """The study's own trials, restored from Tune's state on --resume. Runs a killed driver left
     RUNNING end with their status; after a signal they are the stop's to end (KILLED)."""
-    results = study_tuner(args, context, plan, concurrency, selections, console).fit()
-    if stop.signum is None:
+    args, context, plan = study.args, study.context, study.plan
+    results = study_tuner(args, context, plan, study.concurrency, selections, study.console).fit()
+    if study.stop.signum is None:
         reconcile(results, context.tracking_uri, args.experiment, context.study, int(plan.preset.fixed.get("epochs", 1)))
 
 
@@ -521,9 +515,10 @@ def run_study(args: argparse.Namespace, name: str, preset_name: str, plan: Plan,
         with interruptible(context, folder) as stop:
             record_baselines(context, plan.configs, console)
             selections = tune_cells(args, context, plan, concurrency, console) if plan.preset.tuning else {}
-            run_trials(args, context, plan, concurrency, selections, console, stop)
+            started = Started(args, context, plan, concurrency, console, stop)
+            run_trials(started, selections)
             if plan.preset.adaptive is not None and stop.signum is None:
-                run_rounds(args, context, plan, concurrency, selections, console, stop)
+                run_rounds(started, selections)
         if stop.signum is not None:
             return stopped(args, context, stop)
     return finish(context, folder)

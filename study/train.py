@@ -26,9 +26,11 @@ from study.dataset_check import check_dataset
 from study.owned_names import Claim
 from study.plan import machine_resources, max_concurrent
 from study.preflight import absolute_paths, check_splits, checked_store, run_folders
-from trainables.spec.config import ConfigError, PretrainConfig, from_dict, from_yaml, problem
 from trainables.spec.files import under
 from trainables.spec.losses import CATALOG
+from trainables.spec.pretrain_config import PretrainConfig, from_dict
+from trainables.spec.validation import ConfigError, problem
+from trainables.spec.yaml_config import from_yaml
 
 CLR_ALIASES = {entry.clr: name for name, entry in CATALOG.items() if entry.clr}  # FlatCLR's --clr names
 

@@ -16,6 +16,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
+from trainables.integration.mlflow_search import experiment_id
 from trainables.spec import run_schema as rs
 
 # 2024-01-01T00:00:00Z: a fixed clock keeps "latest evaluation" deterministic.
@@ -176,10 +177,7 @@ def synthetic_baseline(
 
 
 def _experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
-    existing = client.get_experiment_by_name(name)
-    if existing is not None:
-        return existing.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location)
+    return experiment_id(client, name) or client.create_experiment(name, artifact_location=artifact_location)
 
 
 def _beside_db(tracking_uri: str) -> str | None:

@@ -111,7 +111,7 @@ def test_the_epoch_end_records_the_cost_so_far_across_a_restart(tmp_path: Path) 
     from trainables.integration.session import LocalSession
     from trainables.integration.tracking import create_run
     from trainables.run.epoch_end import EpochEnd
-    from trainables.spec.config import from_dict
+    from trainables.spec.pretrain_config import from_dict
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     run_id = create_run(uri, "e", run_name="r", params={}, tags={})

@@ -18,7 +18,7 @@ from trainables.integration.tracking import create_run
 from trainables.run.baseline import random_init_baseline
 from trainables.run.evaluation import EvalConfig
 from trainables.spec import run_schema as rs
-from trainables.spec.config import from_dict
+from trainables.spec.pretrain_config import from_dict
 
 CFG = {"dataset": "digits", "backbone": "small", "head": "mlp", "limit_train": 256, "knn_k": 10}
 KNN = EvalConfig(mode="knn", knn_k=10)

@@ -108,7 +108,7 @@ def test_a_dry_run_names_the_missing_file_without_torch(tmp_path: Path, capsys: 
 
 def test_a_dry_run_names_an_image_folder_without_val(tmp_path: Path) -> None:
     from study import run_sweep
-    from trainables.spec.config import ConfigError
+    from trainables.spec.validation import ConfigError
 
     write_image_folder(tmp_path)
     for name in ("cat", "dog"):
@@ -154,7 +154,7 @@ TRAIN_DRY_RUN = "from study import train\nprint(train.main({argv!r}))"
 
 def test_a_train_dry_run_prints_the_run_as_a_plan_prints_a_trial_and_starts_nothing(tmp_path: Path) -> None:
     from study.report import trial_row
-    from trainables.spec.config import from_dict
+    from trainables.spec.pretrain_config import from_dict
 
     argv = ["--dry-run", "--dataset", "digits", "--backbone", "small", "--epochs", "3", "--run_name", "dry", "--save_dir", "runs"]
     env = os.environ | {"PYTHONPATH": str(REPO)}
@@ -218,27 +218,27 @@ def test_attentionnce_views_takes_the_values_published_for_its_dataset(dataset: 
 
 def test_a_given_value_beats_the_published_one_and_a_dataset_without_any_is_refused() -> None:
     from study.plan import make_plan
-    from trainables.spec.config import ConfigError
+    from trainables.spec.validation import ConfigError
 
     plan = make_plan("attentionnce-views", {"dataset": "tinyimagenet", "d_neg": 2.0})
     assert {tuple(c.loss_hyperparameters().values())[:2] for c in plan.configs if c.loss == "attentionnce"} == {(4.0, 2.0)}
-    with pytest.raises(ConfigError, match=r"attention_preset='dataset' takes the values loss='attentionnce' published for dataset='digits'"):
+    with pytest.raises(ConfigError, match=r"published_hyperparameters='dataset' takes the values loss='attentionnce' published for dataset='digits'"):
         make_plan("attentionnce-views", {"dataset": "digits"})
     make_plan("attentionnce-views", {"dataset": "digits", "d_pos": 1.0, "d_neg": 1.0})  # both given: nothing to look up
 
 
 def test_the_published_values_are_recorded_with_the_run() -> None:
     from trainables.integration.tracking import pretrain_params
-    from trainables.spec.config import from_dict
+    from trainables.spec.pretrain_config import from_dict
 
-    params = pretrain_params(from_dict({"loss": "attentionnce", "attention_preset": "dataset", "dataset": "tinyimagenet"}))
-    assert (params["attention_preset"], params["d_pos"], params["d_neg"]) == ("dataset", 4.0, 1.0)
+    params = pretrain_params(from_dict({"loss": "attentionnce", "published_hyperparameters": "dataset", "dataset": "tinyimagenet"}))
+    assert (params["published_hyperparameters"], params["d_pos"], params["d_neg"]) == ("dataset", 4.0, 1.0)
 
 
 def test_a_list_for_a_single_valued_field_is_a_new_grid_axis() -> None:
     from study.plan import make_plan
     from study.report import describe_plan
-    from trainables.spec.config import ConfigError
+    from trainables.spec.validation import ConfigError
 
     plan = make_plan("quickstart", {"loss": "infonce", "batch_size": 32, "seeds": 2, "lr": [0.1, 0.0123, 0.001001]})
     assert sorted((c.lr, c.seed) for c in plan.configs) == sorted((lr, s) for lr in (0.1, 0.0123, 0.001001) for s in (0, 1))
@@ -265,12 +265,12 @@ def test_a_cpu_preset_plan_gives_its_time_from_the_measured_cpu_throughput() -> 
     assert f"time: about {total / 60:.0f} min of trial wall-clock" in text
 
 
-@pytest.mark.parametrize("first", ["attention_preset", "d_pos"])
-def test_values_given_with_attention_preset_win_whatever_their_order(first: str) -> None:
+@pytest.mark.parametrize("first", ["published_hyperparameters", "d_pos"])
+def test_values_given_with_published_hyperparameters_win_whatever_their_order(first: str) -> None:
     from study.plan import make_plan
-    from trainables.spec.config import ConfigError
+    from trainables.spec.validation import ConfigError
 
-    given = {"loss": ["infonce", "attentionnce"], "attention_preset": None, "d_pos": 3.0, "d_neg": 2.0}
+    given = {"loss": ["infonce", "attentionnce"], "published_hyperparameters": None, "d_pos": 3.0, "d_neg": 2.0}
     ordered = dict(sorted(given.items(), key=lambda item: item[0] != first))
     attention = [c for c in make_plan("quickstart", ordered).configs if c.loss == "attentionnce"]
     assert attention and {(c.d_pos, c.d_neg) for c in attention} == {(3.0, 2.0)}

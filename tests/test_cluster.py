@@ -183,7 +183,7 @@ def test_documented_job_submissions_parse_as_ray_job_submit_and_the_sweep_do() -
 
 def test_fractional_gpus_let_trials_share_one_gpu() -> None:
     from study.plan import make_plan, max_concurrent, trial_resources
-    from trainables.spec.config import ConfigError
+    from trainables.spec.validation import ConfigError
 
     shared = {"loss": ["infonce", "flatnce"], "batch_size": [512], "seeds": 1, "workers": 1, "gpus_per_worker": 0.25}
     plan = make_plan("flatnce-batch-size", shared)

@@ -26,7 +26,7 @@ from trainables.run.baseline import random_init_baseline
 from trainables.run.evaluation import EvalConfig
 from trainables.spec import run_schema as rs
 from trainables.spec.claims import CLAIMS_ARTIFACT, claims_json
-from trainables.spec.config import from_dict
+from trainables.spec.pretrain_config import from_dict
 
 CLAIMS = PRESETS["cifar10-cpu"].claims
 

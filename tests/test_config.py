@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from study import train
-from trainables.spec import config
-from trainables.spec.config import ConfigError, PretrainConfig, from_dict, from_yaml
+from trainables.spec import eval_config, pretrain_config, validation
+from trainables.spec.pretrain_config import PretrainConfig, from_dict
+from trainables.spec.validation import ConfigError
+from trainables.spec.yaml_config import from_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,7 +86,7 @@ def test_defaults_follow_the_attentionnce_seed_command_line() -> None:
 
 
 def test_derived_values() -> None:
-    cfg = from_dict({"loss": "attentionnce", "views": 4, "attention_preset": "stl10", "lr": 0.075, "lr_scaling": "sqrt", "batch_size": 256})
+    cfg = from_dict({"loss": "attentionnce", "views": 4, "published_hyperparameters": "stl10", "lr": 0.075, "lr_scaling": "sqrt", "batch_size": 256})
     assert cfg.views_per_image == 6
     assert cfg.loss_hyperparameters() == {"d_pos": 2.0, "d_neg": 0.5}
     assert cfg.effective_lr == pytest.approx(1.2)
@@ -101,25 +103,17 @@ def test_cli_rejects_bad_input_before_ray_or_mlflow(tmp_path: Path, capsys: pyte
     assert not (tmp_path / "mlflow.db").exists()  # no MLflow store was touched
 
 
-def test_the_registry_names_the_config_checks_are_the_registries() -> None:
-    from trainables.core.models import BACKBONES, HEADS
-    from trainables.core.optim import OPTIMIZERS, SCHEDULES
-
-    assert (config.BACKBONE_NAMES, config.HEAD_NAMES) == (tuple(BACKBONES), tuple(HEADS))
-    assert (config.OPTIMIZER_NAMES, config.SCHEDULE_NAMES) == (tuple(OPTIMIZERS), tuple(SCHEDULES))
-
-
 def test_every_jitter_the_config_accepts_the_augmentation_accepts() -> None:
     from trainables.core.augment import AugmentConfig, augment_config_for
     from trainables.spec.datasets import dataset_spec
 
-    for strength in (0.0, config.MAX_JITTER_STRENGTH):
+    for strength in (0.0, validation.MAX_JITTER_STRENGTH):
         assert isinstance(
             augment_config_for(dataset_spec("cifar10"), jitter_strength=from_dict({"jitter_strength": strength}).jitter_strength),
             AugmentConfig,
         )
     with pytest.raises(ConfigError, match="jitter_strength"):
-        from_dict({"jitter_strength": config.MAX_JITTER_STRENGTH + 0.01})
+        from_dict({"jitter_strength": validation.MAX_JITTER_STRENGTH + 0.01})
 
 
 CHECK_WITHOUT_TORCH = """
@@ -160,11 +154,11 @@ def test_a_set_that_conflicts_with_a_per_loss_setting_wins_and_the_plan_says_so(
     plan = plan_of("lineage-baselines", ["views=2"])
     assert {c.loss: c.views for c in plan.configs}["attentionnce"] == 2  # the preset's per-loss M = 4 is replaced
     assert any("views=2" in note and "'attentionnce'" in note and "views=4" in note for note in plan.notes), plan.notes
-    plan = plan_of("attentionnce-views", ["attention_preset=stl10"])
+    plan = plan_of("attentionnce-views", ["published_hyperparameters=stl10"])
     attention = next(c for c in plan.configs if c.loss == "attentionnce")
     assert (attention.d_pos, attention.d_neg) == (None, None)
     assert {k: attention.loss_hyperparameters()[k] for k in ("d_pos", "d_neg")} == {"d_pos": 2.0, "d_neg": 0.5}
-    assert any("attention_preset='stl10'" in note and "attention_preset='dataset'" in note for note in plan.notes), plan.notes
+    assert any("published_hyperparameters='stl10'" in note and "published_hyperparameters='dataset'" in note for note in plan.notes), plan.notes
     assert plan_of("lineage-baselines", ["epochs=3"]).notes == []  # no per-loss setting replaced, nothing to say
 
 
@@ -245,8 +239,8 @@ def test_each_flag_help_says_its_default_once_and_what_its_rule_allows(command: 
     from study import linear_eval
 
     module, config_class, checks = {
-        "train": (train, PretrainConfig, config.PRETRAIN_CHECKS),
-        "linear_eval": (linear_eval, config.EvalConfig, config.EVAL_CHECKS),
+        "train": (train, PretrainConfig, pretrain_config.PRETRAIN_CHECKS),
+        "linear_eval": (linear_eval, eval_config.EvalConfig, eval_config.EVAL_CHECKS),
     }[command]
     helps = flag_helps(module.build_parser())
     for f in dataclasses.fields(config_class):

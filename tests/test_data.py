@@ -618,7 +618,7 @@ def test_a_28px_folder_pretrains_at_28px_and_its_run_records_the_data(tmp_path: 
     from trainables.integration.tracking import create_run
     from trainables.run.epoch_end import EpochEnd
     from trainables.run.pretrain import pretrain
-    from trainables.spec.config import from_dict
+    from trainables.spec.pretrain_config import from_dict
 
     rng = np.random.default_rng(4)
     for name in CLASSES:

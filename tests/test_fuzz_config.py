@@ -1,6 +1,6 @@
 """Bad input, fuzzed: configurations and command lines, valid and invalid, checked against a table of rules.
 
-The table below is written from the issue and the flags' help, not read from trainables/spec/config.py:
+The table below is written from the issue and the flags' help, not read from trainables/spec/pretrain_config.py:
 batch_size >= 2, views >= 1, epochs >= 1, lr > 0, workers >= 1 dividing batch_size, names from their
 registries, loss hyperparameters only for their losses, unknown keys and wrong types rejected. The
 losses, their hyperparameters and ranges are generated from the loss catalog, so that a new loss is
@@ -40,16 +40,18 @@ from search_spaces import PRESETS
 from study import run_sweep, train
 from study.plan import parse_overrides
 from trainables.core.data import load_dataset
-from trainables.spec.config import ConfigError, PretrainConfig, from_dict, from_yaml
 from trainables.spec.dataset_errors import DatasetNotFoundError
 from trainables.spec.datasets import dataset_spec
 from trainables.spec.losses import CATALOG, hyperparameter_names, preset_names
 from trainables.spec.losses import HYPERPARAMETERS as LOSS_HYPERPARAMETERS
+from trainables.spec.pretrain_config import PretrainConfig, from_dict
+from trainables.spec.validation import ConfigError
+from trainables.spec.yaml_config import from_yaml
 
 # --- the rules --------------------------------------------------------------------------------
 
 LOSSES = tuple(CATALOG)
-PRESET = "attention_preset"  # the config field naming a dataset whose published hyperparameters a loss takes
+PRESET = "published_hyperparameters"  # the config field naming a dataset whose published hyperparameters a loss takes
 TAKES = {name: {*entry.hyperparameters, *([PRESET] if entry.presets else [])} for name, entry in CATALOG.items()}
 HYPERPARAMETERS = (*hyperparameter_names(), PRESET)
 
@@ -507,7 +509,7 @@ def sweep_overrides(draw: st.DrawFn) -> list[str]:
 def trial_configs(overrides: dict[str, Any]) -> list[dict[str, Any]] | tuple[str, ...]:
     """A preset's trials under ``--set``: a list replaces a grid axis (a non-empty one for a field that
     takes no list adds one), a single value fixes the field, and a loss-specific field (a hyperparameter,
-    attention_preset) is set on the study's losses that take it. Loss-specific fields that none of
+    published_hyperparameters) is set on the study's losses that take it. Loss-specific fields that none of
     them takes are returned as the keys the sweep must name, all of them."""
     from study.plan import single_valued_fields
 

@@ -33,7 +33,10 @@ from trainables.run.epoch_end import EpochEnd
 from trainables.run.evaluation import knn_evaluation, load_pretrained
 from trainables.run.pretrain import pretrain
 from trainables.spec import run_schema as rs
-from trainables.spec.config import ConfigError, EvalConfig, from_dict, from_yaml
+from trainables.spec.eval_config import EvalConfig
+from trainables.spec.pretrain_config import from_dict
+from trainables.spec.validation import ConfigError
+from trainables.spec.yaml_config import from_yaml
 
 MEAN, STD = (0.2, 0.4, 0.6), (0.5, 0.25, 0.125)
 GIVEN = {"data_mean": list(MEAN), "data_std": list(STD)}

@@ -9,6 +9,7 @@ Ray or MLflow and ``core`` no Ray or MLflow. No module imports itself back throu
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 from pathlib import Path
 
@@ -144,3 +145,20 @@ def test_a_planted_circle_is_found(tmp_path: Path) -> None:
     (tmp_path / "study" / "a.py").write_text("from study.b import x\n")
     (tmp_path / "study" / "b.py").write_text("def x():\n    from study import a\n")
     assert circles(import_graph(tmp_path)) == [["study.a", "study.b"]]
+
+
+def test_every_file_the_readme_layout_names_exists() -> None:
+    """The README's Layout section names files that are there: in its table each under its row's folder
+    (or the repository root), in its prose each path as written."""
+    section = (REPO / "README.md").read_text(encoding="utf-8").split("## Layout\n", 1)[1].split("\n## ", 1)[0]
+    missing, named = [], 0
+    for line in section.splitlines():
+        row = re.match(r"^\| `([\w/]+/)` \| (.*) \|$", line)
+        folder, text = row.groups() if row else ("", line)
+        for name in re.findall(r"`([\w./-]+)`", text):
+            if not re.search(r"\.(py|md|css|yaml)$|/$", name) or (not row and "/" not in name):
+                continue
+            named += 1
+            if not ((REPO / folder / name).exists() or (REPO / name).exists()):
+                missing.append(f"{folder}{name}")
+    assert named > 50 and missing == []

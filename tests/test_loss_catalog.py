@@ -75,7 +75,8 @@ from analysis import labels, plots, selection
 from benchmarks import losses as benchmark
 from search_spaces import tpe_lr
 from study import plan, train
-from trainables.spec.config import ConfigError, from_dict
+from trainables.spec.validation import ConfigError
+from trainables.spec.pretrain_config import from_dict
 from trainables.core.losses import build_loss
 
 # build_loss: the signature's defaults, and the float64 reference's value and gradient.
@@ -97,11 +98,11 @@ for values, message in (
         from_dict(values)
 assert from_dict({"loss": "margin_nce"} | plan.parse_overrides(["margin=0.25"])).margin == 0.25
 # published settings by dataset: its own, not another loss's, and a given value wins over them.
-assert from_dict({"loss": "margin_nce", "attention_preset": "digits"}).loss_hyperparameters() == {"margin": 0.1}
-assert from_dict({"loss": "margin_nce", "attention_preset": "digits", "margin": 0.2}).loss_hyperparameters() == {"margin": 0.2}
+assert from_dict({"loss": "margin_nce", "published_hyperparameters": "digits"}).loss_hyperparameters() == {"margin": 0.1}
+assert from_dict({"loss": "margin_nce", "published_hyperparameters": "digits", "margin": 0.2}).loss_hyperparameters() == {"margin": 0.2}
 for values, message in (
-    ({"loss": "margin_nce", "attention_preset": "stl10"}, "not published for loss='margin_nce'; allowed: cifar10, digits"),
-    ({"loss": "attentionnce", "attention_preset": "digits"}, "not published for loss='attentionnce'"),
+    ({"loss": "margin_nce", "published_hyperparameters": "stl10"}, "not published for loss='margin_nce'; allowed: cifar10, digits"),
+    ({"loss": "attentionnce", "published_hyperparameters": "digits"}, "not published for loss='attentionnce'"),
 ):
     with pytest.raises(ConfigError, match=re.escape(message)):
         from_dict(values)
@@ -175,12 +176,8 @@ def test_readme_losses_table_lists_exactly_the_catalog() -> None:
 DECLARATIONS = ("search_spaces/", "analysis/reported.py", "tools/offline_check.py", "benchmarks/gpu_study.py")
 EXEMPT = ("trainables/core/losses/", "trainables/spec/losses.py", "tests/", "docs/", *DECLARATIONS)
 # Strings that spell a loss's or hyperparameter's name but name something else, by file and name.
-_RECIPE = "a probe recipe (and the paper recipe it comes from) named after the AttentionNCE code base, not the loss"
 OTHER_MEANINGS: dict[tuple[str, str], str] = {
-    ("trainables/run/evaluation.py", "attentionnce"): _RECIPE,
-    ("trainables/spec/config.py", "attentionnce"): _RECIPE,
-    ("study/cli.py", "attentionnce"): _RECIPE,
-    ("analysis/conditions.py", "attentionnce"): _RECIPE,
+    ("trainables/spec/papers.py", "attentionnce"): "a paper recipe named after the AttentionNCE code base, not the loss",
     ("analysis/conditions.py", "infonce"): "the paper recipe's field saying how that paper's code computes InfoNCE",
     ("analysis/conditions.py", "temperature"): "the paper recipe's field holding the temperature that paper used",
     ("trainables/spec/run_schema.py", "temperature"): "the MLflow param every loss logs, typed for the analysis",

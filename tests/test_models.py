@@ -6,13 +6,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from trainables.core.models import (
-    BACKBONES,
-    HEADS,
-    ContrastiveModel,
-    build_model,
-    prepare_for_device,
-)
+from trainables.core.models import ContrastiveModel, build_model, prepare_for_device
+from trainables.spec.backbones import BACKBONES, HEADS
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +18,7 @@ def _seed() -> None:
 def _structure_only(name: str, image_size: int) -> nn.Module:
     """The backbone built on the meta device: right modules and shapes, no weight init cost."""
     with torch.device("meta"):
-        net, _ = BACKBONES[name](image_size)
+        net, _ = BACKBONES[name].load()(image_size)
     return net
 
 
@@ -131,7 +126,7 @@ def _linears(module: nn.Module) -> list[nn.Linear]:
 
 
 def test_mlp_head_structure() -> None:
-    head = HEADS["mlp"](512, 128)
+    head = HEADS["mlp"].load()(512, 128)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in head.modules())
     first, second = _linears(head)
     assert (first.in_features, first.out_features) == (512, 512)
@@ -141,7 +136,7 @@ def test_mlp_head_structure() -> None:
 
 
 def test_mlp_bn_head_structure() -> None:
-    head = HEADS["mlp_bn"](2048, 128)
+    head = HEADS["mlp_bn"].load()(2048, 128)
     first, bn, relu, second = head
     assert isinstance(first, nn.Linear) and (first.in_features, first.out_features) == (2048, 512)
     assert first.bias is None
@@ -153,7 +148,7 @@ def test_mlp_bn_head_structure() -> None:
 
 @pytest.mark.parametrize("name", ["mlp", "mlp_bn"])
 def test_head_out_dim_defaults_to_128(name: str) -> None:
-    assert _linears(HEADS[name](64))[-1].out_features == 128
+    assert _linears(HEADS[name].load()(64))[-1].out_features == 128
 
 
 def test_build_model_wires_backbone_and_head() -> None:

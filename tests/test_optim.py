@@ -8,15 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.core.optim import (
-    LARS,
-    OPTIMIZERS,
-    SCHEDULES,
-    build_optimizer,
-    build_schedule,
-    param_groups,
-)
+from trainables.core.optim import LARS, build_optimizer, build_schedule, param_groups
 from trainables.spec.lr_scaling import LR_SCALING, scaled_lr
+from trainables.spec.optimizers import OPTIMIZERS, SCHEDULES
 
 BATCHES = [128, 256, 512, 1024, 2048, 4096, 8192]
 

@@ -18,7 +18,7 @@ from study import run_sweep, train
 from study.owned_names import ARCHIVED_FROM, Claim, hold
 from trainables.integration.tracking import create_run
 from trainables.spec import run_schema as rs
-from trainables.spec.config import ConfigError
+from trainables.spec.validation import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 HOLDER = """

@@ -28,10 +28,10 @@ from PIL import Image
 from study import run_sweep, train
 from study.preflight import absolute_paths
 from trainables.core.data import load_dataset
-from trainables.spec.config import from_dict
 from trainables.spec.dataset_errors import MalformedDatasetError, UnreadableImageError
 from trainables.spec.datasets import DATASETS
 from trainables.spec.layouts import scan
+from trainables.spec.pretrain_config import from_dict
 
 
 @pytest.fixture

@@ -13,8 +13,10 @@ from trainables.core import models
 from trainables.integration.session import LocalSession
 from trainables.run.checkpoint import load_checkpoint
 from trainables.run.pretrain import NonFiniteLossError, pretrain
+from trainables.spec import backbones
 from trainables.spec import run_schema as rs
-from trainables.spec.config import from_dict
+from trainables.spec.choices import Choice
+from trainables.spec.pretrain_config import from_dict
 
 TINY = {
     "dataset": "digits",
@@ -101,13 +103,14 @@ def no_bn_backbone(image_size: int) -> tuple[nn.Module, int]:
     return net, 16
 
 
+NO_BN_SMALL = Choice("small", f"{__name__}:no_bn_backbone", "a convnet without BatchNorm")
 # SGD: Adam rescales every update to ~lr, which would amplify float noise in tiny gradients. The
 # backbone registered as "small" is replaced by ``no_bn_backbone`` in every process of the test.
 DDP_CFG = TINY | {"backbone": "small", "epochs": 1, "n_eval_epochs": 5, "optimizer": "sgd", "lr": 0.5, "loss": "flatnce"}
 
 
 def ddp_rank(rank: int, world_size: int, folder: str) -> dict[str, torch.Tensor]:
-    models.BACKBONES["small"] = no_bn_backbone
+    backbones.BACKBONES["small"] = NO_BN_SMALL
     session = LocalSession(Path(folder) / "ddp")
     pretrain(from_dict(DDP_CFG | {"workers": world_size}), session)
     model_state = final_state(Path(folder) / "ddp") if rank == 0 else {}
@@ -115,7 +118,7 @@ def ddp_rank(rank: int, world_size: int, folder: str) -> dict[str, torch.Tensor]
 
 
 def test_two_worker_ddp_step_equals_one_process_on_the_full_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(models.BACKBONES, "small", no_bn_backbone)
+    monkeypatch.setitem(backbones.BACKBONES, "small", NO_BN_SMALL)
     single = LocalSession(tmp_path / "single")
     pretrain(from_dict(DDP_CFG), single)
     expected = final_state(tmp_path / "single")

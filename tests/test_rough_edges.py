@@ -47,7 +47,7 @@ def test_a_resume_of_a_study_that_is_not_there_lists_those_that_are(tmp_path: Pa
 
 def test_a_bad_set_value_is_reported_against_the_set_that_gave_it() -> None:
     from study.plan import make_plan
-    from trainables.spec.config import ConfigError
+    from trainables.spec.validation import ConfigError
 
     with pytest.raises(ConfigError) as caught:
         make_plan("quickstart", {"lr": "fast"})

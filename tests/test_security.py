@@ -41,7 +41,7 @@ from trainables.run.checkpoint import (
 from trainables.run.epoch_end import EpochEnd
 from trainables.run.pretrain import pretrain
 from trainables.spec import run_schema as rs
-from trainables.spec.config import from_dict
+from trainables.spec.pretrain_config import from_dict
 
 
 class Payload:
@@ -330,7 +330,7 @@ def test_the_planted_pickle_would_run_code_if_unpickled(tmp_path: Path) -> None:
 
 def test_an_untouched_sealed_study_passes_and_an_unrecorded_one_is_refused(sealed_study: tuple[Path, str, str]) -> None:
     from study import state_seal
-    from trainables.spec.config import ConfigError
+    from trainables.spec.validation import ConfigError
 
     folder, uri, run_id = sealed_study
     assert state_seal.check(uri, run_id, folder) is None  # what the sweep sealed is what it finds
@@ -434,8 +434,8 @@ def test_study_json_is_replaced_atomically(tmp_path: Path, monkeypatch: pytest.M
 
 @pytest.mark.parametrize("name", ["../x", "../../etc", "/abs", "a/b", "..", "link"])
 def test_no_name_escapes_its_root(tmp_path: Path, name: str) -> None:
-    from trainables.spec.config import ConfigError
     from trainables.spec.files import under
+    from trainables.spec.validation import ConfigError
 
     (tmp_path / "root").mkdir()
     (tmp_path / "root" / "link").symlink_to(tmp_path)

@@ -270,7 +270,7 @@ def test_a_random_init_baseline_run_evaluates_the_encoder_a_trial_of_its_seed_st
     from trainables.core.components import build_components
     from trainables.integration.tracking import create_run
     from trainables.run.evaluation import EvalConfig, Pretrained, evaluate
-    from trainables.spec.config import from_dict
+    from trainables.spec.pretrain_config import from_dict
     from trainables.spec.study_context import StudyContext
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
-from trainables.spec.config import (
+from trainables.spec.validation import (
     MAX_JITTER_STRENGTH,  # the config refuses what this module would
 )
 

@@ -18,7 +18,7 @@ from trainables.core.data import Splits, load_for
 from trainables.core.features import Encode
 from trainables.core.knn import knn_accuracy
 from trainables.core.models import ContrastiveModel, build_model
-from trainables.spec.config import PretrainConfig
+from trainables.spec.pretrain_config import PretrainConfig
 
 
 @dataclass(frozen=True)

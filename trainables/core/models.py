@@ -1,9 +1,9 @@
 """Encoders and projection heads for contrastive pretraining.
 
 A contrastive model is a backbone (images to features, kept for kNN and linear evaluation)
-followed by a projection head (features to the space the loss works in). Backbones and heads
-are looked up by name in the plain-dict registries ``BACKBONES`` and ``HEADS``, so a study
-config can name them.
+followed by a projection head (features to the space the loss works in). A study config names
+them; the names and where each builder lives are the catalogs ``BACKBONES`` and ``HEADS`` of
+``trainables/spec/backbones.py``, which :func:`build_model` reads.
 
 - ``resnet18`` / ``resnet50``: torchvision ResNets, randomly initialised. Images up to
   ``CIFAR_STEM_MAX_SIZE`` px get the CIFAR stem (3×3 stride-1 conv1, no max-pool), as in both
@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 from torchvision import models as tv_models
+
+from trainables.spec.backbones import BACKBONES, HEADS
 
 CIFAR_STEM_MAX_SIZE = 96  # STL-10's 96 px still uses the CIFAR stem in FlatCLR
 DEFAULT_PROJ_DIM = 128
@@ -77,7 +79,7 @@ def small(image_size: int) -> tuple[nn.Module, int]:
 
     Args:
         image_size: Unused; global average pooling takes any size. Kept so that every
-            ``BACKBONES`` entry has the same signature.
+            backbone has the same signature.
 
     Returns:
         The network, producing [N, 256] features, and 256.
@@ -87,12 +89,6 @@ def small(image_size: int) -> tuple[nn.Module, int]:
     net = nn.Sequential(*stages, nn.AdaptiveAvgPool2d(1), nn.Flatten())
     return net, SMALL_WIDTHS[-1]
 
-
-BACKBONES: dict[str, Callable[[int], tuple[nn.Module, int]]] = {
-    "resnet18": resnet18,
-    "resnet50": resnet50,
-    "small": small,
-}
 
 
 # --- projection heads ------------------------------------------------------------------------
@@ -114,11 +110,6 @@ def mlp_bn_head(feature_dim: int, out_dim: int = DEFAULT_PROJ_DIM) -> nn.Module:
         nn.Linear(MLP_BN_HIDDEN, out_dim, bias=True),
     )
 
-
-HEADS: dict[str, Callable[[int, int], nn.Module]] = {
-    "mlp": mlp_head,
-    "mlp_bn": mlp_bn_head,
-}
 
 
 # --- the model -------------------------------------------------------------------------------
@@ -188,8 +179,8 @@ def build_model(backbone: str, head: str, image_size: int, proj_dim: int = DEFAU
     """Builds a randomly initialised contrastive model from registry names.
 
     Args:
-        backbone: A key of ``BACKBONES``.
-        head: A key of ``HEADS``.
+        backbone: A name of the ``BACKBONES`` catalog.
+        head: A name of the ``HEADS`` catalog.
         image_size: Side length of the training images in pixels; it picks the stem.
         proj_dim: Width of the projection the loss sees.
 
@@ -203,8 +194,8 @@ def build_model(backbone: str, head: str, image_size: int, proj_dim: int = DEFAU
     _check_name("head", head, HEADS)
     _check_positive("image_size", image_size)
     _check_positive("proj_dim", proj_dim)
-    encoder, feature_dim = BACKBONES[backbone](image_size)
-    return ContrastiveModel(encoder, HEADS[head](feature_dim, proj_dim), feature_dim)
+    encoder, feature_dim = BACKBONES[backbone].load()(image_size)
+    return ContrastiveModel(encoder, HEADS[head].load()(feature_dim, proj_dim), feature_dim)
 
 
 def prepare_for_device(model: nn.Module, device: torch.device, *, distributed: bool) -> nn.Module:

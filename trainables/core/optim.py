@@ -5,8 +5,9 @@
   neither weight decay nor LARS adaptation. FlatCLR meant to do this but matched parameter
   names its optimiser never saw, so there it silently did nothing; here the split is by
   tensor rank and needs no names.
-- ``OPTIMIZERS`` and ``SCHEDULES`` are plain-dict registries keyed by the names a study config uses;
-  the learning-rate scaling rules, pure arithmetic, are in ``trainables/spec/lr_scaling.py``.
+- the optimisers and schedules a study config names are the catalogs ``OPTIMIZERS`` and ``SCHEDULES``
+  of ``trainables/spec/optimizers.py``, which the builders here read; the learning-rate scaling
+  rules, pure arithmetic, are in ``trainables/spec/lr_scaling.py``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from trainables.spec.lr_scaling import check_name, check_range
+from trainables.spec.optimizers import OPTIMIZERS, SCHEDULES
 
 LARS_TRUST_COEFFICIENT = 0.001  # η in the LARS paper, SimCLR and moco-v3
 
@@ -135,28 +137,23 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 # --- optimisers ------------------------------------------------------------------------------
 OptimizerBuilder = Callable[[list[dict[str, Any]], float, float, bool], torch.optim.Optimizer]
+ScheduleBuilder = Callable[[torch.optim.Optimizer, int, int, float], LRScheduler]
 
 
-def _lars(groups: list[dict[str, Any]], lr: float, momentum: float, fused: bool) -> torch.optim.Optimizer:
+def lars(groups: list[dict[str, Any]], lr: float, momentum: float, fused: bool) -> torch.optim.Optimizer:
     """LARS; ``fused`` is ignored because LARS has no fused kernel."""
     return LARS(groups, lr=lr, momentum=momentum)
 
 
-def _sgd(groups: list[dict[str, Any]], lr: float, momentum: float, fused: bool) -> torch.optim.Optimizer:
+def sgd(groups: list[dict[str, Any]], lr: float, momentum: float, fused: bool) -> torch.optim.Optimizer:
     """Momentum SGD."""
     return torch.optim.SGD(groups, lr=lr, momentum=momentum, fused=fused)
 
 
-def _adam(groups: list[dict[str, Any]], lr: float, momentum: float, fused: bool) -> torch.optim.Optimizer:
+def adam(groups: list[dict[str, Any]], lr: float, momentum: float, fused: bool) -> torch.optim.Optimizer:
     """Adam with torch's default betas (as AttentionNCE); ``momentum`` is ignored."""
     return torch.optim.Adam(groups, lr=lr, fused=fused)
 
-
-OPTIMIZERS: dict[str, OptimizerBuilder] = {
-    "lars": _lars,
-    "sgd": _sgd,
-    "adam": _adam,
-}
 
 
 def build_optimizer(
@@ -171,7 +168,7 @@ def build_optimizer(
     """Builds an optimiser over ``param_groups(model, weight_decay)``.
 
     Args:
-        name: A key of ``OPTIMIZERS``.
+        name: A name of the ``OPTIMIZERS`` catalog.
         model: The model to optimise.
         lr: The learning rate, already scaled for the batch size.
         weight_decay: Weight decay for weights; biases and normalisation parameters get none.
@@ -188,7 +185,8 @@ def build_optimizer(
     check_range("lr", lr, lower=0.0, lower_inclusive=False)
     check_range("weight_decay", weight_decay, lower=0.0)
     check_range("momentum", momentum, lower=0.0, upper=1.0)
-    return OPTIMIZERS[name](param_groups(model, weight_decay), lr, momentum, fused)
+    build: OptimizerBuilder = OPTIMIZERS[name].load()
+    return build(param_groups(model, weight_decay), lr, momentum, fused)
 
 
 # --- schedules -------------------------------------------------------------------------------
@@ -201,7 +199,7 @@ def _warmup_cosine_factor(step: int, *, base_lr: float, warmup_steps: int, total
     return lr / base_lr
 
 
-def _cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, final_lr: float) -> LRScheduler:
+def cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, final_lr: float) -> LRScheduler:
     """Per-step linear warm-up then cosine decay to ``final_lr``, for every group's own lr."""
     check_range("warmup_steps", warmup_steps, lower=0)
     check_range("total_steps", total_steps, lower=warmup_steps, lower_inclusive=False)
@@ -223,15 +221,10 @@ def _cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: in
     return LambdaLR(optimizer, factors)
 
 
-def _constant(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, final_lr: float) -> LRScheduler:
+def constant(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, final_lr: float) -> LRScheduler:
     """Keeps the learning rate fixed (AttentionNCE has no schedule); other arguments unused."""
     return LambdaLR(optimizer, lambda step: 1.0)
 
-
-SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, int, int, float], LRScheduler]] = {
-    "cosine": _cosine,
-    "constant": _constant,
-}
 
 
 def build_schedule(
@@ -250,7 +243,7 @@ def build_schedule(
 
     Args:
         optimizer: The optimiser whose groups' current lr is the peak.
-        name: A key of ``SCHEDULES``.
+        name: A name of the ``SCHEDULES`` catalog.
         warmup_steps: Optimiser steps of linear warm-up.
         total_steps: Optimiser steps in the whole run; must exceed ``warmup_steps`` for cosine.
         final_lr: The lr cosine decays to.
@@ -262,4 +255,5 @@ def build_schedule(
         ValueError: If the name is unknown or a value is out of range.
     """
     check_name("schedule", name, SCHEDULES)
-    return SCHEDULES[name](optimizer, warmup_steps, total_steps, final_lr)
+    build: ScheduleBuilder = SCHEDULES[name].load()
+    return build(optimizer, warmup_steps, total_steps, final_lr)

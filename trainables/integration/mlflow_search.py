@@ -20,7 +20,7 @@ import contextlib
 import gc
 from collections.abc import Iterator, Mapping
 
-from mlflow.entities import Run
+from mlflow.entities import Experiment, Run
 from mlflow.tracking import MlflowClient
 
 PAGE_SIZE = 1000
@@ -114,7 +114,12 @@ def find_run(client: MlflowClient, tags: Mapping[str, str], *, experiments: list
     return next(iter_runs(client, tags, experiments=experiments), None)
 
 
+def experiment(client: MlflowClient, name: str) -> Experiment | None:
+    """The experiment called ``name``, or None when there is none: the one lookup of an experiment by name."""
+    return client.get_experiment_by_name(name)
+
+
 def experiment_id(client: MlflowClient, name: str) -> str | None:
     """The id of the experiment called ``name``, or None when there is none."""
-    found = client.get_experiment_by_name(name)
+    found = experiment(client, name)
     return found.experiment_id if found is not None else None

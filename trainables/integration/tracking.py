@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from trainables.integration.mlflow_search import experiment
 from trainables.spec import run_schema as rs
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def ensure_experiment(client: MlflowClient, name: str) -> str:
     ``mlflow.experimentKind``) and carries the runs-table views (:func:`view_tags`); :func:`results_url`
     opens the first.
     """
-    found = client.get_experiment_by_name(name)
+    found = experiment(client, name)
     tags = {rs.EXPERIMENT_KIND: rs.EXPERIMENT_KIND_TRAINING} | view_tags()
     if found is not None:
         for key, value in tags.items():

@@ -11,7 +11,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from trainables.integration.session import RayTrainSession
 from trainables.run.evaluation import EvalConfig
 from trainables.run.train_and_evaluate import train_and_evaluate
-from trainables.spec.config import PretrainConfig, from_dict
+from trainables.spec.pretrain_config import PretrainConfig, from_dict
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from trainables.launch.ray_train import build_trainer
 from trainables.run.evaluation import EvalConfig
 from trainables.run.train_and_evaluate import train_and_evaluate
 from trainables.spec import run_schema as rs
-from trainables.spec.config import PretrainConfig, from_dict
+from trainables.spec.pretrain_config import PretrainConfig, from_dict
 from trainables.spec.study_context import StudyContext, uses_train_workers
 
 

@@ -18,7 +18,7 @@ from trainables.integration.mlflow_search import search_runs
 from trainables.integration.tracking import create_run
 from trainables.run.evaluation import EvalConfig, Pretrained, eval_params, record
 from trainables.spec import run_schema as rs
-from trainables.spec.config import PretrainConfig
+from trainables.spec.pretrain_config import PretrainConfig
 
 
 def random_init_baseline(cfg: PretrainConfig, evaluation: EvalConfig, *, tracking_uri: str, study_run_id: str) -> str:

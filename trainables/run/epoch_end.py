@@ -23,8 +23,8 @@ from trainables.integration.session import Session
 from trainables.integration.tracking import RunLogger, log_params
 from trainables.run.checkpoint import save_checkpoint
 from trainables.spec import run_schema as rs
-from trainables.spec.config import PretrainConfig
 from trainables.spec.losses import CATALOG
+from trainables.spec.pretrain_config import PretrainConfig
 
 
 @dataclass

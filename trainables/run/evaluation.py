@@ -43,15 +43,11 @@ from trainables.integration.tracking import (
 )
 from trainables.run.checkpoint import load_checkpoint
 from trainables.spec import run_schema as rs
-from trainables.spec.config import (
-    RECIPES,
-    ConfigError,
-    EvalConfig,
-    PretrainConfig,
-    Recipe,
-    from_dict,
-)
+from trainables.spec.eval_config import RECIPES, EvalConfig
 from trainables.spec.files import write_atomically
+from trainables.spec.papers import Recipe
+from trainables.spec.pretrain_config import PretrainConfig, from_dict
+from trainables.spec.validation import ConfigError
 
 
 @dataclass(frozen=True)

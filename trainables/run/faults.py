@@ -12,9 +12,10 @@ Several faults are separated by ";". ``once`` names a marker file: the fault fir
 does not exist yet (and creates it), so a restarted worker runs clean. ``seed`` and ``batch``
 limit a fault to runs with that seed or global batch size.
 
-The environment is read once per run (:func:`from_environment`). An epoch with no fault meant
-for it trains on the plain batches and loss; only an epoch that has one gets them wrapped
-(:meth:`RunFaults.inject`), so the training step itself holds no fault code.
+The training loop calls :func:`for_epoch` once per epoch, its one seam: the environment is read
+there. An epoch with no fault meant for it trains on the plain batches and loss; only an epoch
+that has one gets them wrapped (:meth:`RunFaults.inject`), so the training step itself holds no
+fault code.
 """
 
 from __future__ import annotations
@@ -83,8 +84,16 @@ class RunFaults:
         return (_before_steps(batches, before) if before else batches), (FaultyLoss(loss, strikes, self.rank) if strikes else loss)
 
 
+def for_epoch(
+    epoch: int, batches: Iterable[torch.Tensor], loss: nn.Module, *, seed: int, batch: int, rank: int
+) -> tuple[Iterable[torch.Tensor], nn.Module]:
+    """The epoch's batches and loss, wrapped where NCE_FAULT names a fault for this epoch of a run with
+    this seed and global batch (on this rank); unchanged otherwise."""
+    return from_environment(seed=seed, batch=batch, rank=rank).inject(epoch, batches, loss)
+
+
 def from_environment(*, seed: int, batch: int, rank: int) -> RunFaults:
-    """The faults NCE_FAULT names for a run with this seed and global batch, read once."""
+    """The faults NCE_FAULT names for a run with this seed and global batch."""
     specs = [parse(s) for s in os.environ.get(VARIABLE, "").split(";") if s]
     mine = tuple(f for f in specs if (f.seed is None or f.seed == seed) and (f.batch is None or f.batch == batch))
     return RunFaults(mine, rank)

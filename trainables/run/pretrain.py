@@ -43,8 +43,8 @@ from trainables.run import faults
 from trainables.run.checkpoint import load_latest_valid
 from trainables.run.epoch_end import EpochEnd
 from trainables.spec import run_schema as rs
-from trainables.spec.config import PretrainConfig
 from trainables.spec.lr_scaling import scaled_lr
+from trainables.spec.pretrain_config import PretrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +77,14 @@ def pretrain(cfg: PretrainConfig, session: Session, end: EpochEnd | None = None)
         end.report_again(done)
         return Trained(cfg, c, device, done, final={})
     resident = c.data.pretrain.to(device)  # in memory: moved once; from files: batches moved as decoded
-    injected = faults.from_environment(seed=cfg.seed, batch=cfg.batch_size, rank=rank)
     local = cfg.batch_size // world_size
     rows = slice(rank * local, (rank + 1) * local)  # this worker's rows of every global batch
     started, metrics, epoch = time.perf_counter(), {}, done
     end.start(done)
     for epoch in range(done + 1, cfg.epochs + 1):
-        batches, epoch_loss = injected.inject(epoch, local_batches(resident, cfg, epoch, rank, world_size), loss)
+        batches, epoch_loss = faults.for_epoch(
+            epoch, local_batches(resident, cfg, epoch, rank, world_size), loss, seed=cfg.seed, batch=cfg.batch_size, rank=rank
+        )
         generator = augment_generator(cfg.seed, epoch, device)
         try:
             metrics = train_one_epoch(

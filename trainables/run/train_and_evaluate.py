@@ -7,7 +7,7 @@ from trainables.run.epoch_end import EpochEnd
 from trainables.run.evaluation import EvalConfig, Pretrained, evaluate_and_record
 from trainables.run.pretrain import pretrain
 from trainables.spec import run_schema as rs
-from trainables.spec.config import PretrainConfig
+from trainables.spec.pretrain_config import PretrainConfig
 
 
 def train_and_evaluate(

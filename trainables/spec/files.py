@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from trainables.spec.config import NAME_CHARS, NAME_PATTERN, ConfigError, problem
+from trainables.spec.validation import NAME_CHARS, NAME_PATTERN, ConfigError, problem
 
 
 def under(root: str | Path, name: str, field: str) -> Path:

@@ -22,3 +22,9 @@ def lazy_getattr(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
         return getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
 
     return getattr_
+
+
+def resolve(location: str) -> Any:
+    """The object a catalog's ``"module:attr"`` names, importing its module (and so torch) only now."""
+    module, _, name = location.partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib
 import importlib.util
 import math
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainables.spec import run_schema as rs
+from trainables.spec.lazy import resolve
 
 NOT_HYPERPARAMETERS = ("self", "gather_distributed")  # __init__ arguments every loss has
 
@@ -97,7 +97,7 @@ class LossEntry:
         negatives_from_anchors: Whether the negatives are only the anchor views of other images
             (AttentionNCE), not all their views; the similarity matrix is then (B·anchor_views)².
         diagnostics: Metric names of (the mean probability the loss gives the positive, one minus it).
-        presets: Published hyperparameters by dataset name (the config's ``attention_preset``).
+        presets: Published hyperparameters by dataset name (the config's ``published_hyperparameters``).
         clr: Its value of FlatCLR's ``--clr`` flag, which the training command accepts too.
     """
 
@@ -127,8 +127,7 @@ class LossEntry:
 
     def load(self) -> type:
         """The loss class (this imports torch)."""
-        module, _, name = self.location.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return resolve(self.location)
 
 
 CATALOG: dict[str, LossEntry] = {
@@ -183,7 +182,7 @@ def field_help() -> dict[str, str]:
         "loss": "contrastive loss: " + ", ".join(f"{e.name} ({e.summary})" for e in CATALOG.values()),
         "views": "M, positive views per anchor; encoded views per image: "
         + "; ".join(f"{'/'.join(names)} M+{extra}" for extra, names in rules.items()),
-        "attention_preset": "take the hyperparameters published for this dataset ('dataset': the run's own): "
+        "published_hyperparameters": "take the hyperparameters published for this dataset ('dataset': the run's own): "
         + "; ".join(f"{e.name}: {', '.join(e.presets)}" for e in CATALOG.values() if e.presets),
     }
     for name in hyperparameter_names():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from trainables.spec.config import PretrainConfig
+from trainables.spec.pretrain_config import PretrainConfig
 
 
 def trial_config(fixed: dict[str, Any], per_loss: dict[str, dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:

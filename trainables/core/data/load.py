@@ -47,7 +47,7 @@ from trainables.spec.datasets import (
 from trainables.spec.layouts import FileList, scan, skipped_note
 
 if TYPE_CHECKING:
-    from trainables.spec.config import PretrainConfig
+    from trainables.spec.pretrain_config import PretrainConfig
 
 CACHE_FOLDER = ".nce-cache"  # under the data folder, unless cache_dir says otherwise
 STATS_BATCH = 256
