@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         _check_store(args.tracking_uri)
+        if getattr(args, "study", None) and args.eval is None:
+            from analysis.load import study_eval_mode
+
+            args.eval = study_eval_mode(args.study, args.tracking_uri)  # the tables follow the study's own evaluation
         return _COMMANDS[args.command](args)
     except (StudyNotFoundError, PredictionsMissingError, TrackingUnavailableError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -154,6 +158,14 @@ def _compare(args: argparse.Namespace) -> int:
     uris = [stores.get(name, args.tracking_uri) for name in args.studies]
     for uri in set(uris):
         _check_store(uri)
+    if args.eval is None:
+        from analysis.load import study_eval_mode
+
+        modes = {name: study_eval_mode(name, uri) for name, uri in zip(args.studies, uris)}
+        if len(set(modes.values())) > 1:
+            print(f"--eval: the studies were evaluated in different modes ({modes}); name the one to compare", file=sys.stderr)
+            return 2
+        args.eval = modes[args.studies[0]]
     studies = compare.load_studies(args.studies, uris, eval_mode=args.eval)
     result = compare.compare(studies, args.metric, pool=args.pool)
     print(compare.to_markdown(result))
@@ -281,9 +293,9 @@ def _common(parser: argparse.ArgumentParser, study: bool = True, metric: bool = 
         parser.add_argument("--study", required=True, help="the study's name (nce.study tag) or its study run id")
     parser.add_argument("--tracking-uri", help="MLflow tracking URI; default: MLflow's own (MLFLOW_TRACKING_URI)")
     parser.add_argument(
-        "--eval", choices=EVAL_MODES, default="linear",
-        help="which evaluation runs fill the cells (default linear, the linear probe every preset runs, the "
-        "quickstart included; knn and finetune only where a study ran those evaluations)",
+        "--eval", choices=EVAL_MODES,
+        help="which evaluation runs fill the cells (default: the mode the study's evaluations ran in; "
+        "a study evaluated in several modes needs one named)",
     )
     if not metric:  # a per-image comparison reads predictions, not an accuracy metric
         return

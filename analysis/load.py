@@ -208,6 +208,28 @@ def load_history(run_ids: list[str], metrics: tuple[str, ...], tracking_uri: str
     return frame.sort_values([RUN_ID, "metric", "step"], ignore_index=True)
 
 
+def study_eval_mode(name_or_parent_run_id: str, tracking_uri: str | None = None) -> str:
+    """The evaluation mode a study's tables read when none is asked for: the one its evaluation
+    runs have. A study evaluated in several modes (a re-evaluation added one) is refused naming
+    them, since any choice would be a guess; a study with no evaluation runs reads ``linear``
+    (its cells then hold the trials' own kNN only, whatever the mode).
+
+    Raises:
+        StudyNotFoundError: Nothing in the store matches.
+        ValueError: The study has evaluation runs of more than one mode.
+    """
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    client = MlflowClient(uri)
+    study_run = _find_study_run(client, name_or_parent_run_id, uri)
+    modes = sorted({run.data.params.get(rs.P_EVAL_MODE, "?") for run in _study_runs(client, study_run, rs.KIND_EVAL)})
+    if len(modes) > 1:
+        raise ValueError(
+            f"study {_study_label(study_run)} has evaluation runs of several modes ({', '.join(modes)}): "
+            f"pass --eval with one of them"
+        )
+    return modes[0] if modes else "linear"
+
+
 def _study_runs(client: MlflowClient, study_run: Run, kind: str, eval_mode: str | None = None) -> list[Run]:
     """The runs of the study of one ``nce.kind`` (and, given, one evaluation mode), in any experiment
     (a trial may be re-evaluated into another)."""

@@ -118,3 +118,44 @@ def test_the_readme_single_run_example_fits_two_cores(tmp_path: Path) -> None:
     done = subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "2 workers" in done.stdout and "not on this machine" not in done.stdout + done.stderr
+
+
+def _study_evaluated_in(root: Path, name: str, modes: tuple[str, ...]) -> str:
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    trials = [synthetic_trial("infonce", 64, seed, test_acc=0.5 + 0.01 * seed, eval_modes=modes) for seed in (0, 1)]
+    make_synthetic_study(uri, name, trials)
+    return uri
+
+
+def test_without_eval_the_tables_read_the_mode_the_study_was_evaluated_in(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from analysis.__main__ import main
+
+    uri = _study_evaluated_in(tmp_path, "knn-only", ("knn",))
+    argv = ["tables", "--study", "knn-only", "--tracking-uri", uri, "--format", "csv"]
+    assert main(argv) == 0
+    default = capsys.readouterr().out
+    assert main([*argv, "--eval", "knn"]) == 0
+    assert capsys.readouterr().out == default  # the kNN evaluations fill the cells
+    assert main([*argv, "--eval", "linear"]) == 2  # which the old default would have asked for
+
+
+def test_without_eval_a_study_evaluated_in_several_modes_is_refused_naming_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from analysis.__main__ import main
+
+    uri = _study_evaluated_in(tmp_path, "two-modes", ("linear", "knn"))
+    assert main(["report", "--study", "two-modes", "--out", str(tmp_path / "r"), "--no-log", "--tracking-uri", uri]) == 2
+    error = capsys.readouterr().err
+    assert "several modes (knn, linear)" in error and "--eval" in error
+    assert not (tmp_path / "r").exists()
+    assert main(["report", "--study", "two-modes", "--eval", "knn", "--out", str(tmp_path / "r"), "--no-log", "--tracking-uri", uri]) == 0
+
+
+def test_without_eval_compare_refuses_studies_evaluated_in_different_modes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from analysis.__main__ import main
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    uri = _study_evaluated_in(tmp_path / "a", "by-knn", ("knn",))
+    other = _study_evaluated_in(tmp_path / "b", "by-linear", ("linear",))
+    argv = ["compare", "by-knn", "by-linear", "--store", f"by-knn={uri}", "--store", f"by-linear={other}"]
+    assert main(argv) == 2
+    assert "different modes" in capsys.readouterr().err
