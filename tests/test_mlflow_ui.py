@@ -153,7 +153,7 @@ def test_the_runs_table_shows_the_headline_metric_on_every_run_kind(finished: Pa
     for run_id in studies & set(shown):
         assert shown[run_id][column] == "-"
     order = [row["run_id"] for _, row in sorted(grid.rows.items(), key=lambda kv: int(kv[0])) if "run_id" in row]
-    trials = [r for r in scored.values() if r.data.tags[rs.KIND] == rs.KIND_PRETRAIN]
-    best = max(trials, key=lambda r: r.data.metrics[rs.M_HEADLINE])
-    tied = {best.info.run_id} | {r.info.run_id for r in scored.values() if r.data.tags.get(rs.PARENT) == best.info.run_id}
-    assert order[0] in tied  # the view sorts by the headline, best first (the trial and its evaluation share the number)
+    # The view sorts by the headline, best first. The best run need not be a trial: the module's
+    # re-evaluation test adds a kNN evaluation, which may score above every linear probe.
+    best = max(run.data.metrics[rs.M_HEADLINE] for run in scored.values())
+    assert float(shown[order[0]][column]) == pytest.approx(best, abs=1e-6), scored[order[0]].info.run_name
