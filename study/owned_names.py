@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainables.spec import run_schema as rs
+from trainables.spec.files import under
 from trainables.spec.validation import ConfigError, problem
 
 ARCHIVE_SUFFIX = ".replaced-"
@@ -118,15 +120,49 @@ def own(
     return claim, archive.name
 
 
+def own_name(
+    root: Path,
+    name: str,
+    *,
+    field: str,
+    what: str,
+    name_flag: str,
+    resume: bool,
+    replace: bool,
+    tracking_uri: str,
+    experiment: str,
+    tag: str,
+    kind: str,
+) -> Claim:
+    """A driver's claim on ``name`` under ``root`` (:func:`own`), where MLflow records its runs of
+    ``kind`` by ``tag``; under ``--replace``, the old one archived in the folder and in MLflow, saying so.
+    ``name_flag``: the flag that picks another name, for the message."""
+    folder = under(root, name, field)
+    claim, archive = own(
+        folder,
+        field=field,
+        what=what,
+        resume=resume,
+        replace=replace,
+        recorded=lambda: recorded_runs(tracking_uri, experiment, {tag: name, rs.KIND: kind}),
+        choices=f"continue it with --resume {name}, choose another {name_flag}, or add --replace to archive it and start afresh",
+    )
+    if archive is not None:
+        renamed = rename_recorded(tracking_uri, experiment, tag, name, archive)
+        print(f"--replace: the {what} {name} that was there is archived as {archive} (folder {folder.with_name(archive)}, {renamed} MLflow runs renamed)")
+    return claim
+
+
 def recorded_runs(tracking_uri: str, experiment: str, tags: dict[str, str]) -> list[str]:
     """One line per run of ``experiment`` whose tags equal ``tags``: its name, id and status. Read
     only: an experiment that does not exist records nothing (and is not created here)."""
     from mlflow.tracking import MlflowClient
 
+    from trainables.integration.mlflow_search import experiment as experiment_named
     from trainables.integration.mlflow_search import search_runs
 
     client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
+    found = experiment_named(client, experiment)
     if found is None:
         return []
     runs = search_runs(client, tags, experiments=[found.experiment_id])
@@ -140,9 +176,10 @@ def rename_recorded(tracking_uri: str, experiment: str, tag: str, name: str, arc
     from mlflow.tracking import MlflowClient
 
     from trainables.integration.mlflow_search import PAGE_SIZE
+    from trainables.integration.mlflow_search import experiment as experiment_named
 
     client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment)
+    found = experiment_named(client, experiment)
     if found is None:
         return 0
     runs, token = [], None

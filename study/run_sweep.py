@@ -287,24 +287,14 @@ def print_seed_plan(args: argparse.Namespace, preset_name: str, plan: Plan) -> N
 def own_study(args: argparse.Namespace, name: str, tracking_uri: str) -> Claim:
     """The study's claim on its name (study/owned_names.py), held while it runs; a name in use is refused
     before anything is written, unless --replace archives the study that had it."""
-    from study.owned_names import own, recorded_runs, rename_recorded
+    from study.owned_names import own_name
     from trainables.spec import run_schema as rs
 
     field = "resume" if args.resume else "name"
-    folder = under(args.storage_path, name, field)
-    claim, archive = own(
-        folder,
-        field=field,
-        what="study",
-        resume=bool(args.resume),
-        replace=args.replace,
-        recorded=lambda: recorded_runs(tracking_uri, args.experiment, {rs.STUDY: name, rs.KIND: rs.KIND_STUDY}),
-        choices=f"continue it with --resume {name}, choose another --name, or add --replace to archive it and start afresh",
+    return own_name(
+        args.storage_path, name, field=field, what="study", name_flag="--name", resume=bool(args.resume),
+        replace=args.replace, tracking_uri=tracking_uri, experiment=args.experiment, tag=rs.STUDY, kind=rs.KIND_STUDY,
     )
-    if archive is not None:
-        renamed = rename_recorded(tracking_uri, args.experiment, rs.STUDY, name, archive)
-        print(f"--replace: the study {name} that was there is archived as {archive} (folder {folder.with_name(archive)}, {renamed} MLflow runs renamed)")
-    return claim
 
 
 def check_resumed_plan(args: argparse.Namespace, name: str, plan: Plan, tracking_uri: str) -> None:

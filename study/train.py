@@ -155,26 +155,16 @@ def main(argv: list[str] | None = None) -> int:
 def own_run(args: argparse.Namespace, cfg: PretrainConfig, name: str, tracking_uri: str) -> Claim:
     """The run's claim on its name and checkpoint folder (study/owned_names.py), held while it trains;
     a name in use is refused before anything is written, unless --replace archives the run that had it."""
-    from study.owned_names import own, recorded_runs, rename_recorded
+    from study.owned_names import own_name
     from trainables.spec import run_schema as rs
 
     if args.resume and args.replace:
         raise ConfigError(problem("replace", True, "--resume continues the run; --replace starts a new one under a name in use"))
     field = "resume" if args.resume else "run_name"
-    folder = under(cfg.save_dir, name, field)
-    claim, archive = own(
-        folder,
-        field=field,
-        what="run",
-        resume=bool(args.resume),
-        replace=args.replace,
-        recorded=lambda: recorded_runs(tracking_uri, cfg.experiment, {rs.TRAIN_RUN: name, rs.KIND: rs.KIND_PRETRAIN}),
-        choices=f"continue it with --resume {name}, choose another --run_name, or add --replace to archive it and start afresh",
+    return own_name(
+        cfg.save_dir, name, field=field, what="run", name_flag="--run_name", resume=bool(args.resume),
+        replace=args.replace, tracking_uri=tracking_uri, experiment=cfg.experiment, tag=rs.TRAIN_RUN, kind=rs.KIND_PRETRAIN,
     )
-    if archive is not None:
-        renamed = rename_recorded(tracking_uri, cfg.experiment, rs.TRAIN_RUN, name, archive)
-        print(f"--replace: the run {name} that was there is archived as {archive} (folder {folder.with_name(archive)}, {renamed} MLflow runs renamed)")
-    return claim
 
 
 def fit_in_a_thread(trainer: Any) -> Any:
