@@ -10,6 +10,7 @@ Nothing reads the store's files directly.
 from __future__ import annotations
 
 import re
+import sys
 
 import mlflow
 import pandas as pd
@@ -209,25 +210,40 @@ def load_history(run_ids: list[str], metrics: tuple[str, ...], tracking_uri: str
 
 
 def study_eval_mode(name_or_parent_run_id: str, tracking_uri: str | None = None) -> str:
-    """The evaluation mode a study's tables read when none is asked for: the one its evaluation
-    runs have. A study evaluated in several modes (a re-evaluation added one) is refused naming
-    them, since any choice would be a guess; a study with no evaluation runs reads ``linear``
+    """The evaluation mode a study's tables read when none is asked for: the one the study ran.
+
+    A study run records it (``eval_mode``); a re-evaluation of some trials in another mode
+    (``linear_eval.py --mode knn``) adds runs but does not change the study's mode. A study run
+    without the record (written before it, or by hand) reads the mode whose evaluations cover
+    the most trials, saying so on stderr when there are several; a tie is refused naming the
+    modes, since any choice would be a guess. A study with no evaluation runs reads ``linear``
     (its cells then hold the trials' own kNN only, whatever the mode).
 
     Raises:
         StudyNotFoundError: Nothing in the store matches.
-        ValueError: The study has evaluation runs of more than one mode.
+        ValueError: The study has no recorded mode and its modes cover equally many trials.
     """
     uri = tracking_uri or mlflow.get_tracking_uri()
     client = MlflowClient(uri)
     study_run = _find_study_run(client, name_or_parent_run_id, uri)
-    modes = sorted({run.data.params.get(rs.P_EVAL_MODE, "?") for run in _study_runs(client, study_run, rs.KIND_EVAL)})
-    if len(modes) > 1:
+    recorded = study_run.data.params.get(rs.P_EVAL_MODE)
+    if recorded:
+        return recorded
+    trials: dict[str, set[str]] = {}
+    for run in _study_runs(client, study_run, rs.KIND_EVAL):
+        trials.setdefault(run.data.params.get(rs.P_EVAL_MODE, "?"), set()).add(run.data.tags.get(rs.PARENT, ""))
+    if not trials:
+        return "linear"
+    ranked = sorted(trials, key=lambda mode: (-len(trials[mode]), mode))
+    if len(ranked) > 1 and len(trials[ranked[0]]) == len(trials[ranked[1]]):
         raise ValueError(
-            f"study {_study_label(study_run)} has evaluation runs of several modes ({', '.join(modes)}): "
-            f"pass --eval with one of them"
+            f"study {_study_label(study_run)} has evaluation runs of several modes ({', '.join(sorted(trials))}) "
+            f"covering equally many trials and records none of its own: pass --eval with one of them"
         )
-    return modes[0] if modes else "linear"
+    if len(ranked) > 1:
+        counts = ", ".join(f"{mode} on {len(trials[mode])}" for mode in ranked)
+        print(f"note: reading the {ranked[0]} evaluations, the mode of most trials ({counts}); pass --eval to choose", file=sys.stderr)
+    return ranked[0]
 
 
 def _study_runs(client: MlflowClient, study_run: Run, kind: str, eval_mode: str | None = None) -> list[Run]:

@@ -46,9 +46,12 @@ def find_study_run(tracking_uri: str, experiment: str, study: str) -> str | None
     return found.info.run_id if found else None
 
 
-def create_study_run(tracking_uri: str, experiment: str, study: str, preset: str, description: str, overrides: dict[str, Any]) -> str:
-    """The study run, described (``mlflow.note.content``) by its preset, the axes run and the command."""
-    params = {"preset": preset, "description": description} | flatten(overrides, "override.") | library_versions()
+def create_study_run(
+    tracking_uri: str, experiment: str, study: str, preset: str, description: str, overrides: dict[str, Any], eval_mode: str
+) -> str:
+    """The study run, described (``mlflow.note.content``) by its preset, the axes run and the command.
+    ``eval_mode`` is recorded so the tables read the study's own evaluations, whatever re-evaluations add."""
+    params = {"preset": preset, "description": description, rs.P_EVAL_MODE: eval_mode} | flatten(overrides, "override.") | library_versions()
     tags = {rs.KIND: rs.KIND_STUDY, rs.STUDY: study, rs.PRESET: preset, rs.NOTE: study_note(study, preset, description, overrides)}
     run_id = create_run(tracking_uri, experiment, run_name=study, params=params, tags=tags)
     # The report judges the claims the study was started with (analysis/ cannot read the presets).

@@ -372,7 +372,7 @@ def study_context(args: argparse.Namespace, name: str, preset_name: str, plan: P
     folder, so the trials are handed the absolute path."""
     storage = args.storage_path.resolve()
     study_run_id = find_study_run(tracking_uri, args.experiment, name) or create_study_run(
-        tracking_uri, args.experiment, name, preset_name, plan.preset.description, plan.overrides
+        tracking_uri, args.experiment, name, preset_name, plan.preset.description, plan.overrides, eval_from_dict(plan.preset.evaluation).mode
     )
     record = plan_record(plan)
     client = MlflowClient(tracking_uri)

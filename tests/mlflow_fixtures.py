@@ -35,6 +35,7 @@ def make_synthetic_study(
     experiment_name: str | None = None,
     artifact_location: str | None = None,
     baselines: list[dict[str, Any]] | None = None,
+    eval_mode: str | None = None,
 ) -> str:
     """Write one study tree (study run, trial runs, their evaluation runs) into MLflow.
 
@@ -55,6 +56,8 @@ def make_synthetic_study(
             ``mlartifacts`` folder beside the database, so tests do not write into the cwd.
         baselines: Random-init baseline runs (dicts from ``synthetic_baseline``), written as
             children of the study run.
+        eval_mode: The mode the study run records as its own (``rs.P_EVAL_MODE``); by default
+            none, as in a study run written before the record.
 
     Returns:
         The study run's id.
@@ -64,6 +67,8 @@ def make_synthetic_study(
     clock = itertools.count(_START_MS, _TICK_MS)
     study_tags = {rs.STUDY: name, rs.KIND: rs.KIND_STUDY, rs.PRESET: preset, rs.CODE_VERSION: code_version}
     study_id = client.create_run(experiment_id, start_time=next(clock), tags=study_tags, run_name=name).info.run_id
+    if eval_mode is not None:
+        client.log_param(study_id, rs.P_EVAL_MODE, eval_mode)
     for index, spec in enumerate(runs):
         tags = {rs.STUDY: name, rs.PARENT: study_id, rs.CODE_VERSION: code_version}
         _write_trial(client, experiment_id, tags, spec, spec.get("trial_id", f"trial_{index:05d}"), clock)

@@ -120,10 +120,10 @@ def test_the_readme_single_run_example_fits_two_cores(tmp_path: Path) -> None:
     assert "2 workers" in done.stdout and "not on this machine" not in done.stdout + done.stderr
 
 
-def _study_evaluated_in(root: Path, name: str, modes: tuple[str, ...]) -> str:
+def _study_evaluated_in(root: Path, name: str, modes: tuple[str, ...], *, recorded: str | None = None, seeds: int = 2) -> str:
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    trials = [synthetic_trial("infonce", 64, seed, test_acc=0.5 + 0.01 * seed, eval_modes=modes) for seed in (0, 1)]
-    make_synthetic_study(uri, name, trials)
+    trials = [synthetic_trial("infonce", 64, seed, test_acc=0.5 + 0.01 * seed, eval_modes=modes) for seed in range(seeds)]
+    make_synthetic_study(uri, name, trials, eval_mode=recorded)
     return uri
 
 
@@ -139,13 +139,42 @@ def test_without_eval_the_tables_read_the_mode_the_study_was_evaluated_in(tmp_pa
     assert main([*argv, "--eval", "linear"]) == 2  # which the old default would have asked for
 
 
+def test_without_eval_the_tables_read_the_mode_the_study_run_records_whatever_re_evaluations_add(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from analysis.__main__ import main
+
+    uri = _study_evaluated_in(tmp_path, "recorded", ("linear", "knn"), recorded="knn")  # every trial re-evaluated in linear
+    argv = ["tables", "--study", "recorded", "--tracking-uri", uri, "--format", "csv"]
+    assert main(argv) == 0
+    default = capsys.readouterr()
+    assert main([*argv, "--eval", "knn"]) == 0
+    assert capsys.readouterr().out == default.out and "note:" not in default.err
+    assert main([*argv, "--eval", "linear"]) == 0
+    assert capsys.readouterr().out != default.out  # the linear evaluations differ from the kNN ones
+
+
+def test_without_eval_or_a_record_the_mode_of_most_trials_is_read_and_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from analysis.__main__ import main
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    modes = {0: ("linear",), 1: ("linear",), 2: ("linear", "knn")}  # a kNN re-evaluation of one trial of three
+    make_synthetic_study(uri, "mostly", [synthetic_trial("infonce", 64, s, test_acc=0.5 + 0.01 * s, eval_modes=m) for s, m in modes.items()])
+    argv = ["tables", "--study", "mostly", "--tracking-uri", uri, "--format", "csv"]
+    assert main(argv) == 0
+    default = capsys.readouterr()
+    assert "the linear evaluations" in default.err and "linear on 3, knn on 1" in default.err
+    assert main([*argv, "--eval", "linear"]) == 0
+    assert capsys.readouterr().out == default.out
+
+
 def test_without_eval_a_study_evaluated_in_several_modes_is_refused_naming_them(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from analysis.__main__ import main
 
     uri = _study_evaluated_in(tmp_path, "two-modes", ("linear", "knn"))
     assert main(["report", "--study", "two-modes", "--out", str(tmp_path / "r"), "--no-log", "--tracking-uri", uri]) == 2
     error = capsys.readouterr().err
-    assert "several modes (knn, linear)" in error and "--eval" in error
+    assert "several modes (knn, linear) covering equally many trials" in error and "--eval" in error
     assert not (tmp_path / "r").exists()
     assert main(["report", "--study", "two-modes", "--eval", "knn", "--out", str(tmp_path / "r"), "--no-log", "--tracking-uri", uri]) == 0
 
