@@ -4,9 +4,11 @@ The paper a study reproduces is the one whose evaluation recipe it ran (``recipe
 evaluation runs: ``flatclr`` or ``attentionnce``; a study without one is compared with the
 AttentionNCE lineage, whose recipe is the evaluation's default). Each line compares what the
 trial and evaluation runs recorded in MLflow with that paper's recipe (``trainables/spec/papers.py``,
-as the project notes give it), and says nothing where they agree.
-Facts of this code that no param records (how InfoNCE is computed, the probe's BatchNorm mode,
-its input) are stated for every study, since every paper differs from them.
+read from the paper's official code), and a setting that agrees with the paper gets no line: a
+reader of the report learns only what differs. A setting the study sweeps (several values among
+its trials) is the study's question, not a departure: its line says that it is swept.
+Facts of this code that no param records (the probe's BatchNorm mode, its input) are stated
+where they differ from the paper's evaluation.
 """
 
 from __future__ import annotations
@@ -17,19 +19,20 @@ from collections.abc import Callable
 import pandas as pd
 
 from analysis import load
-from analysis.labels import REFERENCE_LOSS, distinct_text, format_value, loss_label
+from analysis.labels import distinct_text, format_value
 from trainables.spec import run_schema as rs
-from trainables.spec.datasets import STATS_FROM_CONFIG
+from trainables.spec.datasets import DATASETS, STATS_FROM_CONFIG, augment_defaults
 from trainables.spec.papers import DEFAULT_PAPER, PAPERS, PaperRecipe
 
 _PARAM = load.EXTRA_PARAM_PREFIX
 _EVAL = load.EVAL_PARAM_PREFIX
 
 
+EVAL_NAMES: dict[str, str] = {"linear": "a linear probe", "finetune": "fine-tuning", "knn": "a kNN classifier"}
 PROBE_INPUTS: dict[str, str] = {
     "linear": "frozen features of unaugmented images, computed once and cached",
     "finetune": "crop-and-flip augmented images, the whole network trained",
-    "knn": "frozen features of unaugmented images (a kNN classifier, nothing trained)",
+    "knn": "frozen features of unaugmented images, nothing trained",
 }
 
 
@@ -51,11 +54,12 @@ def conditions(trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL) -> lis
     """
     paper = PAPERS[paper_for(trials)]
     header = (
-        f"Compared with the recipe of {paper.name} ({paper.source}), chosen by the evaluation recipe "
-        f"{distinct_text(trials, load.RECIPE)}. Listed: where the configs recorded in MLflow differ from it."
+        f"Compared with the recipe of {paper.name}: {paper.source}; chosen by the evaluation recipe "
+        f"{distinct_text(trials, load.RECIPE)}. Listed: where the configs recorded in MLflow differ from it, "
+        "and the settings the study sweeps."
     )
     lines = [check(trials, paper) for check in _PRETRAINING + _EVALUATION]
-    return [header, *(line for line in lines if line), _selection(metric)]
+    return [header, *(line for line in [*lines, _selection(metric)] if line)]
 
 
 def _values(trials: pd.DataFrame, column: str) -> list[object]:
@@ -88,9 +92,14 @@ def _text(values: list[object]) -> str:
     return ", ".join(str(value) for value in values)
 
 
+SWEPT = "the axis this study sweeps"
+
+
 def _compare(label: str, column: str, attribute: str) -> Callable[[pd.DataFrame, PaperRecipe], str]:
     def check(trials: pd.DataFrame, paper: PaperRecipe) -> str:
         values, expected = _values(trials, column), getattr(paper, attribute)
+        if len(values) > 1:
+            return f"{label}: {_text(values)}, {SWEPT}."
         if not _differs(values, expected):
             return ""
         return f"{label}: {_text(values)} (the paper: {format_value(expected)})."
@@ -107,11 +116,24 @@ def _departing(trials: pd.DataFrame, paper: PaperRecipe, attributes: dict[str, s
 
 
 def _lr(trials: pd.DataFrame, paper: PaperRecipe) -> str:
+    """The optimiser, base lr and its scaling rule; a swept lr is named as swept, and compared with
+    the paper only through the optimiser and rule it is used with."""
+    lrs = _values(trials, rs.P_LR)
+    swept = len(lrs) > 1
+    rule = "" if paper.lr_scaling == "none" else f" × B/256 ({paper.lr_scaling} scaling)"
+    if swept:
+        departing = _departing(trials, paper, {rs.P_OPTIMIZER: "optimizer", rs.P_LR_SCALING: "lr_scaling"})
+        if departing is None:
+            return f"Learning rate: {_text(lrs)}, {SWEPT}."
+        optimizers, scalings = departing
+        return (
+            f"Optimiser and lr: {_text(optimizers)}, scaling {_text(scalings) or '—'}, lr {_text(lrs)} ({SWEPT}) "
+            f"(the paper: {paper.optimizer}, lr {format_value(paper.lr)}{rule})."
+        )
     departing = _departing(trials, paper, {rs.P_OPTIMIZER: "optimizer", rs.P_LR: "lr", rs.P_LR_SCALING: "lr_scaling"})
     if departing is None:
         return ""
     optimizers, lrs, scalings = departing
-    rule = "" if paper.lr_scaling == "none" else f" × B/256 ({paper.lr_scaling} scaling)"
     return (
         f"Optimiser and lr: {_text(optimizers)}, lr {_text(lrs)}, scaling {_text(scalings) or '—'} "
         f"(the paper: {paper.optimizer}, lr {format_value(paper.lr)}{rule})."
@@ -137,12 +159,24 @@ def _temperature(trials: pd.DataFrame, paper: PaperRecipe) -> str:
 
 
 def _blur(trials: pd.DataFrame, paper: PaperRecipe) -> str:
-    values = _values(trials, _PARAM + "blur_prob")
-    if values and not _differs(values, paper.blur_prob):
+    """The blur each trial trained with: its ``blur_prob``, or where none was set, its dataset's default."""
+    values = sorted({_blur_prob(trial) for _, trial in trials.iterrows()} - {None}, key=float)
+    if not _differs(values, paper.blur_prob):
         return ""
-    if not values:
-        return f"Augmentation: the dataset's default (blur_prob not set; the paper: {paper.blur})."
-    return f"Augmentation: blur probability {_text(values)} (the paper: {paper.blur})."
+    return f"Augmentation: Gaussian blur with probability {_text(values)} (the paper: {paper.blur})."
+
+
+def _blur_prob(trial: pd.Series) -> str | None:
+    """A trial's blur probability as text; None where neither it nor its dataset's defaults are known."""
+    given = trial.get(_PARAM + "blur_prob")
+    if given is not None and not pd.isna(given):
+        return format_value(given)
+    spec = DATASETS.get(str(trial.get(rs.P_DATASET)))
+    size = pd.to_numeric(trial.get(_PARAM + "data.image_size"), errors="coerce")
+    defaults = spec.augment if spec is not None and spec.augment is not None else None
+    if defaults is None and not pd.isna(size):
+        defaults = augment_defaults(int(size))  # an image folder's defaults follow its resolution
+    return None if defaults is None else format_value(defaults["blur_prob"])
 
 
 def _precision(trials: pd.DataFrame, paper: PaperRecipe) -> str:
@@ -183,21 +217,23 @@ def _normalisation(trials: pd.DataFrame, paper: PaperRecipe) -> str:
     )
 
 
-def _infonce(trials: pd.DataFrame, paper: PaperRecipe) -> str:
-    if REFERENCE_LOSS not in set(trials[rs.P_LOSS].dropna()):
+def _probe(trials: pd.DataFrame, paper: PaperRecipe) -> str:
+    """What the evaluation trains on, where it is not what the paper's linear probe trains on."""
+    modes = [str(mode) for mode in _values(trials, load.EVAL_MODE)]
+    departing = [mode for mode in modes if mode != "linear" or paper.probe_augments]
+    if not departing:
+        return ""
+    inputs = "; ".join(f"{EVAL_NAMES.get(mode, mode)} on {PROBE_INPUTS.get(mode, mode)}" for mode in departing)
+    return f"Evaluation: {inputs} (the paper: a linear probe on {paper.probe_input})."
+
+
+def _batch_norm(trials: pd.DataFrame, paper: PaperRecipe) -> str:
+    """Every paper's probe keeps the backbone in train mode; this code's frozen-feature evaluations do not."""
+    if not set(_values(trials, load.EVAL_MODE)) & {"linear", "knn"}:
         return ""
     return (
-        f"{loss_label(REFERENCE_LOSS)}: computed exactly as softplus of the log-sum-exp over negatives minus the "
-        f"positive (the paper's code: {paper.infonce}; equal in exact arithmetic, rounded differently)."
-    )
-
-
-def _probe(trials: pd.DataFrame, paper: PaperRecipe) -> str:
-    modes = _values(trials, load.EVAL_MODE)
-    inputs = "; ".join(PROBE_INPUTS.get(str(mode), str(mode)) for mode in modes)
-    return (
-        f"Evaluation input: {inputs}, backbone BatchNorm in eval mode (the paper's probe: {paper.probe_input}, "
-        "BatchNorm in train mode)."
+        "Backbone BatchNorm during evaluation: eval mode, its running statistics fixed (the paper's probe: train mode, "
+        "batch statistics, running statistics updated)."
     )
 
 
@@ -230,7 +266,7 @@ def _probe_column(trials: pd.DataFrame, name: str) -> str:
 
 def _selection(metric: str) -> str:
     if metric == rs.M_MAX_TEST_OVER_EPOCHS:
-        return "Model selection: the best test accuracy over probe epochs, as the papers report (test-set-selected)."
+        return ""  # the papers' own selection: no departure
     return (
         "Model selection: the probe epoch with the best validation accuracy, its test accuracy reported "
         "(the papers: the best test accuracy over epochs)."
@@ -249,6 +285,5 @@ _PRETRAINING: list[Callable[[pd.DataFrame, PaperRecipe], str]] = [
     _precision,
     _training_set,
     _normalisation,
-    _infonce,
 ]
-_EVALUATION: list[Callable[[pd.DataFrame, PaperRecipe], str]] = [_probe, _probe_recipe]
+_EVALUATION: list[Callable[[pd.DataFrame, PaperRecipe], str]] = [_probe, _batch_norm, _probe_recipe]

@@ -543,18 +543,38 @@ def test_report_header_names_trials_wall_clock_run_and_short_commit(
 def test_conditions_list_what_departs_from_the_papers_recipe(study: Study, small_study: str) -> None:
     lines = conditions(load_study(small_study, study.uri))
     text = "\n".join(lines)
-    assert lines[0].startswith("Compared with the recipe of FlatCLR")
+    assert lines[0].startswith("Compared with the recipe of FlatCLR (Chen et al. 2021): arXiv 2107.01152")
     assert "Backbone: resnet18 (the paper: resnet50)." in text
     assert "Pretraining epochs: 3 (the paper: 100)." in text
     assert "Precision: bf16 autocast" in text  # precision auto on cuda
-    assert "blur probability 0.5 (the paper: no blur" in text
+    assert "blur with probability 0.5 (the paper: no blur" in text
     assert "validation split of 0.1" in text
     assert "Linear probe: batch 512, lr 1.6 (the recipe's), 100 epochs" in text and "8× the step per example" in text
-    assert "Evaluation input: frozen features of unaugmented images" in text
-    # The synthetic study runs the AttentionNCE lineage's recipe at τ 0.5 and batch sizes that include 256.
+    assert "Backbone BatchNorm during evaluation: eval mode" in text
+    # FlatCLR's probe trains on unaugmented images, as this one does: no line about the probe's input.
+    assert "Evaluation:" not in text
+    # The batch size is the study's question, not a departure from the paper's 512.
+    assert "Pretraining batch size: 32, 64, the axis this study sweeps." in text and "(the paper: 512)" not in text
+    # The synthetic study runs the AttentionNCE lineage's recipe at τ 0.5 and its blur (0.0 on CIFAR by default).
     lineage = "\n".join(conditions(load_study(NAME, study.uri)))
     assert "τ" not in lineage and "Precision" not in lineage and "Linear probe" not in lineage
-    assert "Optimiser and lr: sgd, lr 0.1, 0.3, 1, scaling linear (the paper: adam, lr 0.001)." in lineage
+    assert "Optimiser and lr: sgd, scaling linear, lr 0.1, 0.3, 1 (the axis this study sweeps) (the paper: adam, lr 0.001)." in lineage
+    assert "Augmentation: Gaussian blur with probability 0 (the paper: Gaussian blur with p = 0.5" in lineage
+    assert "Evaluation: a linear probe on frozen features" in lineage  # the lineage's probe trains on augmented images
+
+
+def test_conditions_hold_only_departures_and_cite_no_project_file(study: Study, small_study: str) -> None:
+    """A setting equal to the paper's gets no line, whether given or the dataset's default; no line names a
+    file of this project, which a reader of the report has not."""
+    trials = load_study(small_study, study.uri)
+    for given in ("0.0", None):  # FlatCLR's CIFAR recipe has no blur; CIFAR-10's default has none either
+        same = trials.copy()
+        same["param.blur_prob"] = given
+        text = "\n".join(conditions(same))
+        assert "Augmentation" not in text and "blur" not in text.split("\n", 1)[1]
+    text = "\n".join(conditions(trials) + conditions(load_study(NAME, study.uri)))
+    assert "exact arithmetic" not in text and "InfoNCE" not in text  # the same loss, computed another way, is none
+    assert not re.search(r"\.md\b|§|shared/docs|\b(trainables|analysis|study|search_spaces|benchmarks)/", text), text
 
 
 def test_conditions_name_statistics_given_in_the_config(study: Study, small_study: str) -> None:

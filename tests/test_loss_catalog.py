@@ -178,7 +178,6 @@ EXEMPT = ("trainables/core/losses/", "trainables/spec/losses.py", "tests/", "doc
 # Strings that spell a loss's or hyperparameter's name but name something else, by file and name.
 OTHER_MEANINGS: dict[tuple[str, str], str] = {
     ("trainables/spec/papers.py", "attentionnce"): "a paper recipe named after the AttentionNCE code base, not the loss",
-    ("analysis/conditions.py", "infonce"): "the paper recipe's field saying how that paper's code computes InfoNCE",
     ("analysis/conditions.py", "temperature"): "the paper recipe's field holding the temperature that paper used",
     ("trainables/spec/run_schema.py", "temperature"): "the MLflow param every loss logs, typed for the analysis",
 }
