@@ -61,7 +61,23 @@ class Diff:
         return self.verdict is not None and self.verdict.resolved
 
 
-Cell = Stat | Diff | str | None
+@dataclass(frozen=True)
+class Span:
+    """One cell that holds for several columns of its row, shown once across them: the random-init
+    encoder is trained at no batch size (nor M, nor lr), so its one number is every column's.
+
+    Attributes:
+        cell: The cell shown.
+        columns: How many columns it covers, its own first; the grid holds None in the others.
+        label: What it covers, in words (``every B``).
+    """
+
+    cell: Stat | str
+    columns: int
+    label: str
+
+
+Cell = Stat | Diff | Span | str | None
 
 
 @dataclass(frozen=True)
@@ -71,7 +87,7 @@ class Table:
     Attributes:
         key: File stem, e.g. ``batch_size``.
         title: Short title.
-        grid: Cells (``Stat``, ``Diff``, ``str`` or None for missing); the index holds the row
+        grid: Cells (``Stat``, ``Diff``, ``Span``, ``str`` or None for missing or covered by a span); the index holds the row
             labels (its names label the row columns), the columns the column values.
         column_name: What the columns are, e.g. ``batch size``.
         column_symbol: Prefix of numeric column headers (``B`` gives ``B=256``); empty for none.

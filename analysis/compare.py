@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis import load
-from analysis.cells import Diff, Table
+from analysis.cells import Diff, Span, Table
 from analysis.claims import (
     CONTRADICTED,
     SUPPORTED,
@@ -231,7 +231,7 @@ def _cells(table: Table) -> dict[tuple[Hashable, str], object]:
     for row, cells in table.grid.iterrows():
         for column, cell in cells.items():
             if cell is not None:
-                found[(row, _column(table, column))] = cell
+                found[(row, cell.label if isinstance(cell, Span) else _column(table, column))] = cell
     return found
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis import load, notes
-from analysis.cells import Cell, Diff, Stat, Table
+from analysis.cells import Cell, Diff, Span, Stat, Table
 from analysis.labels import RANDOM_INIT, REFERENCE_LOSS, hours_unit, loss_label
 from analysis.selection import seed_values, summarize
 from analysis.statistics import Verdict, mean_interval, paired_differences, verdicts
@@ -172,9 +172,7 @@ def loss_axis_table(
     )
     family = _family(checks + differences)
     rows = _loss_rows(summary, axis, _resolved_best(checks, family))
-    rows[_labelled(row_keys[0], "", RANDOM_INIT) if row_keys else RANDOM_INIT] = dict.fromkeys(
-        columns, _baseline_cell(baseline)
-    )
+    rows[_labelled(row_keys[0], "", RANDOM_INIT) if row_keys else RANDOM_INIT] = _baseline_row(baseline, columns, axis)
     for comparison in differences:
         rows.setdefault(comparison.row, {})[comparison.column] = _diff(comparison, _oriented(comparison, family))
     if axis.spread:
@@ -347,8 +345,13 @@ def _stat(values: pd.Series, best: bool = False) -> Stat:
     return Stat(float(values.mean()), float(values.std()), len(values), mean_interval(values), best, by_seed)
 
 
-def _baseline_cell(baseline: pd.Series) -> Cell:
-    return NOT_RECORDED if baseline.empty else _stat(baseline)
+def _baseline_row(baseline: pd.Series, columns: list, axis: LossAxis) -> dict[Hashable, Cell]:
+    """The random-init row: its one cell spanning every column, since the untrained encoder has no column's setting."""
+    row: dict[Hashable, Cell] = dict.fromkeys(columns)
+    if columns:
+        cell = NOT_RECORDED if baseline.empty else _stat(baseline)
+        row[columns[0]] = Span(cell, len(columns), f"every {axis.column_symbol}")
+    return row
 
 
 def _loss_rows(summary: pd.DataFrame, axis: LossAxis, best: set[tuple]) -> dict[Hashable, dict]:

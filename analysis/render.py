@@ -16,7 +16,7 @@ from importlib.resources import files
 
 import pandas as pd
 
-from analysis.cells import Cell, Diff, Stat, Table
+from analysis.cells import Cell, Diff, Span, Stat, Table
 from analysis.claims import ClaimResult, claims_intro, evidence_text, verdict_text
 from analysis.labels import RANDOM_INIT, format_value
 from analysis.latex import latex_escape
@@ -24,6 +24,8 @@ from analysis.power import MAX_SEEDS
 from analysis.statistics import Interval
 
 MISSING = "—"
+_COVERED = object()  # a grid column that a span of the same row already shows
+SPAN_CSV_NOTE = "A row whose column field is empty holds one value for every column (the random-init encoder has none)."
 NOT_RESOLVED = "not resolved"
 ROW_NAMES: dict[str, str] = {"batch_size": "batch size", "loss": "loss", "dataset": "dataset"}
 CSV_FIELDS = (
@@ -56,6 +58,8 @@ def cell_text(cell: Cell) -> str:
         return _stat_text(cell)
     if isinstance(cell, Diff):
         return _diff_text(cell)
+    if isinstance(cell, Span):
+        return f"{cell_text(cell.cell)}, {cell.label}"
     return MISSING if _is_missing(cell) else str(cell)
 
 
@@ -66,7 +70,8 @@ def to_markdown(table: Table) -> str:
     lines.append(_md_row(_header(table)))
     lines.append(_md_row([alignment[side] for side in _alignments(table)]))
     for labels, cells in _rows(table):
-        lines.append(_md_row([*labels, *(_md_cell(cell) for cell in cells)]))
+        texts = [_md_cell(cell) for cell, width in _spanned(cells) for cell in [cell, *[_COVERED] * (width - 1)]]
+        lines.append(_md_row([*labels, *texts]))
     lines += ["", *(f"- {note}" for note in table.footnotes)]
     return "\n".join(lines) + "\n"
 
@@ -75,18 +80,22 @@ def to_csv(table: Table) -> str:
     """Tidy CSV, one line per cell, under ``#`` lines carrying the title, caption and notes.
 
     Read it back with ``pandas.read_csv(path, comment="#")``; ``row`` numbers the table's rows,
-    percentages are in ``mean_pct``, ``std_pct`` and ``difference_pp``.
+    percentages are in ``mean_pct``, ``std_pct`` and ``difference_pp``. A cell that holds for every
+    column (the random-init row's) is one line whose column field is empty.
     """
     buffer = io.StringIO()
-    for line in (table.title, table.caption, *table.footnotes):
+    for line in (table.title, table.caption, *table.footnotes, SPAN_CSV_NOTE):
         buffer.write(f"# {line}\n")
     row_names = [ROW_NAMES.get(name, name) for name in table.grid.index.names]
     writer = csv.DictWriter(buffer, ["row", *row_names, table.column_name or "column", *CSV_FIELDS])
     writer.writeheader()
     for number, (labels, cells) in enumerate(_rows(table)):
         for column, cell in zip(table.grid.columns, cells):
-            record = {"row": number, **dict(zip(row_names, labels)), table.column_name or "column": column}
-            writer.writerow(record | _csv_fields(cell))
+            if cell is _COVERED:
+                continue
+            shown = "" if isinstance(cell, Span) else column
+            record = {"row": number, **dict(zip(row_names, labels)), table.column_name or "column": shown}
+            writer.writerow(record | _csv_fields(cell.cell if isinstance(cell, Span) else cell))
     return buffer.getvalue()
 
 
@@ -109,7 +118,7 @@ def to_latex(table: Table) -> str:
         if previous and section != previous:
             lines.append(r"\midrule")
         previous = section
-        texts = [*(latex_escape(label) for label in labels), *(_latex_cell(cell) for cell in cells)]
+        texts = [*(latex_escape(label) for label in labels), *(_latex_cell(cell) for cell, _ in _spanned(cells))]
         lines.append(" & ".join(texts) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     notes = [rf"\par\smallskip{{\footnotesize {latex_escape(note)}}}" for note in table.footnotes]
@@ -123,7 +132,7 @@ def to_html(table: Table) -> str:
     body = "".join(
         "<tr>"
         + "".join(f'<th scope="row">{html.escape(label)}</th>' for label in labels)
-        + "".join(f'<td class="{side}">{_html_cell(cell)}</td>' for side, cell in zip(data_sides, cells))
+        + "".join(_html_td(cell, width, side) for (cell, width), side in zip(_spanned(cells), _span_sides(cells, data_sides)))
         + "</tr>"
         for labels, cells in _rows(table)
     )
@@ -205,12 +214,26 @@ def _column_header(table: Table, column: object) -> str:
 
 
 def _rows(table: Table) -> list[tuple[list[str], list[Cell]]]:
-    """Each grid row as (row labels as text, cells)."""
+    """Each grid row as (row labels as text, cells), the columns a span covers holding ``_COVERED``."""
     rows = []
     for key, cells in table.grid.iterrows():
         labels = list(key) if isinstance(key, tuple) else [key]
-        rows.append(([format_value(label) for label in labels], list(cells)))
+        shown, covered = [], 0
+        for cell in cells:
+            shown.append(_COVERED if covered else cell)
+            covered = cell.columns - 1 if isinstance(cell, Span) else max(covered - 1, 0)
+        rows.append(([format_value(label) for label in labels], shown))
     return rows
+
+
+def _spanned(cells: list[Cell]) -> list[tuple[Cell, int]]:
+    """The cells a row shows, each with the columns it covers (a span's, else 1)."""
+    return [(cell, cell.columns if isinstance(cell, Span) else 1) for cell in cells if cell is not _COVERED]
+
+
+def _span_sides(cells: list[Cell], sides: list[str]) -> list[str]:
+    """The alignment of each shown cell: a span is centred across its columns."""
+    return ["c" if isinstance(cell, Span) else side for cell, side in zip(cells, sides) if cell is not _COVERED]
 
 
 def _alignments(table: Table) -> list[str]:
@@ -287,7 +310,9 @@ def _planning(diff: Diff) -> str:
 def _md_cell(cell: Cell) -> str:
     if isinstance(cell, Stat):
         return _stat_text(cell, lambda body: f"**{body}**")
-    return cell_text(cell)
+    if isinstance(cell, Span):
+        return f"{_md_cell(cell.cell)}, {cell.label}"
+    return "" if cell is _COVERED else cell_text(cell)
 
 
 def _md_row(texts: Sequence[str]) -> str:
@@ -297,7 +322,15 @@ def _md_row(texts: Sequence[str]) -> str:
 def _latex_cell(cell: Cell) -> str:
     if isinstance(cell, Stat):
         return _stat_text(cell, lambda body: rf"\textbf{{{body}}}", latex_escape)
+    if isinstance(cell, Span):
+        return rf"\multicolumn{{{cell.columns}}}{{c}}{{{_latex_cell(cell.cell)}, {latex_escape(cell.label)}}}"
     return latex_escape(cell_text(cell))
+
+
+def _html_td(cell: Cell, width: int, side: str) -> str:
+    if isinstance(cell, Span):
+        return f'<td class="{side}" colspan="{width}">{_html_cell(cell.cell)}<br><span class="d">{html.escape(cell.label)}</span></td>'
+    return f'<td class="{side}">{_html_cell(cell)}</td>'
 
 
 def _html_cell(cell: Cell) -> str:

@@ -37,7 +37,7 @@ from analysis import (
     write_report,
 )
 from analysis.__main__ import main
-from analysis.cells import Diff, Stat
+from analysis.cells import Diff, Span, Stat
 from analysis.conditions import conditions
 from analysis.labels import counted
 from analysis.reported import PROVENANCE_TAGS, REPORTED
@@ -304,7 +304,12 @@ def test_random_init_row_and_learning_over_it(study: Study, trials: pd.DataFrame
     for build in (batch_size_table, views_table, equal_compute_table, lr_table):
         table = build(trials, baselines=baselines)
         row = table.grid.loc["random init"]
-        cell = row.iloc[0] if isinstance(row, pd.Series) else row.iloc[0, 0]
+        cells = list(row) if isinstance(row, pd.Series) else list(row.iloc[0])
+        span, *rest = cells
+        # The untrained encoder has no batch size, M or lr: its one number spans the axis's columns, once.
+        axis_columns = [column for column in table.grid.columns if column != "spread (pp)"]
+        assert isinstance(span, Span) and span.columns == len(axis_columns) and set(rest) == {None}
+        cell = span.cell
         assert isinstance(cell, Stat) and cell.n == 3 and cell.mean == pytest.approx(base.mean())
         half = stats.t.ppf(0.975, 2) * base.std() / math.sqrt(3)
         assert (cell.interval.low, cell.interval.high) == pytest.approx((base.mean() - half, base.mean() + half))
@@ -314,7 +319,7 @@ def test_random_init_row_and_learning_over_it(study: Study, trials: pd.DataFrame
     assert learned.n_pairs == 3 and learned.value == pytest.approx((flat - base).mean()) and learned.resolved
     assert learned.verdict.p_value == pytest.approx(stats.ttest_rel(flat, base[flat.index]).pvalue)
     without = batch_size_table(trials).grid
-    assert set(without.loc["random init"]) == {"not recorded"}
+    assert without.loc["random init"].iloc[0].cell == "not recorded" and set(without.loc["random init"].iloc[1:]) == {None}
     assert "FlatNCE − random init" not in without.index
 
 
@@ -425,6 +430,27 @@ def test_csv_round_trips_the_numbers(tmp_path: Path, trials: pd.DataFrame) -> No
     )
     assert "paired-t interval over 3 seeds" in diff["interval"]
     assert path.read_text().startswith("# Accuracy vs batch size\n# Study synthetic-cifar")
+
+
+def test_the_random_init_number_is_shown_once_in_every_format(
+    tmp_path: Path, trials: pd.DataFrame, baselines: pd.DataFrame
+) -> None:
+    table = batch_size_table(trials, baselines=baselines)
+    base = pd.Series(RANDOM_INIT)
+    mean = f"{100 * base.mean():.2f}"
+    columns = len(table.grid.columns)
+    row = next(line for line in render.to_markdown(table).splitlines() if line.startswith("| random init |"))
+    assert row.count(mean) == 1 and "every B" in row and row.count("|") == columns + 2  # the other columns empty
+    page = render.to_html(table)
+    assert page.count(f'colspan="{columns}">{mean}') == 1
+    latex = render.to_latex(table)
+    assert latex.count(rf"\multicolumn{{{columns}}}{{c}}{{{mean}") == 1
+    path = tmp_path / "batch.csv"
+    path.write_text(render.to_csv(table))
+    frame = pd.read_csv(path, comment="#")
+    [line] = frame[frame["loss"] == "random init"].to_dict("records")  # one machine-readable line, not one per B
+    assert math.isnan(line["batch size"]) and line["mean_pct"] == pytest.approx(100 * base.mean(), abs=1e-4) and line["n"] == 3
+    assert "column field is empty holds one value for every column" in path.read_text()
 
 
 def test_latex_is_booktabs_and_escaped(trials: pd.DataFrame) -> None:
