@@ -50,10 +50,10 @@ AXIS_LABELS: dict[str, str] = {
     rs.M_MAX_TEST_OVER_EPOCHS: "max test accuracy over epochs (%)\n(test-set-selected)",
 }
 
-# Title and caption of each plot, by file stem.
+# Title and caption of each plot, by file stem; a title is never a table's (the page's headings tell them apart).
 PLOTS: dict[str, tuple[str, str]] = {
     "accuracy_vs_batch_size": (
-        "Accuracy vs batch size",
+        "Plot of accuracy vs batch size",
         "Mean over seeds per loss and batch size (log-2 axis); error bars: 95 % bootstrap interval over seeds; "
         "grey band: the random-init baseline (named under the axis where it lies far below). Each point is the "
         "configuration with the best mean validation accuracy, as in the batch-size table.",
@@ -66,7 +66,7 @@ PLOTS: dict[str, tuple[str, str]] = {
         "band: the random-init baseline (named under the axis where it lies far below).",
     ),
     "accuracy_vs_compute": (
-        "Accuracy against compute",
+        "Plot of accuracy against compute",
         "Left: test accuracy at the validation-selected epoch against the device-hours per trial, per loss and batch "
         "size (mean over seeds; bars: 95 % t interval over seeds). Middle and right: validation kNN accuracy at each "
         "evaluated epoch against the device-hours and the wall-clock minutes spent to reach it (mean over seeds per "

@@ -478,6 +478,8 @@ def test_write_report_writes_everything_and_logs_it(tmp_path: Path, study: Study
         assert "<svg" in svg.read_text()[:2000]
     page = report.html.read_text()
     assert page.count("<table>") == 7 and page.count("data:image/png;base64,") == 4
+    headings = re.findall(r"<h2>(.*?)</h2>", page)
+    assert len(headings) == len(set(headings)), headings  # a table and its plot are told apart
     style = re.search(r"<style>(.*?)</style>", page, re.DOTALL).group(1)  # report.css, on one line
     assert "\n" not in style and style.startswith("body { font-family") and style.endswith("color: #444; }")
     assert report.batch_size_markdown == (tmp_path / "tables" / "batch_size.md").read_text()
