@@ -55,8 +55,12 @@ class Compute:
 
 
 def compute_varies(trials: pd.DataFrame, metric: str = rs.M_TEST_AT_BEST_VAL) -> bool:
-    """Whether the cells' mean device-hours per trial differ (by more than ``VARIES``)."""
+    """Whether the cells differ in compute: in batch size (another number of steps an epoch, each
+    of another cost, whether or not one machine's timings show it), or in mean device-hours per
+    trial by more than ``VARIES``."""
     selected = selected_trials(trials, CELL, metric)
+    if selected[rs.P_BATCH_SIZE].nunique() > 1:
+        return True
     hours = selected.groupby(CELL)[rs.M_DEVICE_HOURS].mean().dropna()
     return len(hours) > 1 and hours.min() > 0 and hours.max() / hours.min() > VARIES
 

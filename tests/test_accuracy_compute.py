@@ -100,6 +100,13 @@ def test_the_report_has_the_compute_table_and_plot_where_compute_varies_and_is_r
     assert "CPU-h to kNN" in to_markdown(compute_table(load_compute(trials, uri), trials))
 
 
+def test_a_batch_size_sweep_varies_compute_even_where_the_timings_are_equal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PER_EPOCH_S, 32, PER_EPOCH_S[256])  # one machine's timings that do not tell the batches apart
+    uri, trials = planted(tmp_path)
+    assert trials.groupby(rs.P_BATCH_SIZE)[rs.M_DEVICE_HOURS].mean().nunique() == 1
+    assert compute_varies(trials)
+
+
 def test_a_study_of_one_cost_has_no_compute_section(tmp_path: Path) -> None:
     uri, trials = planted(tmp_path, batches=(32,))
     assert not compute_varies(trials)
