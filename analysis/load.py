@@ -229,9 +229,7 @@ def study_eval_mode(name_or_parent_run_id: str, tracking_uri: str | None = None)
     recorded = study_run.data.params.get(rs.P_EVAL_MODE)
     if recorded:
         return recorded
-    trials: dict[str, set[str]] = {}
-    for run in _study_runs(client, study_run, rs.KIND_EVAL):
-        trials.setdefault(run.data.params.get(rs.P_EVAL_MODE, "?"), set()).add(run.data.tags.get(rs.PARENT, ""))
+    trials = _trials_by_mode(client, study_run)
     if not trials:
         return "linear"
     ranked = sorted(trials, key=lambda mode: (-len(trials[mode]), mode))
@@ -254,9 +252,17 @@ def _study_runs(client: MlflowClient, study_run: Run, kind: str, eval_mode: str 
     return search_runs(client, tags, params=params)
 
 
+def _trials_by_mode(client: MlflowClient, study_run: Run) -> dict[str, set[str]]:
+    """The study's evaluation modes, each with the run ids of the trials evaluated in it."""
+    trials: dict[str, set[str]] = {}
+    for run in _study_runs(client, study_run, rs.KIND_EVAL):
+        trials.setdefault(run.data.params.get(rs.P_EVAL_MODE, "?"), set()).add(run.data.tags.get(rs.PARENT, ""))
+    return trials
+
+
 def _check_eval_mode(client: MlflowClient, study_run: Run, eval_mode: str) -> None:
     """A study evaluated in other modes only is named with them, rather than read as a table of gaps."""
-    modes = sorted({run.data.params.get(rs.P_EVAL_MODE, "?") for run in _study_runs(client, study_run, rs.KIND_EVAL)})
+    modes = sorted(_trials_by_mode(client, study_run))
     if modes:
         raise ValueError(
             f"eval mode {eval_mode!r}: study {_study_label(study_run)} has no {eval_mode} evaluation runs; "

@@ -70,8 +70,7 @@ def to_markdown(table: Table) -> str:
     lines.append(_md_row(_header(table)))
     lines.append(_md_row([alignment[side] for side in _alignments(table)]))
     for labels, cells in _rows(table):
-        texts = [_md_cell(cell) for cell, width in _spanned(cells) for cell in [cell, *[_COVERED] * (width - 1)]]
-        lines.append(_md_row([*labels, *texts]))
+        lines.append(_md_row([*labels, *(_md_cell(cell) for cell in cells)]))  # a covered column shows empty
     lines += ["", *(f"- {note}" for note in table.footnotes)]
     return "\n".join(lines) + "\n"
 
